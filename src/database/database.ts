@@ -1,0 +1,41 @@
+/**
+ * The read-model database: a pg pool and the drizzle client over it, opened once and passed down.
+ */
+import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
+import { migrate } from 'drizzle-orm/node-postgres/migrator';
+import pg from 'pg';
+import { fileURLToPath } from 'node:url';
+import * as schema from './schema.ts';
+
+export type ReadModelDb = NodePgDatabase<typeof schema>;
+
+export interface Database {
+  readonly pool: pg.Pool;
+  readonly db: ReadModelDb;
+  close(): Promise<void>;
+}
+
+export const openDatabase = (connectionString: string, options: { max?: number } = {}): Database => {
+  const pool = new pg.Pool({ connectionString, max: options.max ?? 10 });
+  // An idle client that loses its server must not crash the process; the next query reports it.
+  pool.on('error', () => {});
+  return { pool, db: drizzle(pool, { schema }), close: () => pool.end() };
+};
+
+const readModelMigrations = fileURLToPath(new URL('../../migrations/read-models', import.meta.url));
+
+export class MigrationError extends Error {
+  override readonly name = 'MigrationError';
+}
+
+/** Applies the committed read-model migrations; throws `MigrationError` saying which step failed. */
+export const migrateReadModels = async (database: Database): Promise<void> => {
+  try {
+    await migrate(database.db, { migrationsFolder: readModelMigrations, migrationsSchema: 'public' });
+  } catch (error) {
+    throw new MigrationError(
+      `read-model migration failed: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
+  }
+};

@@ -1,0 +1,160 @@
+/**
+ * The event-store port: the only way calltrail talks to its event store. Two adapters implement it,
+ * EventStoreDB (`eventstoredb.ts`) and PostgreSQL (`postgres/`), and both pass the same contract suite
+ * (`test/contract/event-store.contract.ts`). Nothing outside `src/event-store/` knows which one runs.
+ *
+ * Semantics follow EventStoreDB's, so the two adapters are interchangeable:
+ * - a stream is an ordered list of events with revisions 0, 1, 2, ...;
+ * - every event also has a position in the global order of all streams ($all); positions are
+ *   unsigned 64-bit, monotonic, not contiguous, and always carried as bigint;
+ * - appends are atomic per call and guarded by an expected revision.
+ */
+
+/** A position in the global order. Compare with `comparePositions`; never convert to a JS number. */
+export interface GlobalPosition {
+  readonly commit: bigint;
+  readonly prepare: bigint;
+}
+
+export const comparePositions = (a: GlobalPosition, b: GlobalPosition): number =>
+  a.commit === b.commit
+    ? a.prepare === b.prepare
+      ? 0
+      : a.prepare < b.prepare
+        ? -1
+        : 1
+    : a.commit < b.commit
+      ? -1
+      : 1;
+
+/** `"<commit>/<prepare>"`: the lossless text form used in checkpoints, cursors and APIs. */
+export const formatPosition = (position: GlobalPosition): string => `${position.commit}/${position.prepare}`;
+
+const positionPattern = /^(\d{1,20})\/(\d{1,20})$/;
+const maxUint64 = (1n << 64n) - 1n;
+
+/** Parses the text form; returns undefined for anything that is not two unsigned 64-bit integers. */
+export const parsePosition = (text: string): GlobalPosition | undefined => {
+  const match = positionPattern.exec(text);
+  if (!match) return undefined;
+  const commit = BigInt(match[1]!);
+  const prepare = BigInt(match[2]!);
+  if (commit > maxUint64 || prepare > maxUint64) return undefined;
+  return { commit, prepare };
+};
+
+/**
+ * What the caller expects the stream's last revision to be:
+ * - `'no-stream'`: the stream must not exist;
+ * - `'stream-exists'`: it must exist;
+ * - `'any'`: no check (idempotency is then best effort only; ingest never uses it);
+ * - a bigint: the exact revision of the stream's last event.
+ */
+export type ExpectedRevision = 'no-stream' | 'stream-exists' | 'any' | bigint;
+
+export interface ProposedEvent {
+  /** A UUID. Deterministic ids plus an exact expected revision make re-appends idempotent. */
+  readonly id: string;
+  readonly type: string;
+  /** JSON-serializable. */
+  readonly data: unknown;
+  /** JSON-serializable. */
+  readonly metadata: unknown;
+}
+
+export interface RecordedEvent {
+  readonly streamName: string;
+  readonly id: string;
+  readonly type: string;
+  readonly revision: bigint;
+  readonly position: GlobalPosition;
+  readonly data: unknown;
+  readonly metadata: unknown;
+  /** When the store wrote it. */
+  readonly created: Date;
+}
+
+/**
+ * The outcome of an append. A wrong expected version is an expected failure (several ingest
+ * processes race on one call), so it is a result, not an exception.
+ *
+ * Idempotency: when every proposed event's id already sits in the stream at expected+1, expected+2,
+ * ... (exact revision or `'no-stream'`), the append writes nothing and returns `appended` with the
+ * existing revision and position. A partial match, or a first-event mismatch, is a wrong expected
+ * version.
+ */
+export type AppendResult =
+  | { readonly outcome: 'appended'; readonly nextRevision: bigint; readonly position: GlobalPosition }
+  | {
+      readonly outcome: 'wrong-expected-version';
+      /** The stream's last revision, or `'no-stream'` when it does not exist. */
+      readonly actualRevision: bigint | 'no-stream';
+    };
+
+export interface ReadStreamOptions {
+  /** Inclusive; defaults to 0. */
+  readonly fromRevision?: bigint;
+  readonly maxCount?: number;
+}
+
+export interface ReadAllOptions {
+  /** Inclusive; defaults to the start of $all. */
+  readonly from?: GlobalPosition;
+  /** Only events whose stream name starts with one of these. Must not be empty. */
+  readonly streamPrefixes: readonly string[];
+  readonly maxCount?: number;
+  readonly direction?: 'forwards' | 'backwards';
+}
+
+export interface SubscribeToAllOptions {
+  /** Exclusive; defaults to the start of $all. */
+  readonly after?: GlobalPosition;
+  /** Only events whose stream name starts with one of these. Must not be empty. */
+  readonly streamPrefixes: readonly string[];
+}
+
+/**
+ * What a subscription delivers, in order: historical events (with periodic `checkpoint`s, which say
+ * every event up to that position that matches the filter has been delivered), one `caught-up`,
+ * then live events, with no gap and no duplicate between the catch-up and live parts.
+ */
+export type SubscriptionMessage =
+  | { readonly kind: 'event'; readonly event: RecordedEvent }
+  | { readonly kind: 'checkpoint'; readonly position: GlobalPosition }
+  | { readonly kind: 'caught-up' };
+
+/**
+ * A live subscription. Iterating ends only when `close()` is called; if the subscription drops
+ * (store gone, connection reset), iteration throws, and the caller resubscribes from its checkpoint.
+ */
+export interface Subscription extends AsyncIterable<SubscriptionMessage> {
+  close(): Promise<void>;
+}
+
+export interface EventStore {
+  /** Which adapter this is, for logs and `/readyz`. */
+  readonly kind: 'eventstoredb' | 'postgres';
+  append(
+    streamName: string,
+    events: readonly ProposedEvent[],
+    expectedRevision: ExpectedRevision,
+  ): Promise<AppendResult>;
+  /** Yields nothing for a stream that does not exist. */
+  readStream(streamName: string, options?: ReadStreamOptions): AsyncIterable<RecordedEvent>;
+  readAll(options: ReadAllOptions): AsyncIterable<RecordedEvent>;
+  subscribeToAll(options: SubscribeToAllOptions): Subscription;
+  /** Resolves when the store answers; throws `EventStoreUnavailableError` otherwise. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * The store cannot be reached or did not answer in time. Callers map it to 503 (ingest) or retry
+ * with backoff (projector). Adapters translate their own transport errors into this one.
+ */
+export class EventStoreUnavailableError extends Error {
+  override readonly name = 'EventStoreUnavailableError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
