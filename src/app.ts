@@ -3,7 +3,11 @@
  * dependencies. It never listens; `src/server.ts` does.
  */
 import { randomUUID } from 'node:crypto';
-import { TypeBoxValidatorCompiler, registerAjvFormats, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import {
+  TypeBoxValidatorCompiler,
+  registerAjvFormats,
+  type TypeBoxTypeProvider,
+} from '@fastify/type-provider-typebox';
 import type {} from '@fastify/swagger';
 import Fastify, {
   type FastifyBaseLogger,

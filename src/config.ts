@@ -8,7 +8,14 @@ import Value from 'typebox/value';
 const urlWithScheme = (schemes: readonly string[]) =>
   Type.String({ pattern: `^(${schemes.map((s) => s.replace(/\+/g, '\\+')).join('|')})://` });
 
-const eventStoreSchemes = ['esdb', 'esdb+discover', 'kurrentdb', 'kurrentdb+discover', 'postgres', 'postgresql'];
+const eventStoreSchemes = [
+  'esdb',
+  'esdb+discover',
+  'kurrentdb',
+  'kurrentdb+discover',
+  'postgres',
+  'postgresql',
+];
 
 const Env = Type.Object({
   CALLTRAIL_EVENTSTORE_URL: Type.Optional(urlWithScheme(eventStoreSchemes)),
@@ -27,7 +34,9 @@ const Env = Type.Object({
   CALLTRAIL_SIGNATURE_TOLERANCE_SECONDS: Type.Integer({ minimum: 1, maximum: 86_400, default: 300 }),
   CALLTRAIL_BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024, default: 1_048_576 }),
   CALLTRAIL_APPEND_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 3_000 }),
-  CALLTRAIL_API_TOKENS: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._~-]{16,}(,[A-Za-z0-9._~-]{16,})*$' })),
+  CALLTRAIL_API_TOKENS: Type.Optional(
+    Type.String({ pattern: '^[A-Za-z0-9._~-]{16,}(,[A-Za-z0-9._~-]{16,})*$' }),
+  ),
 });
 type Env = Type.Static<typeof Env>;
 
@@ -82,9 +91,13 @@ const describeValue = (name: string, value: unknown): string =>
 export const loadConfig = (source: NodeJS.ProcessEnv): Config => {
   const known = Object.keys(Env.properties);
   const present = Object.fromEntries(
-    Object.entries(source).filter(([name, value]) => known.includes(name) && value !== undefined && value !== ''),
+    Object.entries(source).filter(
+      ([name, value]) => known.includes(name) && value !== undefined && value !== '',
+    ),
   );
-  const unknown = Object.keys(source).filter((name) => name.startsWith('CALLTRAIL_') && !known.includes(name));
+  const unknown = Object.keys(source).filter(
+    (name) => name.startsWith('CALLTRAIL_') && !known.includes(name),
+  );
   const converted = Value.Convert(Env, Value.Default(Env, present));
   const problems = [...Value.Errors(Env, converted)].map((error) => {
     const name = error.instancePath.replace(/^\//, '') || 'environment';

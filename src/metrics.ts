@@ -6,7 +6,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 export const createMetrics = (options: { collectProcessMetrics?: boolean } = {}) => {
   const registry = new Registry();
-  if (options.collectProcessMetrics ?? false) collectDefaultMetrics({ register: registry, prefix: 'calltrail_' });
+  if (options.collectProcessMetrics ?? false)
+    collectDefaultMetrics({ register: registry, prefix: 'calltrail_' });
   return {
     registry,
     webhooks: new Counter({

@@ -2,6 +2,11 @@
  * The `calltrail` command line. Each command lives in its own module and registers itself here.
  */
 import { Command } from 'commander';
+import { registerExportCommand } from './export.ts';
+import { registerMigrateCommand } from './migrate.ts';
+import { registerProjectCommand } from './project.ts';
+import { registerRebuildCommand } from './rebuild.ts';
+import { registerReplayCommand } from './replay.ts';
 import { registerServeCommand } from './serve.ts';
 
 const program = new Command()
@@ -10,5 +15,10 @@ const program = new Command()
   .showHelpAfterError();
 
 registerServeCommand(program);
+registerMigrateCommand(program);
+registerProjectCommand(program);
+registerRebuildCommand(program);
+registerExportCommand(program);
+registerReplayCommand(program);
 
 await program.parseAsync(process.argv);

@@ -39,7 +39,9 @@ export const unauthorized = (detail: string): HttpProblem =>
   new HttpProblem(401, 'Unauthorized', detail, undefined, { 'www-authenticate': 'Bearer' });
 
 export const serviceUnavailable = (detail: string, retryAfterSeconds: number): HttpProblem =>
-  new HttpProblem(503, 'Service Unavailable', detail, undefined, { 'retry-after': String(retryAfterSeconds) });
+  new HttpProblem(503, 'Service Unavailable', detail, undefined, {
+    'retry-after': String(retryAfterSeconds),
+  });
 
 const statusTitles: Record<number, string> = {
   400: 'Bad Request',
@@ -97,12 +99,21 @@ export const registerProblemHandlers = (app: FastifyInstance): void => {
     }
     const status = error.statusCode ?? 500;
     if (status >= 400 && status < 500) {
-      return sendProblem(reply, new HttpProblem(status, statusTitles[status] ?? 'Client Error', error.message));
+      return sendProblem(
+        reply,
+        new HttpProblem(status, statusTitles[status] ?? 'Client Error', error.message),
+      );
     }
     request.log.error({ err: error, request }, 'unhandled error');
-    return sendProblem(reply, new HttpProblem(500, 'Internal Server Error', 'the request could not be completed'));
+    return sendProblem(
+      reply,
+      new HttpProblem(500, 'Internal Server Error', 'the request could not be completed'),
+    );
   });
   app.setNotFoundHandler((request, reply) =>
-    sendProblem(reply, new HttpProblem(404, 'Not Found', `no route for ${request.method} ${request.url.split('?')[0]}`)),
+    sendProblem(
+      reply,
+      new HttpProblem(404, 'Not Found', `no route for ${request.method} ${request.url.split('?')[0]}`),
+    ),
   );
 };

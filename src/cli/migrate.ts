@@ -1,0 +1,6 @@
+/**
+ * `calltrail migrate`.
+ */
+import type { Command } from 'commander';
+
+export const registerMigrateCommand = (_program: Command): void => {};

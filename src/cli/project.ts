@@ -1,0 +1,6 @@
+/**
+ * `calltrail project`.
+ */
+import type { Command } from 'commander';
+
+export const registerProjectCommand = (_program: Command): void => {};

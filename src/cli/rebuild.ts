@@ -1,0 +1,6 @@
+/**
+ * `calltrail rebuild`.
+ */
+import type { Command } from 'commander';
+
+export const registerRebuildCommand = (_program: Command): void => {};

@@ -1,0 +1,6 @@
+/**
+ * `calltrail replay`.
+ */
+import type { Command } from 'commander';
+
+export const registerReplayCommand = (_program: Command): void => {};
