@@ -1,6 +1,44 @@
 /**
- * `calltrail migrate`.
+ * `calltrail migrate`: applies the event-store (when it is on PostgreSQL) and read-model migrations,
+ * then exits. `serve` and the other commands apply them too when they open the stores; this is the
+ * standalone step for deployments that migrate before rolling out.
  */
 import type { Command } from 'commander';
+import { ConfigError, loadConfig } from '../config.ts';
+import { createLogger } from '../logger.ts';
+import { migrateStores } from '../runtime.ts';
 
-export const registerMigrateCommand = (_program: Command): void => {};
+export const registerMigrateCommand = (program: Command): void => {
+  program
+    .command('migrate')
+    .description('apply the event-store and read-model database migrations, then exit')
+    .action(async () => {
+      let config;
+      try {
+        config = loadConfig(process.env);
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        process.stderr.write(`calltrail: ${error.message}\n`);
+        process.exit(1);
+      }
+      const logger = createLogger({ level: config.logLevel });
+      try {
+        const report = await migrateStores(config, logger);
+        const eventStore =
+          report.eventStore === undefined
+            ? 'nothing to migrate'
+            : report.eventStore.length === 0
+              ? 'up to date'
+              : `applied ${report.eventStore.join(', ')}`;
+        process.stdout.write(
+          `event store: ${eventStore} (${report.locations.eventStore})\n` +
+            `read models: up to date (${report.locations.readModels})\n`,
+        );
+      } catch (error) {
+        logger.debug({ err: error }, 'migration failed');
+        const message = (error instanceof Error ? error.message : String(error)).replace(/\s*\n\s*/g, '; ');
+        process.stderr.write(`calltrail: migration failed: ${message}\n`);
+        process.exit(1);
+      }
+    });
+};

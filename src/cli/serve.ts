@@ -1,13 +1,204 @@
 /**
  * `calltrail serve`: ingest (and, by default, the projector) in one process.
+ *
+ * Start-up: configuration, stores (the embedded default starts its own PostgreSQL), projector, HTTP.
+ * Shutdown on SIGINT/SIGTERM, in reverse: stop accepting and let in-flight requests finish, stop the
+ * projector after its batch, close the stores, stop the embedded PostgreSQL, exit 0.
  */
 import type { Command } from 'commander';
+import { buildApp } from '../app.ts';
+import { ConfigError, loadConfig, type Config } from '../config.ts';
+import { createLogger, type Logger } from '../logger.ts';
+import { createMetrics } from '../metrics.ts';
+import { startProjector } from '../projector/projector.ts';
+import { openStores, planStores, type Stores } from '../runtime.ts';
+import { listen, trapShutdownSignals } from '../server.ts';
+
+/** Past this, shutdown gives up waiting and exits non-zero. */
+const shutdownTimeoutMs = 30_000;
+
+const hasWebhookAuthentication = (config: Config): boolean =>
+  config.webhook.secret !== undefined || config.webhook.token !== undefined;
+
+const missingWebhookAuthentication =
+  'no webhook authentication configured: set CALLTRAIL_WEBHOOK_SECRET (signed requests) or ' +
+  'CALLTRAIL_WEBHOOK_TOKEN (token in the URL), or CALLTRAIL_INSECURE_WEBHOOKS=true to accept ' +
+  'unauthenticated webhooks';
+
+/** One line, whatever the error: start-up failures are read by people, not parsed. */
+const oneLine = (error: unknown): string =>
+  (error instanceof Error ? error.message : String(error)).replace(/\s*\n\s*/g, '; ');
+
+/** What to give Flireo (and API clients), printed for the operator on every start. */
+const connectionInstructions = (stores: Stores, publicUrl: string): string => {
+  const { config, generatedSecrets: generated } = stores;
+  const webhookUrl = `${publicUrl}/webhooks/flireo`;
+  const lines: string[] = [];
+  if (!hasWebhookAuthentication(config)) {
+    lines.push(`WARNING: webhooks are accepted WITHOUT authentication at ${webhookUrl}`);
+  } else {
+    lines.push('Server URL to give Flireo, either:');
+    if (config.webhook.secret !== undefined) {
+      const secret = generated?.webhookSecret ? config.webhook.secret : '<CALLTRAIL_WEBHOOK_SECRET>';
+      lines.push(`  signed requests:  ${webhookUrl}  with webhook secret ${secret}`);
+    }
+    if (config.webhook.token !== undefined) {
+      const token = generated?.webhookToken ? config.webhook.token : '<CALLTRAIL_WEBHOOK_TOKEN>';
+      lines.push(`  token in the URL: ${webhookUrl}/${token}`);
+    }
+  }
+  if (generated?.apiToken) {
+    lines.push(`API token (Authorization: Bearer <token>): ${config.apiTokens[0] ?? ''}`);
+  }
+  if (generated) {
+    lines.push(
+      `Generated credentials are kept in ${generated.file}; set them in the environment to replace them.`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+};
+
+export interface ServeOptions {
+  readonly projector: boolean;
+}
+
+/** Runs until a shutdown signal; resolves with the exit code. */
+export const serve = async (options: ServeOptions): Promise<number> => {
+  let config: Config;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`calltrail: ${error.message}\n`);
+    return 1;
+  }
+  const logger: Logger = createLogger({ level: config.logLevel });
+  // Refused before anything starts; the embedded default generates credentials instead.
+  if (!planStores(config).embeddedDefault && !hasWebhookAuthentication(config) && !config.webhook.insecure) {
+    process.stderr.write(`calltrail: ${missingWebhookAuthentication}\n`);
+    return 1;
+  }
+
+  let exitCode = 0;
+  let resolveStop: () => void = () => {};
+  const stopRequested = new Promise<void>((resolve) => {
+    resolveStop = resolve;
+  });
+  let stopping = false;
+  const requestStop = (reason: string, code: number) => {
+    if (stopping) return;
+    stopping = true;
+    exitCode = code;
+    logger.info({ reason }, 'shutting down');
+    resolveStop();
+  };
+  // Trapped before anything starts, so a signal during start-up still stops what was started.
+  const untrap = trapShutdownSignals(
+    (signal) => requestStop(signal, 0),
+    (signal) => logger.warn({ signal }, 'second signal: exiting without waiting'),
+  );
+  // Run in reverse on the way out.
+  const teardown: { name: string; run: () => Promise<void> }[] = [];
+
+  const run = async (): Promise<void> => {
+    const stores = await openStores(config, logger, {
+      embedded: 'exclusive',
+      onEmbeddedExit: (reason) => {
+        logger.fatal({ reason }, 'the embedded PostgreSQL stopped');
+        requestStop('embedded PostgreSQL stopped', 1);
+      },
+    });
+    teardown.push({ name: 'stores', run: () => stores.close() });
+    if (stopping) return;
+
+    const effective = stores.config;
+    if (!hasWebhookAuthentication(effective)) {
+      if (!effective.webhook.insecure) throw new Error(missingWebhookAuthentication);
+      logger.warn(
+        'CALLTRAIL_INSECURE_WEBHOOKS=true and no webhook secret or token: ANYONE who can reach this ' +
+          'server can write events into the archive. Use only on a trusted network.',
+      );
+    }
+
+    const metrics = createMetrics({ collectProcessMetrics: true });
+    const clock = () => new Date();
+    const projector = options.projector
+      ? await startProjector({
+          eventStore: stores.eventStore,
+          database: stores.database,
+          logger: logger.child({ component: 'projector' }),
+          metrics,
+          clock,
+        })
+      : undefined;
+    if (projector) teardown.push({ name: 'projector', run: () => projector.stop() });
+    if (stopping) return;
+
+    const app = await buildApp(
+      {
+        config: effective,
+        eventStore: stores.eventStore,
+        database: stores.database,
+        metrics,
+        clock,
+        ...(projector ? { projections: projector } : {}),
+      },
+      { logger },
+    );
+    teardown.push({ name: 'http server', run: () => app.close() });
+    const listening = await listen(app, { host: effective.host, port: effective.port });
+    if (stopping) return;
+
+    const publicUrl = (effective.publicUrl ?? `http://localhost:${listening.port}`).replace(/\/+$/, '');
+    logger.info(
+      {
+        address: `${listening.address}:${listening.port}`,
+        publicUrl,
+        eventStore: stores.locations.eventStore,
+        readModels: stores.locations.readModels,
+        projector: projector ? 'running in this process' : 'not running (--no-projector)',
+      },
+      'calltrail is serving',
+    );
+    process.stderr.write(connectionInstructions(stores, publicUrl));
+    await stopRequested;
+  };
+
+  try {
+    await run();
+  } catch (error) {
+    logger.debug({ err: error }, 'start-up failed');
+    process.stderr.write(`calltrail: could not start: ${oneLine(error)}\n`);
+    exitCode = 1;
+  } finally {
+    const forced = setTimeout(() => {
+      logger.error({ timeoutMs: shutdownTimeoutMs }, 'shutdown took too long; exiting');
+      process.exit(1);
+    }, shutdownTimeoutMs);
+    forced.unref();
+    for (const step of teardown.reverse()) {
+      try {
+        await step.run();
+      } catch (error) {
+        logger.error({ err: error, step: step.name }, 'error during shutdown');
+        exitCode = exitCode === 0 ? 1 : exitCode;
+      }
+    }
+    clearTimeout(forced);
+    untrap();
+    if (teardown.length > 0) logger.info('stopped');
+  }
+  return exitCode;
+};
 
 export const registerServeCommand = (program: Command): void => {
   program
     .command('serve')
-    .description('receive Flireo webhooks and serve the audit API')
-    .action(() => {
-      throw new Error('not yet wired');
+    .description('receive Flireo webhooks and serve the audit API (and run the projector)')
+    .option('--no-projector', 'do not run the projector in this process (run `calltrail project` for it)')
+    .action(async (options: { projector: boolean }) => {
+      const code = await serve({ projector: options.projector });
+      // Explicit: a library handle left open must not keep a stopped server's process alive.
+      process.exit(code);
     });
 };

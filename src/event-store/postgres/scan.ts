@@ -1,0 +1,141 @@
+/**
+ * Reading the events table: one bounded query per page, no long-lived transaction or cursor. The
+ * $all scan reads a window of consecutive positions and flags which rows match the stream-prefix
+ * filter, so a filtered reader always knows how far it has looked, even past events it skips.
+ */
+import type pg from 'pg';
+import type { RecordedEvent } from '../event-store.ts';
+import { asError, connectWithin, isUnavailable, withTimeout } from './errors.ts';
+import { positionOf } from './positions.ts';
+
+interface EventRow {
+  position: string;
+  stream_name: string;
+  revision: string;
+  event_id: string;
+  event_type: string;
+  created: Date;
+  data: unknown;
+  metadata: unknown;
+}
+
+interface ScanRow extends EventRow {
+  matches: boolean;
+}
+
+export interface ScannedPosition {
+  readonly position: bigint;
+  /** Present when the row matched the filter. */
+  readonly event: RecordedEvent | undefined;
+}
+
+const toRecordedEvent = (row: EventRow): RecordedEvent => ({
+  streamName: row.stream_name,
+  id: row.event_id,
+  type: row.event_type,
+  revision: BigInt(row.revision),
+  position: positionOf(BigInt(row.position)),
+  data: row.data,
+  metadata: row.metadata,
+  created: row.created,
+});
+
+const eventColumns = `position, stream_name, revision, event_id::text AS event_id, event_type, created`;
+
+const streamPageSql = `
+  SELECT ${eventColumns}, data, metadata
+    FROM event_store.events
+   WHERE stream_name = $1 AND revision >= $2
+   ORDER BY revision
+   LIMIT $3`;
+
+// data and metadata are only sent (and only de-TOASTed) for rows that match.
+const windowSql = (direction: 'forwards' | 'backwards') => {
+  const [comparison, order] = direction === 'forwards' ? ['>=', 'ASC'] : ['<=', 'DESC'];
+  return `
+  SELECT w.position, w.stream_name, w.revision, w.event_id::text AS event_id, w.event_type, w.created,
+         CASE WHEN w.matches THEN w.data END AS data,
+         CASE WHEN w.matches THEN w.metadata END AS metadata,
+         w.matches
+    FROM (SELECT e.*,
+                 EXISTS (SELECT 1 FROM unnest($2::text[]) AS p(prefix) WHERE starts_with(e.stream_name, p.prefix))
+                   AS matches
+            FROM event_store.events e
+           WHERE e.position ${comparison} $1
+           ORDER BY e.position ${order}
+           LIMIT $3) AS w
+   ORDER BY w.position ${order}`;
+};
+
+const forwardsWindowSql = windowSql('forwards');
+const backwardsWindowSql = windowSql('backwards');
+
+export class EventReader {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /**
+   * One statement on a pooled connection, bounded; a connection that failed or timed out is
+   * discarded. Reads change nothing, so a connection found dead on use is retried once on a fresh one.
+   */
+  async query<Row extends pg.QueryResultRow>(
+    sql: string,
+    params: unknown[],
+    doing: string,
+    retryLostConnection = true,
+  ): Promise<Row[]> {
+    const client = await connectWithin(this.pool, this.timeoutMs, doing);
+    let released = false;
+    let timedOut = false;
+    const discard = (reason: unknown) => {
+      released = true;
+      client.release(asError(reason));
+    };
+    try {
+      const result = await withTimeout(client.query<Row>(sql, params), this.timeoutMs, doing, () => {
+        timedOut = true;
+        discard(new Error('query abandoned after timeout'));
+      });
+      return result.rows;
+    } catch (error) {
+      if (released || !isUnavailable(error)) throw error;
+      discard(error);
+      if (!retryLostConnection || timedOut) throw error;
+      return this.query<Row>(sql, params, doing, false);
+    } finally {
+      if (!released) client.release();
+    }
+  }
+
+  async streamPage(streamName: string, fromRevision: bigint, limit: number): Promise<RecordedEvent[]> {
+    const rows = await this.query<EventRow>(
+      streamPageSql,
+      [streamName, fromRevision.toString(), limit],
+      'reading a stream',
+    );
+    return rows.map(toRecordedEvent);
+  }
+
+  /**
+   * Up to `limit` consecutive positions from `bound` (inclusive) in `direction`, each with its event
+   * when the stream name starts with one of `prefixes`.
+   */
+  async window(
+    direction: 'forwards' | 'backwards',
+    bound: bigint,
+    prefixes: readonly string[],
+    limit: number,
+  ): Promise<ScannedPosition[]> {
+    const rows = await this.query<ScanRow>(
+      direction === 'forwards' ? forwardsWindowSql : backwardsWindowSql,
+      [bound.toString(), prefixes, limit],
+      'reading $all',
+    );
+    return rows.map((row) => ({
+      position: BigInt(row.position),
+      event: row.matches ? toRecordedEvent(row) : undefined,
+    }));
+  }
+}

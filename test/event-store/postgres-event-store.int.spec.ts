@@ -1,0 +1,506 @@
+/**
+ * What the PostgreSQL adapter promises beyond the shared contract: no event skipped by subscribers
+ * under concurrent appends from several processes, append-only enforced by the database itself,
+ * group commit that really shares transactions yet answers only after commit, bounded failure when
+ * the database is unreachable and recovery after it, and migrations safe to run concurrently.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import net from 'node:net';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  comparePositions,
+  EventStoreUnavailableError,
+  type AppendResult,
+  type ProposedEvent,
+  type RecordedEvent,
+  type Subscription,
+  type SubscriptionMessage,
+} from '../../src/event-store/event-store.ts';
+import {
+  EventStoreMigrationError,
+  openPostgresEventStore,
+  type PostgresEventStore,
+  type PostgresEventStoreOptions,
+} from '../../src/event-store/postgres/postgres-event-store.ts';
+import { createTestDatabase, type TestDatabase } from '../support/database.ts';
+
+const event = (data: unknown = { note: 'test' }): ProposedEvent => ({
+  id: randomUUID(),
+  type: 'status-update',
+  data,
+  metadata: { receivedAt: new Date().toISOString() },
+});
+
+const collect = async <T>(source: AsyncIterable<T>): Promise<T[]> => {
+  const items: T[] = [];
+  for await (const item of source) items.push(item);
+  return items;
+};
+
+/** A TCP proxy in front of Postgres that can refuse connections or swallow traffic. */
+const startProxy = async (target: { host: string; port: number }) => {
+  const sockets = new Set<net.Socket>();
+  let mode: 'forward' | 'black-hole' = 'forward';
+  let server: net.Server | undefined;
+  const listen = (port: number) =>
+    new Promise<net.Server>((resolve, reject) => {
+      const created = net.createServer((client) => {
+        sockets.add(client);
+        client.on('close', () => sockets.delete(client));
+        client.on('error', () => client.destroy());
+        if (mode === 'black-hole') return; // accept, then never answer
+        const upstream = net.connect(target.port, target.host);
+        sockets.add(upstream);
+        upstream.on('close', () => sockets.delete(upstream));
+        upstream.on('error', () => client.destroy());
+        client.on('close', () => upstream.destroy());
+        upstream.on('close', () => client.destroy());
+        client.pipe(upstream).pipe(client);
+      });
+      created.once('error', reject);
+      created.listen(port, '127.0.0.1', () => resolve(created));
+    });
+  server = await listen(0);
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('proxy has no port');
+  const port = address.port;
+  const cutConnections = () => {
+    for (const socket of sockets) socket.destroy();
+    sockets.clear();
+  };
+  const stopListening = async () => {
+    const stopping = server;
+    server = undefined;
+    if (stopping) await new Promise<void>((resolve) => stopping.close(() => resolve()));
+  };
+  return {
+    port,
+    /** Refuses new connections and cuts the open ones, as a crashed server does. */
+    goDown: async () => {
+      cutConnections();
+      await stopListening();
+    },
+    /** Accepts connections but never answers, and stalls the open ones, as a partition does. */
+    blackHole: () => {
+      mode = 'black-hole';
+      for (const socket of sockets) socket.pause();
+    },
+    comeBack: async () => {
+      mode = 'forward';
+      cutConnections();
+      server ??= await listen(port);
+    },
+    close: async () => {
+      cutConnections();
+      await stopListening();
+    },
+  };
+};
+
+const throughProxy = (url: string, port: number): string => {
+  const proxied = new URL(url);
+  proxied.hostname = '127.0.0.1';
+  proxied.port = String(port);
+  return proxied.toString();
+};
+
+describe('PostgreSQL event store', () => {
+  let database: TestDatabase;
+  let admin: pg.Pool;
+  const stores: PostgresEventStore[] = [];
+
+  const open = async (options: Partial<PostgresEventStoreOptions> = {}, url = database.url) => {
+    const store = await openPostgresEventStore(url, { timeoutMs: 5_000, ...options });
+    stores.push(store);
+    return store;
+  };
+
+  beforeAll(async () => {
+    database = await createTestDatabase('pg_event_store');
+    admin = new pg.Pool({ connectionString: database.url, max: 4 });
+    await open(); // applies the migrations once for the raw-SQL tests below
+  });
+
+  afterAll(async () => {
+    await Promise.all(stores.map((store) => store.close()));
+    await admin?.end();
+    await database?.drop();
+  });
+
+  describe('subscribers under concurrent appends from several processes', () => {
+    it('see every event exactly once, in position order, with no gap', async () => {
+      const prefix = `race${randomBytes(4).toString('hex')}-`;
+      // Several adapters, each with its own connections and group-commit writer, as separate
+      // processes would have: their transactions interleave on the server.
+      const writers = await Promise.all([open(), open(), open(), open()]);
+      const subscriberStore = await open({ pollIntervalMs: 50 });
+      const subscription = subscriberStore.subscribeToAll({ streamPrefixes: [prefix] });
+      const received: SubscriptionMessage[] = [];
+      const appended = new Set<string>();
+      const total = 4 * 6 * 50;
+      let resolveAll: () => void = () => {};
+      const allSeen = new Promise<void>((resolve) => {
+        resolveAll = resolve;
+      });
+      const reading = (async () => {
+        let events = 0;
+        for await (const message of subscription) {
+          received.push(message);
+          if (message.kind === 'event' && ++events >= total) resolveAll();
+        }
+      })();
+
+      const appendLoops = writers.flatMap((store, writerIndex) =>
+        Array.from({ length: 6 }, async (_, loop) => {
+          for (let i = 0; i < 50; i++) {
+            const proposed = [event({ writerIndex, loop, i })];
+            // Mix private streams with streams shared by every writer, so revisions race too.
+            const stream = i % 3 === 0 ? `${prefix}shared-${i % 4}` : `${prefix}w${writerIndex}-l${loop}`;
+            let result: AppendResult = await store.append(stream, proposed, 'any');
+            while (result.outcome !== 'appended') result = await store.append(stream, proposed, 'any');
+            appended.add(proposed[0]!.id);
+          }
+        }),
+      );
+      await Promise.all(appendLoops);
+      // A skipped event never arrives; give the subscriber ample time, then compare what it has.
+      await Promise.race([allSeen, new Promise((resolve) => setTimeout(resolve, 15_000))]);
+      await subscription.close();
+      await reading;
+
+      const seen = received.flatMap((message) => (message.kind === 'event' ? [message.event] : []));
+      expect(appended.size).toBe(total);
+      expect(seen).toHaveLength(total);
+      expect(new Set(seen.map((e) => e.id))).toEqual(appended);
+      for (let i = 1; i < seen.length; i++) {
+        expect(comparePositions(seen[i - 1]!.position, seen[i]!.position)).toBe(-1);
+      }
+      // What the subscriber saw live is exactly what a reader sees afterwards.
+      const stored = await collect(subscriberStore.readAll({ streamPrefixes: [prefix] }));
+      expect(seen.map((e) => e.id)).toEqual(stored.map((e) => e.id));
+      // Each stream's revisions are contiguous and follow the global order.
+      const byStream = new Map<string, RecordedEvent[]>();
+      for (const e of stored) byStream.set(e.streamName, [...(byStream.get(e.streamName) ?? []), e]);
+      for (const events of byStream.values()) {
+        expect(events.map((e) => e.revision)).toEqual(events.map((_, index) => BigInt(index)));
+      }
+    }, 60_000);
+
+    it('a writer bypassing the adapter still takes a position only under the append lock', async () => {
+      const holder = await admin.connect();
+      const bypass = await admin.connect();
+      try {
+        const insert = (client: pg.PoolClient, stream: string) =>
+          client.query<{ position: string }>(
+            `INSERT INTO event_store.events (stream_name, revision, event_id, event_type, data, metadata)
+             VALUES ($1, 0, $2, 'raw', '{}', '{}') RETURNING position`,
+            [stream, randomUUID()],
+          );
+        await holder.query('BEGIN');
+        await holder.query('SELECT pg_advisory_xact_lock(7161124095561722881)');
+        const blocked = insert(bypass, `raw-bypass-${randomUUID()}`);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        const first = await insert(holder, `raw-holder-${randomUUID()}`);
+        await holder.query('COMMIT');
+        const second = await blocked;
+        // Had the bypassing insert drawn its position before waiting, it would hold the smaller one
+        // while committing later: the gap a subscriber could skip.
+        expect(BigInt(second.rows[0]!.position)).toBeGreaterThan(BigInt(first.rows[0]!.position));
+      } finally {
+        await holder.query('ROLLBACK').catch(() => {});
+        holder.release();
+        bypass.release();
+      }
+    });
+  });
+
+  describe('append-only, enforced by the database', () => {
+    it.each([
+      ['UPDATE', `UPDATE event_store.events SET event_type = 'tampered'`],
+      ['DELETE', 'DELETE FROM event_store.events'],
+      ['TRUNCATE', 'TRUNCATE event_store.events'],
+      [
+        'UPDATE through upsert',
+        `INSERT INTO event_store.events (stream_name, revision, event_id, event_type, data, metadata)
+         SELECT stream_name, revision, event_id, event_type, data, metadata FROM event_store.events LIMIT 1
+         ON CONFLICT (stream_name, revision) DO UPDATE SET event_type = 'tampered'`,
+      ],
+    ])('refuses %s in raw SQL', async (_, sql) => {
+      const store = stores[0]!;
+      const stream = `immutable-${randomUUID()}`;
+      const original = event({ kept: true });
+      await store.append(stream, [original], 'no-stream');
+      const countBefore = await admin.query<{ n: string }>('SELECT count(*) AS n FROM event_store.events');
+
+      await expect(admin.query(sql)).rejects.toMatchObject({
+        code: '42501',
+        message: expect.stringContaining('append-only') as unknown,
+      });
+
+      const countAfter = await admin.query<{ n: string }>('SELECT count(*) AS n FROM event_store.events');
+      expect(countAfter.rows[0]!.n).toBe(countBefore.rows[0]!.n);
+      const [stored] = await collect(store.readStream(stream));
+      expect(stored).toMatchObject({ id: original.id, type: 'status-update', data: { kept: true } });
+      const tampered = await admin.query(`SELECT 1 FROM event_store.events WHERE event_type = 'tampered'`);
+      expect(tampered.rowCount).toBe(0);
+    });
+  });
+
+  describe('group commit', () => {
+    const transactionsOf = async (ids: readonly string[]): Promise<number> => {
+      const { rows } = await admin.query<{ n: string }>(
+        'SELECT count(DISTINCT xmin::text) AS n FROM event_store.events WHERE event_id = ANY($1::uuid[])',
+        [ids],
+      );
+      return Number(rows[0]!.n);
+    };
+
+    it('shares transactions between concurrent appends and answers each only after its commit', async () => {
+      const store = await open();
+      const prefix = `gc-${randomBytes(4).toString('hex')}-`;
+      const observer = new pg.Client(database.url);
+      await observer.connect();
+      try {
+        const proposed = Array.from({ length: 300 }, () => event());
+        const visibleOnAnswer: boolean[] = [];
+        const statsBefore = store.appendStats;
+        await Promise.all(
+          proposed.map(async (p, index) => {
+            const result = await store.append(`${prefix}${index}`, [p], 'no-stream');
+            expect(result.outcome).toBe('appended');
+            // The answer must come after the commit: another session sees the event at once.
+            const seen = await observer.query('SELECT 1 FROM event_store.events WHERE event_id = $1', [p.id]);
+            visibleOnAnswer.push(seen.rowCount === 1);
+          }),
+        );
+        const stats = store.appendStats;
+        const transactions = await transactionsOf(proposed.map((p) => p.id));
+        expect(visibleOnAnswer).toEqual(proposed.map(() => true));
+        expect(transactions).toBeLessThan(proposed.length / 5);
+        expect(stats.appends - statsBefore.appends).toBe(300);
+        expect(stats.transactions - statsBefore.transactions).toBe(transactions);
+      } finally {
+        await observer.end();
+      }
+    });
+
+    it('does not answer while the transaction cannot commit', async () => {
+      const store = await open();
+      const holder = await admin.connect();
+      try {
+        await holder.query('BEGIN');
+        await holder.query('SELECT pg_advisory_xact_lock(7161124095561722881)');
+        let answered = false;
+        const proposed = event();
+        const appending = store.append(`held-${randomUUID()}`, [proposed], 'no-stream').then((result) => {
+          answered = true;
+          return result;
+        });
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        expect(answered).toBe(false);
+        await holder.query('COMMIT');
+        await expect(appending).resolves.toMatchObject({ outcome: 'appended', nextRevision: 0n });
+      } finally {
+        await holder.query('ROLLBACK').catch(() => {});
+        holder.release();
+      }
+    });
+
+    it('decides each append of a batch on its own', async () => {
+      const store = await open();
+      const prefix = `gc-mixed-${randomBytes(4).toString('hex')}-`;
+      await store.append(`${prefix}existing`, [event()], 'no-stream');
+      const [good, wrong, againGood, sameStream, huge] = [event(), event(), event(), event(), event()];
+      const results = await Promise.allSettled([
+        store.append(`${prefix}a`, [good], 'no-stream'),
+        store.append(`${prefix}existing`, [wrong], 5n),
+        store.append(`${prefix}b`, [againGood], 'no-stream'),
+        store.append(`${prefix}a`, [sameStream], 0n), // sees the first append of this very batch
+        // A stream name too long for the index: the database refuses this one append only.
+        store.append(`${prefix}${randomBytes(8_000).toString('base64')}`, [huge], 'no-stream'),
+      ]);
+      expect(results.map((r) => r.status)).toEqual([
+        'fulfilled',
+        'fulfilled',
+        'fulfilled',
+        'fulfilled',
+        'rejected',
+      ]);
+      const values = results.map((r) => (r.status === 'fulfilled' ? r.value : undefined));
+      expect(values[0]).toMatchObject({ outcome: 'appended', nextRevision: 0n });
+      expect(values[1]).toEqual({ outcome: 'wrong-expected-version', actualRevision: 0n });
+      expect(values[2]).toMatchObject({ outcome: 'appended', nextRevision: 0n });
+      expect(values[3]).toMatchObject({ outcome: 'appended', nextRevision: 1n });
+      expect((await collect(store.readStream(`${prefix}a`))).map((e) => e.id)).toEqual([
+        good.id,
+        sameStream.id,
+      ]);
+      expect(await collect(store.readStream(`${prefix}existing`))).toHaveLength(1);
+    });
+
+    it('answers a retry within the same batch as idempotent', async () => {
+      const store = await open();
+      const stream = `gc-retry-${randomUUID()}`;
+      const proposed = [event(), event()];
+      const [first, retry] = await Promise.all([
+        store.append(stream, proposed, 'no-stream'),
+        store.append(stream, proposed, 'no-stream'),
+      ]);
+      expect(retry).toEqual(first);
+      expect(await collect(store.readStream(stream))).toHaveLength(2);
+    });
+  });
+
+  describe('when the database is unreachable', () => {
+    let proxy: Awaited<ReturnType<typeof startProxy>>;
+    let store: PostgresEventStore;
+    const timeoutMs = 1_000;
+
+    beforeAll(async () => {
+      const target = new URL(database.url);
+      proxy = await startProxy({ host: target.hostname, port: Number(target.port) });
+      store = await open({ timeoutMs, pollIntervalMs: 100 }, throughProxy(database.url, proxy.port));
+    });
+
+    afterEach(async () => {
+      await proxy.comeBack();
+    });
+
+    afterAll(async () => {
+      await proxy.close();
+    });
+
+    const expectUnavailableWithin = async (operation: Promise<unknown>, boundMs: number) => {
+      const started = Date.now();
+      await expect(operation).rejects.toBeInstanceOf(EventStoreUnavailableError);
+      expect(Date.now() - started).toBeLessThan(boundMs);
+    };
+
+    it('fails fast with EventStoreUnavailableError when connections are refused, then recovers', async () => {
+      await store.append(`down-${randomUUID()}`, [event()], 'no-stream'); // a pooled connection exists
+      await proxy.goDown();
+      await expectUnavailableWithin(
+        store.append(`down-${randomUUID()}`, [event()], 'no-stream'),
+        timeoutMs + 500,
+      );
+      await expectUnavailableWithin(store.ping(), timeoutMs + 500);
+      await expectUnavailableWithin(collect(store.readAll({ streamPrefixes: ['down-'] })), timeoutMs + 500);
+
+      await proxy.comeBack();
+      const stream = `down-${randomUUID()}`;
+      await expect(store.append(stream, [event()], 'no-stream')).resolves.toMatchObject({
+        outcome: 'appended',
+      });
+      await expect(store.ping()).resolves.toBeUndefined();
+      expect(await collect(store.readStream(stream))).toHaveLength(1);
+    });
+
+    it('gives up within the bound when the database stops answering, then recovers', async () => {
+      await store.append(`hole-${randomUUID()}`, [event()], 'no-stream');
+      proxy.blackHole();
+      const appends = Array.from({ length: 5 }, () =>
+        store.append(`hole-${randomUUID()}`, [event()], 'no-stream'),
+      );
+      await Promise.all(appends.map((append) => expectUnavailableWithin(append, timeoutMs + 1_000)));
+      await expectUnavailableWithin(store.ping(), timeoutMs + 1_000);
+
+      await proxy.comeBack();
+      const stream = `hole-${randomUUID()}`;
+      await expect(store.append(stream, [event()], 'no-stream')).resolves.toMatchObject({
+        outcome: 'appended',
+      });
+      expect(await collect(store.readStream(stream))).toHaveLength(1);
+    });
+
+    it('ends a live subscription by throwing when its connection is lost', async () => {
+      const prefix = `sub-lost-${randomBytes(4).toString('hex')}-`;
+      const subscription: Subscription = store.subscribeToAll({ streamPrefixes: [prefix] });
+      const iterator = subscription[Symbol.asyncIterator]();
+      try {
+        for (;;) {
+          const next = await iterator.next();
+          if (next.done || next.value.kind === 'caught-up') break;
+        }
+        await proxy.goDown();
+        const started = Date.now();
+        await expect(iterator.next()).rejects.toBeInstanceOf(EventStoreUnavailableError);
+        expect(Date.now() - started).toBeLessThan(timeoutMs + 1_000);
+      } finally {
+        await subscription.close();
+      }
+    });
+
+    it('opens only within the bound', async () => {
+      await proxy.goDown();
+      const started = Date.now();
+      await expect(
+        openPostgresEventStore(throughProxy(database.url, proxy.port), { timeoutMs }),
+      ).rejects.toBeInstanceOf(EventStoreUnavailableError);
+      expect(Date.now() - started).toBeLessThan(timeoutMs + 500);
+    });
+  });
+
+  describe('migrations', () => {
+    it('are applied once when several processes open a fresh database at the same time', async () => {
+      const fresh = await createTestDatabase('pg_event_store_migrate');
+      try {
+        const opened = await Promise.all(
+          Array.from({ length: 4 }, () => openPostgresEventStore(fresh.url, { timeoutMs: 5_000 })),
+        );
+        await Promise.all(opened.map((store) => store.close()));
+        const client = new pg.Client(fresh.url);
+        await client.connect();
+        try {
+          const { rows } = await client.query<{ name: string }>(
+            'SELECT name FROM event_store.schema_migrations',
+          );
+          expect(rows.map((row) => row.name)).toEqual(['0000_init.sql']);
+          await client.query(`UPDATE event_store.schema_migrations SET checksum = 'edited'`);
+          await expect(openPostgresEventStore(fresh.url, { timeoutMs: 5_000 })).rejects.toThrow(
+            new EventStoreMigrationError(
+              'event-store migration 0000_init.sql was changed after it was applied; restore the original file',
+            ),
+          );
+          await client.query(
+            `INSERT INTO event_store.schema_migrations (name, checksum) VALUES ('9999_future.sql', 'x')`,
+          );
+          await expect(openPostgresEventStore(fresh.url, { timeoutMs: 5_000 })).rejects.toBeInstanceOf(
+            EventStoreMigrationError,
+          );
+        } finally {
+          await client.end();
+        }
+      } finally {
+        await fresh.drop();
+      }
+    });
+  });
+
+  describe('what it stores', () => {
+    it('keeps JSON strings jsonb would refuse, and never loses position precision', async () => {
+      const store = stores[0]!;
+      const stream = `exact-${randomUUID()}`;
+      const data = { raw: 'nul \u0000 and a lone surrogate \ud800 stay', big: '18446744073709551615' };
+      const result = await store.append(stream, [event(data)], 'no-stream');
+      const [stored] = await collect(store.readStream(stream));
+      expect(stored!.data).toEqual(data);
+      expect(result.outcome === 'appended' && typeof result.position.commit).toBe('bigint');
+      expect(stored!.position.commit).toBe(stored!.position.prepare);
+    });
+
+    it('refuses malformed input, naming the field, before writing anything', async () => {
+      const store = stores[0]!;
+      const stream = `invalid-${randomUUID()}`;
+      await expect(store.append(stream, [{ ...event(), id: 'not-a-uuid' }], 'no-stream')).rejects.toThrow(
+        'events[0].id must be a UUID',
+      );
+      await expect(store.append(stream, [], 'no-stream')).rejects.toThrow('events must be a non-empty array');
+      await expect(store.append(stream, [event()], -1n)).rejects.toThrow('expectedRevision');
+      await expect(store.append('', [event()], 'any')).rejects.toThrow('streamName');
+      await expect(collect(store.readAll({ streamPrefixes: [] }))).rejects.toThrow('streamPrefixes');
+      await expect(collect(store.readAll({ streamPrefixes: [''] }))).rejects.toThrow('streamPrefixes[0]');
+      expect(await collect(store.readStream(stream))).toEqual([]);
+    });
+  });
+});
