@@ -72,13 +72,33 @@ export const Problem = Type.Object({
 });
 export type Problem = Type.Static<typeof Problem>;
 
+/** Why an authenticated request was not accepted as an event. */
+export const QuarantineReason = Type.Union([
+  Type.Literal('malformed-json'),
+  Type.Literal('invalid-event'),
+  Type.Literal('unsupported-media-type'),
+  Type.Literal('body-too-large'),
+]);
+export type QuarantineReason = Type.Static<typeof QuarantineReason>;
+
 /** The data of a quarantined request: authenticated, but not accepted as an event. */
 export const QuarantinedRequest = Type.Object({
   schemaVersion: Type.Literal(archivedEventSchemaVersion),
-  reason: Type.Union([Type.Literal('malformed-json'), Type.Literal('invalid-event')]),
+  reason: QuarantineReason,
   problems: Type.Array(Problem),
   contentType: Nullable(Type.String()),
   ...RawBody.properties,
+  /**
+   * `body-too-large` only: the raw body holds just the first bytes received. An oversized body is
+   * never stored whole; its size and the digest of what was read stand in for it.
+   */
+  bodyTruncated: Type.Optional(Type.Boolean()),
+  /** How many bytes were read before reading stopped (`body-too-large`). */
+  receivedBytes: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** The Content-Length the sender declared, or null when it sent none (`body-too-large`). */
+  declaredBytes: Type.Optional(Nullable(Type.Integer({ minimum: 0 }))),
+  /** SHA-256, hex, of all the bytes read (`body-too-large`). */
+  receivedSha256: Type.Optional(Type.String()),
 });
 export type QuarantinedRequest = Type.Static<typeof QuarantinedRequest>;
 

@@ -1,0 +1,244 @@
+/**
+ * The idempotent append: store an event in its stream exactly once, however often it is delivered,
+ * across restarts and with several calltrail processes ingesting the same call at once.
+ *
+ * The rule is read, then append with the exact expected revision: if the stream already holds the
+ * event's id, it is a duplicate and nothing is written; otherwise append expecting the last revision
+ * read (or no stream). A wrong expected version means another writer got there first: read what it
+ * wrote (it may be this very event) and try again, a bounded number of times, with a little jitter.
+ * Never `any`: the store only guarantees idempotency with an exact expectation.
+ *
+ * Two accelerators keep the hot path to at most one read and one append per event (one append alone
+ * for a stream this process already knows), and neither is needed for correctness:
+ * - appends to one stream from this process are queued, so they do not race one another and
+ *   collide only with other processes;
+ * - the ids and last revision of a stream are remembered (bounded, least recently used), so a known
+ *   stream is appended to directly, and read only from where the last read ended when another
+ *   writer got in first. This matters most for the per-day streams (assistant requests,
+ *   quarantine), which grow all day.
+ */
+import {
+  EventStoreUnavailableError,
+  type EventStore,
+  type ExpectedRevision,
+  type ProposedEvent,
+} from '../event-store/event-store.ts';
+
+export interface ArchiveAppendResult {
+  /** True when the stream already held the event: nothing was written. */
+  readonly duplicate: boolean;
+}
+
+/** The whole append (queueing, reads, retries) did not finish within its time bound. */
+export class AppendTimeoutError extends Error {
+  override readonly name = 'AppendTimeoutError';
+}
+
+/** Other writers kept winning the race for the stream; the event was not written. */
+export class AppendContentionError extends Error {
+  override readonly name = 'AppendContentionError';
+}
+
+/** The failures after which the caller may answer "try again later": the event is not stored. */
+export const isRetryableAppendFailure = (error: unknown): boolean =>
+  error instanceof AppendTimeoutError ||
+  error instanceof AppendContentionError ||
+  error instanceof EventStoreUnavailableError;
+
+export interface ArchiveWriter {
+  append(streamName: string, event: ProposedEvent): Promise<ArchiveAppendResult>;
+}
+
+export interface ArchiveWriterOptions {
+  /** Bound on one whole append, queueing and retries included. */
+  readonly timeoutMs: number;
+  readonly maxAttempts?: number;
+  /** How many event ids to remember across all streams. */
+  readonly rememberedIds?: number;
+  /** Jitter source, in [0, 1). */
+  readonly random?: () => number;
+}
+
+interface StreamTail {
+  lastRevision: bigint;
+  readonly ids: Set<string>;
+}
+
+/** What is known of streams' contents; for any stream, the ids of revisions 0..lastRevision. */
+class StreamTails {
+  private readonly tails = new Map<string, StreamTail>();
+  private rememberedIds = 0;
+
+  constructor(private readonly capacity: number) {}
+
+  get(streamName: string): StreamTail | undefined {
+    const tail = this.tails.get(streamName);
+    if (tail !== undefined) {
+      this.tails.delete(streamName);
+      this.tails.set(streamName, tail);
+    }
+    return tail;
+  }
+
+  /**
+   * Records events read after what was known and returns the stream's tail. A tail evicted meanwhile
+   * is still updated and returned, just no longer remembered.
+   */
+  extend(
+    streamName: string,
+    known: StreamTail | undefined,
+    read: readonly { id: string; revision: bigint }[],
+  ): StreamTail | undefined {
+    if (read.length === 0) return known;
+    const tail = known ?? { lastRevision: -1n, ids: new Set<string>() };
+    const remembered = known !== undefined && this.tails.get(streamName) === known;
+    for (const event of read) {
+      if (!tail.ids.has(event.id)) {
+        tail.ids.add(event.id);
+        if (remembered) this.rememberedIds += 1;
+      }
+      tail.lastRevision = event.revision;
+    }
+    if (known === undefined) {
+      this.forget(streamName);
+      this.tails.set(streamName, tail);
+      this.rememberedIds += tail.ids.size;
+    }
+    this.evict();
+    return tail;
+  }
+
+  forget(streamName: string): void {
+    const tail = this.tails.get(streamName);
+    if (tail === undefined) return;
+    this.rememberedIds -= tail.ids.size;
+    this.tails.delete(streamName);
+  }
+
+  private evict(): void {
+    for (const [streamName] of this.tails) {
+      if (this.rememberedIds <= this.capacity) return;
+      this.forget(streamName);
+    }
+  }
+}
+
+/** Runs work for one key at a time, in arrival order; a waiter that times out leaves the queue. */
+class KeyedQueue {
+  private readonly tails = new Map<string, Promise<void>>();
+
+  async run<T>(key: string, signal: AbortSignal, work: () => Promise<T>): Promise<T> {
+    const previous = this.tails.get(key) ?? Promise.resolve();
+    let release = () => {};
+    const current = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const tail = previous.then(() => current);
+    this.tails.set(key, tail);
+    try {
+      await abortable(previous, signal);
+      return await abortable(work(), signal);
+    } finally {
+      release();
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    }
+  }
+}
+
+/** Settles with the promise, or rejects with the signal's reason as soon as it aborts. */
+const abortable = <T>(promise: Promise<T>, signal: AbortSignal): Promise<T> =>
+  new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    if (signal.aborted) {
+      promise.catch(() => {});
+      onAbort();
+      return;
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
+
+const sleep = (milliseconds: number, signal: AbortSignal): Promise<void> =>
+  abortable(new Promise<void>((resolve) => setTimeout(resolve, milliseconds)), signal);
+
+export const createArchiveWriter = (eventStore: EventStore, options: ArchiveWriterOptions): ArchiveWriter => {
+  const maxAttempts = options.maxAttempts ?? 10;
+  const random = options.random ?? Math.random;
+  const tails = new StreamTails(options.rememberedIds ?? 200_000);
+  const queue = new KeyedQueue();
+
+  /** Reads what this process does not know of the stream yet; returns its last revision. */
+  const catchUp = async (streamName: string, signal: AbortSignal): Promise<StreamTail | undefined> => {
+    const known = tails.get(streamName);
+    const read: { id: string; revision: bigint }[] = [];
+    const fromRevision = known === undefined ? 0n : known.lastRevision + 1n;
+    for await (const event of eventStore.readStream(streamName, { fromRevision })) {
+      read.push({ id: event.id, revision: event.revision });
+    }
+    // A read finished after the deadline may interleave with the next caller's: drop it.
+    signal.throwIfAborted();
+    return tails.extend(streamName, known, read);
+  };
+
+  const appendOnce = async (
+    streamName: string,
+    event: ProposedEvent,
+    signal: AbortSignal,
+  ): Promise<ArchiveAppendResult> => {
+    // A remembered tail is trusted until the store says otherwise: appending with its exact last
+    // revision either succeeds (nothing was written since, so the id cannot be there) or comes back
+    // as a wrong expected version, and only then is the stream read. A stream not remembered is
+    // always read first, so a redelivery after a restart is recognised as a duplicate.
+    let tail = tails.get(streamName);
+    let mustRead = tail === undefined;
+    for (let attempt = 1; ; attempt += 1) {
+      if (mustRead) tail = await catchUp(streamName, signal);
+      if (tail?.ids.has(event.id)) return { duplicate: true };
+      const expected: ExpectedRevision = tail === undefined ? 'no-stream' : tail.lastRevision;
+      signal.throwIfAborted();
+      const result = await eventStore.append(streamName, [event], expected);
+      signal.throwIfAborted();
+      if (result.outcome === 'appended') {
+        // Exactly one event at expected + 1 (written now, or by a racer with the same id just before).
+        tails.extend(streamName, tail, [{ id: event.id, revision: result.nextRevision }]);
+        return { duplicate: false };
+      }
+      if (attempt >= maxAttempts) {
+        throw new AppendContentionError(`${streamName}: still contended after ${maxAttempts} attempts`);
+      }
+      mustRead = true;
+      if (attempt > 1) await sleep(1 + random() * 4 * attempt, signal);
+    }
+  };
+
+  return {
+    append: async (streamName, event) => {
+      const controller = new AbortController();
+      const timer = setTimeout(
+        () =>
+          controller.abort(new AppendTimeoutError(`${streamName}: append took over ${options.timeoutMs} ms`)),
+        options.timeoutMs,
+      );
+      try {
+        return await queue.run(streamName, controller.signal, () =>
+          appendOnce(streamName, event, controller.signal),
+        );
+      } catch (error) {
+        // Whatever an abandoned read or append did is unknown here: re-read the stream next time.
+        tails.forget(streamName);
+        throw error;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+};

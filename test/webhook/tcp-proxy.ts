@@ -1,0 +1,58 @@
+/**
+ * A TCP proxy on 127.0.0.1 in front of a store, so a test can take the store away from calltrail and
+ * give it back without touching the store itself: `goDown()` refuses new connections and cuts the
+ * open ones (as a crashed or partitioned server does), `comeBack()` listens again on the same port.
+ */
+import net from 'node:net';
+
+export interface TcpProxy {
+  readonly port: number;
+  goDown(): Promise<void>;
+  comeBack(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const startTcpProxy = async (target: { host: string; port: number }): Promise<TcpProxy> => {
+  const sockets = new Set<net.Socket>();
+  let server: net.Server | undefined;
+
+  const listen = (port: number) =>
+    new Promise<net.Server>((resolve, reject) => {
+      const created = net.createServer((client) => {
+        const upstream = net.connect(target.port, target.host);
+        for (const socket of [client, upstream]) {
+          sockets.add(socket);
+          socket.on('close', () => sockets.delete(socket));
+          socket.on('error', () => {
+            client.destroy();
+            upstream.destroy();
+          });
+        }
+        client.pipe(upstream).pipe(client);
+      });
+      created.once('error', reject);
+      created.listen(port, '127.0.0.1', () => resolve(created));
+    });
+
+  const goDown = async () => {
+    const stopping = server;
+    server = undefined;
+    for (const socket of sockets) socket.destroy();
+    sockets.clear();
+    if (stopping) await new Promise<void>((resolve) => stopping.close(() => resolve()));
+  };
+
+  server = await listen(0);
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('proxy has no port');
+  const port = address.port;
+
+  return {
+    port,
+    goDown,
+    comeBack: async () => {
+      server ??= await listen(port);
+    },
+    close: goDown,
+  };
+};
