@@ -1,8 +1,10 @@
 /**
- * Read model `terminations`: one row per ended call, the source of the CSV export.
+ * Read model `terminations`: one row per ended call, the source of the CSV export. It is fed by the
+ * `calls` fold (same transaction, same checkpoint), so it always agrees with the `calls` table.
  */
 import { doublePrecision, index, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
 import { positionColumn } from '../src/database/columns.ts';
+import type { CallRow } from './calls.ts';
 
 export const terminations = pgTable(
   'terminations',
@@ -27,3 +29,21 @@ export const terminations = pgTable(
   ],
 );
 export type TerminationRow = typeof terminations.$inferSelect;
+
+/** The call's termination, or undefined while it has not ended. An ended call never un-ends. */
+export const terminationOfCall = (call: CallRow): TerminationRow | undefined =>
+  call.outcome === null || call.endedAt === null
+    ? undefined
+    : {
+        callId: call.callId,
+        outcome: call.outcome,
+        endedReason: call.endedReason,
+        debuggingArtifact: call.debuggingArtifact,
+        startedAt: call.startedAt,
+        endedAt: call.endedAt,
+        durationSeconds: call.durationSeconds,
+        caller: call.caller,
+        assistant: call.assistant,
+        lastCommitPosition: call.lastCommitPosition,
+        lastPreparePosition: call.lastPreparePosition,
+      };

@@ -30,7 +30,7 @@ export const createMetrics = (options: { collectProcessMetrics?: boolean } = {})
     }),
     projectionLagSeconds: new Gauge({
       name: 'calltrail_projection_lag_seconds',
-      help: 'Age of the newest stored event not yet applied, per projection (0 when caught up)',
+      help: 'Age of the oldest stored event not yet applied, per projection (0 when caught up)',
       labelNames: ['projection'] as const,
       registers: [registry],
     }),

@@ -31,7 +31,8 @@ CREATE TABLE "calls" (
 	"event_count" integer NOT NULL,
 	"last_revision" bigint NOT NULL,
 	"last_commit_position" numeric(20, 0) NOT NULL,
-	"last_prepare_position" numeric(20, 0) NOT NULL
+	"last_prepare_position" numeric(20, 0) NOT NULL,
+	"fold_state" json NOT NULL
 );
 --> statement-breakpoint
 CREATE TABLE "projection_checkpoints" (

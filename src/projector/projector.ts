@@ -2,12 +2,19 @@
  * The projector: runs every projection in `projections/` against the event store, keeping the
  * read models in Postgres caught up. `calltrail serve` starts it in-process unless
  * `--no-projector`; `calltrail project` runs it alone.
+ *
+ * Any number of projector processes may run against one database: per projection one is active and
+ * the others stand by (see `checkpoints.ts`), so a second process is a hot spare, never a second writer.
+ * The projections one process runs share a single subscription (see `runner.ts`).
  */
+import { callStreamPrefix } from '../archive/streams.ts';
 import type { Database } from '../database/database.ts';
 import type { EventStore } from '../event-store/event-store.ts';
 import type { ProjectionStatusSource } from '../http/health.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
+import { projectionNamed, projections } from './projections.ts';
+import { startRunner, type ProjectionRunner, type RunnerOptions } from './runner.ts';
 
 export interface ProjectorDependencies {
   readonly eventStore: EventStore;
@@ -17,11 +24,55 @@ export interface ProjectorDependencies {
   readonly clock: () => Date;
 }
 
+export interface ProjectorOptions extends RunnerOptions {
+  /** Which projections to run, by name; default: all. */
+  readonly projections: readonly string[] | undefined;
+}
+
+export const defaultProjectorOptions: ProjectorOptions = {
+  projections: undefined,
+  streamPrefixes: [callStreamPrefix],
+  maxBatchEvents: 1000,
+  watchdogIntervalMs: 5_000,
+  stallTimeoutMs: 30_000,
+  standbyPollMs: 2_000,
+  retryInitialMs: 250,
+  retryMaxMs: 30_000,
+  lagCountLimit: 1000,
+  lagLogIntervalMs: 30_000,
+};
+
 export interface RunningProjector extends ProjectionStatusSource {
+  readonly runners: readonly ProjectionRunner[];
   /** Stops subscriptions after the batch in flight commits. */
   stop(): Promise<void>;
 }
 
-export const startProjector = async (_dependencies: ProjectorDependencies): Promise<RunningProjector> => {
-  throw new Error('not yet implemented');
+export const startProjector = async (
+  dependencies: ProjectorDependencies,
+  overrides: Partial<ProjectorOptions> = {},
+): Promise<RunningProjector> => {
+  const options: ProjectorOptions = { ...defaultProjectorOptions, ...overrides };
+  const selected = options.projections?.map(projectionNamed) ?? projections;
+  const runner = startRunner(
+    selected,
+    {
+      eventStore: dependencies.eventStore,
+      pool: dependencies.database.pool,
+      logger: dependencies.logger,
+      metrics: dependencies.metrics,
+      clock: dependencies.clock,
+    },
+    options,
+  );
+  const { runners } = runner;
+  dependencies.logger.info(
+    { projections: runners.map((each) => each.projection), eventStore: dependencies.eventStore.kind },
+    'projector started',
+  );
+  return {
+    runners,
+    status: () => runners.map((each) => each.status()),
+    stop: () => runner.stop(),
+  };
 };

@@ -1,0 +1,25 @@
+/**
+ * Every projection the projector runs, by name. Each has its own checkpoint, so one can be rebuilt
+ * (or fall behind) without touching the others.
+ */
+import { callTimelineProjection } from './call-timeline-projection.ts';
+import { callsProjection } from './calls-projection.ts';
+import type { Projection } from './projection.ts';
+
+export const projections: readonly Projection[] = [callsProjection, callTimelineProjection];
+
+export const projectionNames: readonly string[] = projections.map((projection) => projection.name);
+
+export class UnknownProjectionError extends Error {
+  override readonly name = 'UnknownProjectionError';
+}
+
+export const projectionNamed = (name: string): Projection => {
+  const found = projections.find((projection) => projection.name === name);
+  if (found === undefined) {
+    throw new UnknownProjectionError(
+      `unknown projection ${JSON.stringify(name)}; valid projections: ${projectionNames.join(', ')}`,
+    );
+  }
+  return found;
+};

@@ -1,0 +1,351 @@
+/**
+ * Rebuilding a projection from the event streams, while ingest and the live projector go on.
+ *
+ * The replay writes fresh shadow tables in a schema of their own; the projection code is the same,
+ * pointed there by the transaction's `search_path` (shadow schema first; the live schema second,
+ * so dead letters still land in the one live table). Queries keep reading the live tables the whole
+ * time. Once the shadow has caught up, one transaction takes the projection's `write` lock (which
+ * every live batch takes too), applies the last few events, drops the live tables, moves the shadow
+ * tables into their place and sets the live checkpoint to the shadow's. Readers see the old tables
+ * or the new ones, never an empty or half-built one; the live runner's next batch finds the
+ * checkpoint moved, and resubscribes from there.
+ *
+ * Shadow tables get the live tables' columns, constraints, indexes and grants under the same
+ * names, so after the swap they are indistinguishable from what the migrations created.
+ */
+import type pg from 'pg';
+import {
+  comparePositions,
+  formatPosition,
+  type EventStore,
+  type GlobalPosition,
+} from '../event-store/event-store.ts';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
+import { applyBatch, type BatchOutcome, type BatchScope } from './batch.ts';
+import { laterPosition, loadCheckpoint, lockForTransaction, saveCheckpoint, tryLock } from './checkpoints.ts';
+import { openFeed } from './feed.ts';
+import { readHead } from './lag.ts';
+import type { Projection } from './projection.ts';
+import { quoteIdentifier } from './sql.ts';
+
+export interface RebuildDependencies {
+  readonly eventStore: EventStore;
+  readonly pool: pg.Pool;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly clock: () => Date;
+}
+
+export interface RebuildProgress {
+  readonly phase: 'replaying' | 'indexing' | 'catching-up' | 'swapping' | 'done';
+  /** Events replayed so far. */
+  readonly events: number;
+  /** The events the replay will have seen at the end, estimated from positions while replaying. */
+  readonly estimatedTotal: number;
+}
+
+export interface RebuildOptions {
+  readonly streamPrefixes: readonly string[];
+  readonly maxBatchEvents: number;
+  /** How long the swap may wait for readers of the live tables before it retries. */
+  readonly swapLockTimeoutMs: number;
+  readonly swapAttempts: number;
+  readonly onProgress?: (progress: RebuildProgress) => void;
+}
+
+export interface RebuildResult {
+  readonly projection: string;
+  readonly events: number;
+  readonly deadLettered: number;
+  readonly checkpoint: GlobalPosition | undefined;
+}
+
+/** Unlocked catch-up passes before the locked one; each pass is bounded by the head at its start. */
+const maxUnlockedPasses = 10;
+
+export class RebuildInProgressError extends Error {
+  override readonly name = 'RebuildInProgressError';
+}
+
+export class RebuildError extends Error {
+  override readonly name = 'RebuildError';
+}
+
+export const shadowSchemaFor = (projection: string): string =>
+  `calltrail_rebuild_${projection.replace(/[^a-z0-9]+/gi, '_').toLowerCase()}`;
+
+const lockNotAvailable = (error: unknown): boolean =>
+  typeof error === 'object' && error !== null && 'code' in error && error.code === '55P03';
+
+const liveSchemaOf = async (client: pg.ClientBase, table: string): Promise<string> => {
+  const { rows } = await client.query<{ schema: string | null }>(
+    `SELECT n.nspname AS schema FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = to_regclass($1)`,
+    [table],
+  );
+  const schema = rows[0]?.schema;
+  if (schema === undefined || schema === null) {
+    throw new RebuildError(
+      `table ${table} does not exist; apply the read-model migrations first (calltrail migrate)`,
+    );
+  }
+  return schema;
+};
+
+const qualified = (schema: string, table: string) => `${quoteIdentifier(schema)}.${quoteIdentifier(table)}`;
+
+/** Columns, defaults, NOT NULLs, keys, checks and grants of the live table, under the same names. */
+const createShadowTable = async (client: pg.ClientBase, live: string, shadow: string, table: string) => {
+  const source = qualified(live, table);
+  const target = qualified(shadow, table);
+  await client.query(
+    `CREATE TABLE ${target} (LIKE ${source} INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING IDENTITY
+       INCLUDING STORAGE INCLUDING COMMENTS INCLUDING COMPRESSION)`,
+  );
+  const constraints = await client.query<{ name: string; definition: string }>(
+    `SELECT conname AS name, pg_get_constraintdef(oid) AS definition FROM pg_constraint
+     WHERE conrelid = $1::regclass AND contype IN ('p', 'u', 'c', 'x') ORDER BY conname`,
+    [source],
+  );
+  for (const { name, definition } of constraints.rows) {
+    await client.query(`ALTER TABLE ${target} ADD CONSTRAINT ${quoteIdentifier(name)} ${definition}`);
+  }
+  const grants = await client.query<{ privilege: string; grantee: string }>(
+    `SELECT a.privilege_type AS privilege,
+            CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END AS grantee
+     FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee
+     WHERE c.oid = $1::regclass AND a.grantee <> c.relowner`,
+    [source],
+  );
+  for (const { privilege, grantee } of grants.rows) {
+    await client.query(`GRANT ${privilege} ON ${target} TO ${grantee}`);
+  }
+};
+
+/** Indexes that back no constraint; built after the bulk replay, which is faster than maintaining them. */
+const createShadowIndexes = async (client: pg.ClientBase, live: string, shadow: string, table: string) => {
+  const { rows } = await client.query<{ definition: string }>(
+    `SELECT pg_get_indexdef(x.indexrelid) AS definition FROM pg_index x
+     WHERE x.indrelid = $1::regclass
+       AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid AND c.conrelid = x.indrelid)`,
+    [qualified(live, table)],
+  );
+  for (const { definition } of rows) {
+    const onTable = / ON (ONLY )?\S+ USING /;
+    if (!onTable.test(definition)) throw new RebuildError(`cannot copy index definition: ${definition}`);
+    await client.query(definition.replace(onTable, ` ON ${qualified(shadow, table)} USING `));
+  }
+  await client.query(`ANALYZE ${qualified(shadow, table)}`);
+};
+
+/**
+ * Rebuilds one projection. Throws `RebuildInProgressError` when another rebuild of it runs, and
+ * leaves the live tables untouched when anything fails before the swap commits.
+ */
+export const rebuildProjection = async (
+  projection: Projection,
+  dependencies: RebuildDependencies,
+  options: RebuildOptions,
+): Promise<RebuildResult> => {
+  const { eventStore, pool, clock, metrics } = dependencies;
+  const logger = dependencies.logger.child({ projection: projection.name, task: 'rebuild' });
+  const labels = { projection: projection.name };
+  const client = await pool.connect();
+  const onClientError = (error: Error) => logger.warn({ err: error }, 'rebuild database session lost');
+  client.on('error', onClientError);
+
+  let events = 0;
+  let deadLettered = 0;
+  let estimatedTotal = 0;
+  const report = (phase: RebuildProgress['phase']) =>
+    options.onProgress?.({ phase, events, estimatedTotal: Math.max(estimatedTotal, events) });
+  // Counted into the metrics once committed: the swap transaction may still roll back.
+  let uncounted = { applied: 0, deadLettered: 0 };
+  const count = (outcome: BatchOutcome, batchEvents: number) => {
+    events += batchEvents;
+    deadLettered += outcome.deadLettered;
+    uncounted = {
+      applied: uncounted.applied + outcome.applied,
+      deadLettered: uncounted.deadLettered + outcome.deadLettered,
+    };
+  };
+  const committed = () => {
+    metrics.projectedEvents.inc(labels, uncounted.applied);
+    if (uncounted.deadLettered > 0) metrics.deadLetters.inc(labels, uncounted.deadLettered);
+    uncounted = { applied: 0, deadLettered: 0 };
+  };
+
+  try {
+    if (!(await tryLock(client, 'rebuild', projection.name))) {
+      throw new RebuildInProgressError(`a rebuild of ${projection.name} is already running`);
+    }
+    const live = await liveSchemaOf(client, projection.tables[0]!);
+    const shadow = shadowSchemaFor(projection.name);
+    const searchPath = `${quoteIdentifier(shadow)}, ${quoteIdentifier(live)}`;
+    const shadowScope: BatchScope = { mode: 'transaction', searchPath, writeLock: false };
+
+    // A rebuild that died earlier may have left its shadow behind; it is never used by anyone else.
+    await client.query(`DROP SCHEMA IF EXISTS ${quoteIdentifier(shadow)} CASCADE`);
+    await client.query(`CREATE SCHEMA ${quoteIdentifier(shadow)}`);
+    for (const table of [...projection.tables, 'projection_checkpoints']) {
+      await createShadowTable(client, live, shadow, table);
+    }
+    logger.info({ shadow }, 'rebuild started');
+
+    // 1. The bulk replay, through a subscription from the start until it has caught up.
+    const head = await readHead(eventStore, options.streamPrefixes);
+    let applied: GlobalPosition | undefined;
+    const feed = openFeed(eventStore.subscribeToAll({ streamPrefixes: options.streamPrefixes }), {
+      highWater: options.maxBatchEvents * 2,
+      start: undefined,
+      now: () => clock().getTime(),
+    });
+    try {
+      let caughtUp = false;
+      while (!caughtUp) {
+        const messages = await feed.take(options.maxBatchEvents);
+        if (messages.length === 0) throw new RebuildError('the replay subscription closed early');
+        const batchEvents = [];
+        let through = applied;
+        for (const message of messages) {
+          if (message.kind === 'event') {
+            batchEvents.push(message.event);
+            through = laterPosition(through, message.event.position);
+          } else if (message.kind === 'checkpoint') {
+            through = laterPosition(through, message.position);
+          } else {
+            caughtUp = true;
+          }
+        }
+        if (through !== undefined && (applied === undefined || comparePositions(through, applied) > 0)) {
+          count(
+            await applyBatch(
+              client,
+              projection,
+              { events: batchEvents, after: applied, through },
+              shadowScope,
+              clock(),
+            ),
+            batchEvents.length,
+          );
+          applied = through;
+          committed();
+          if (head !== undefined && head.position.commit > 0n) {
+            estimatedTotal = Math.round(
+              (events * Number(head.position.commit)) / Math.max(1, Number(through.commit)),
+            );
+          }
+        }
+        report('replaying');
+      }
+    } finally {
+      await feed.close();
+    }
+
+    report('indexing');
+    for (const table of projection.tables) await createShadowIndexes(client, live, shadow, table);
+
+    // 2. What arrived meanwhile, still without holding anyone up. Each pass only goes as far as
+    // the head when it began, so a busy ingest cannot keep the rebuild chasing it forever.
+    const catchUpTo = async (bound: GlobalPosition, scope: BatchScope): Promise<number> => {
+      let caughtUp = 0;
+      for (;;) {
+        const pending = [];
+        let beyond = false;
+        for await (const event of eventStore.readAll({
+          streamPrefixes: options.streamPrefixes,
+          from: applied,
+          maxCount: options.maxBatchEvents + 1,
+        })) {
+          if (comparePositions(event.position, bound) > 0) {
+            beyond = true;
+            break;
+          }
+          if (applied === undefined || comparePositions(event.position, applied) > 0) pending.push(event);
+        }
+        const last = pending.at(-1);
+        if (last === undefined) return caughtUp;
+        count(
+          await applyBatch(
+            client,
+            projection,
+            { events: pending, after: applied, through: last.position },
+            scope,
+            clock(),
+          ),
+          pending.length,
+        );
+        caughtUp += pending.length;
+        applied = last.position;
+        if (scope.mode === 'transaction') committed();
+        report('catching-up');
+        if (beyond) return caughtUp;
+      }
+    };
+    const catchUp = async (scope: BatchScope): Promise<void> => {
+      for (let pass = 0; pass < maxUnlockedPasses; pass += 1) {
+        const current = await readHead(eventStore, options.streamPrefixes);
+        if (current === undefined) return;
+        // Close enough: what is left is done under the lock, where the head stands still for us.
+        if ((await catchUpTo(current.position, scope)) < options.maxBatchEvents) return;
+      }
+    };
+    await catchUp(shadowScope);
+
+    // 3. The last events and the swap, as one transaction holding the projection's write lock.
+    for (let attempt = 1; ; attempt += 1) {
+      const before = { events, deadLettered, applied, uncounted };
+      await client.query('BEGIN');
+      try {
+        await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(options.swapLockTimeoutMs))}`);
+        await lockForTransaction(client, 'write', projection.name);
+        await client.query(`SET LOCAL search_path TO ${searchPath}`);
+        // Appends go on, but the live runner is held: the head read now bounds what it can
+        // have applied, and everything after it is left to the live runner.
+        const head = await readHead(eventStore, options.streamPrefixes);
+        if (head !== undefined) await catchUpTo(head.position, { mode: 'savepoint' });
+        report('swapping');
+        await client.query(`SET LOCAL search_path TO ${quoteIdentifier(live)}`);
+        const liveCheckpoint = await loadCheckpoint(client, projection.name);
+        // The live runner never gets past what the store held when we took the lock, so the
+        // shadow holds everything it had applied; the checkpoint never moves backwards.
+        const checkpoint = laterPosition(applied, liveCheckpoint);
+        for (const table of projection.tables) await client.query(`DROP TABLE ${qualified(live, table)}`);
+        for (const table of projection.tables) {
+          await client.query(`ALTER TABLE ${qualified(shadow, table)} SET SCHEMA ${quoteIdentifier(live)}`);
+        }
+        if (checkpoint !== undefined) await saveCheckpoint(client, projection.name, checkpoint, clock());
+        await client.query(`DROP SCHEMA ${quoteIdentifier(shadow)} CASCADE`);
+        await client.query('COMMIT');
+        committed();
+        logger.info(
+          {
+            events,
+            deadLettered,
+            checkpoint: checkpoint === undefined ? 'start' : formatPosition(checkpoint),
+          },
+          'rebuild swapped in',
+        );
+        report('done');
+        return { projection: projection.name, events, deadLettered, checkpoint };
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {});
+        ({ events, deadLettered, applied, uncounted } = before);
+        if (!lockNotAvailable(error) || attempt >= options.swapAttempts) throw error;
+        logger.warn({ attempt }, 'readers held the live tables too long; retrying the swap');
+        await catchUp(shadowScope);
+      }
+    }
+  } finally {
+    client.removeListener('error', onClientError);
+    // Destroyed rather than returned: ends the session, and with it the rebuild lock.
+    client.release(true);
+  }
+};
+
+export const defaultRebuildOptions = {
+  maxBatchEvents: 2000,
+  swapLockTimeoutMs: 10_000,
+  swapAttempts: 5,
+} as const;

@@ -1,0 +1,447 @@
+/**
+ * Runs the projections of one projector process. Per projection it wins (or waits for) the
+ * projection's leader lock, on a database session of the projection's own that also does all its
+ * writes (so nothing is written without the lock). The projections it leads share one subscription,
+ * from the earliest of their checkpoints, so the store is read once for all of them; each batch goes
+ * to every projection at once, each in a transaction of its own with its checkpoint, skipping what
+ * that projection already has.
+ *
+ * Everything that can go wrong ends in "resubscribe from the stored checkpoints": a dropped
+ * subscription (with backoff), a silent one (the watchdog sees the store's head move while the
+ * subscription does not), another writer moving a checkpoint (a rebuild swap), a lost database
+ * session (which also gives up the leadership, so a standby may take over).
+ */
+import type pg from 'pg';
+import {
+  comparePositions,
+  formatPosition,
+  type EventStore,
+  type GlobalPosition,
+  type RecordedEvent,
+} from '../event-store/event-store.ts';
+import type { ProjectionStatus } from '../http/health.ts';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
+import { applyBatch } from './batch.ts';
+import { CheckpointMovedError, laterPosition, loadCheckpoint, samePosition, tryLock } from './checkpoints.ts';
+import { openFeed, type Feed } from './feed.ts';
+import { measureLag, readHead, type Lag } from './lag.ts';
+import type { Projection } from './projection.ts';
+
+export interface RunnerDependencies {
+  readonly eventStore: EventStore;
+  readonly pool: pg.Pool;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly clock: () => Date;
+}
+
+export interface RunnerOptions {
+  /** Which streams the projections read; call streams in production. */
+  readonly streamPrefixes: readonly string[];
+  readonly maxBatchEvents: number;
+  readonly watchdogIntervalMs: number;
+  /** How long the subscription may stay silent while the store's head is ahead before a restart. */
+  readonly stallTimeoutMs: number;
+  /** How often a projection led elsewhere is tried again. */
+  readonly standbyPollMs: number;
+  readonly retryInitialMs: number;
+  readonly retryMaxMs: number;
+  readonly lagCountLimit: number;
+  readonly lagLogIntervalMs: number;
+}
+
+export type RunnerRole = 'starting' | 'standby' | 'active' | 'stopped';
+
+/** One projection as this process runs it. */
+export interface ProjectionRunner {
+  readonly projection: string;
+  readonly role: RunnerRole;
+  status(): ProjectionStatus;
+  /** Measures lag now (the watchdog does it periodically). */
+  refreshLag(): Promise<void>;
+}
+
+export interface Runner {
+  readonly runners: readonly ProjectionRunner[];
+  /** Stops the subscription after the batch in flight commits. */
+  stop(): Promise<void>;
+}
+
+const sessionCheckTimeoutMs = 10_000;
+
+const formatCheckpoint = (position: GlobalPosition | undefined) =>
+  position === undefined ? 'start' : formatPosition(position);
+
+/** The earliest checkpoint: undefined (the start of $all) if any projection has none yet. */
+const earliest = (positions: Iterable<GlobalPosition | undefined>): GlobalPosition | undefined => {
+  let result: GlobalPosition | undefined;
+  for (const position of positions) {
+    if (position === undefined) return undefined;
+    if (result === undefined || comparePositions(position, result) < 0) result = position;
+  }
+  return result;
+};
+
+export const startRunner = (
+  projections: readonly Projection[],
+  dependencies: RunnerDependencies,
+  options: RunnerOptions,
+): Runner => {
+  const { eventStore, pool, metrics, clock } = dependencies;
+  const logger = dependencies.logger;
+  const loggers = new Map(
+    projections.map((projection) => [projection, logger.child({ projection: projection.name })]),
+  );
+  const log = (projection: Projection) => loggers.get(projection) ?? logger;
+  const roles = new Map<Projection, RunnerRole>(projections.map((projection) => [projection, 'starting']));
+  const lags = new Map<Projection, Lag>(
+    projections.map((projection) => [
+      projection,
+      { caughtUp: false, lagEvents: 0, lagSeconds: 0, head: undefined },
+    ]),
+  );
+  /** The projections led, each with the session holding its leader lock. */
+  const sessions = new Map<Projection, pg.PoolClient>();
+  let lastElection = 0;
+  let stopping = false;
+  let feed: Feed | undefined;
+  let lastLagLog = 0;
+  let wakeSleepers: () => void = () => {};
+  const stopSignal = new Promise<void>((resolve) => {
+    wakeSleepers = resolve;
+  });
+
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      void stopSignal.then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+
+  // A checked-out client has no error listener of the pool's; without one a lost connection would
+  // crash the process instead of failing the next query.
+  const onSessionError = (error: Error) => logger.warn({ err: error }, 'projector database session lost');
+
+  /** Destroyed, never returned to the pool: ending the session is what frees its leader lock. */
+  const endSession = (client: pg.PoolClient) => {
+    client.removeListener('error', onSessionError);
+    client.release(true);
+  };
+
+  /** Whether the session still answers (a connection lost to a dead network may never fail by itself). */
+  const answers = async (client: pg.ClientBase): Promise<boolean> => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        client.query('SELECT 1').then(() => true),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), sessionCheckTimeoutMs);
+        }),
+      ]);
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  /** Sessions of projections standing by, kept to try the lock again without reconnecting. */
+  const candidates = new Map<Projection, pg.PoolClient>();
+
+  const resign = (projection: Projection, role: RunnerRole) => {
+    for (const held of [sessions, candidates]) {
+      const client = held.get(projection);
+      held.delete(projection);
+      if (client !== undefined) endSession(client);
+    }
+    roles.set(projection, role);
+  };
+
+  /** Tries the leader lock of every projection not yet led; true when one more was won. */
+  const elect = async (): Promise<boolean> => {
+    lastElection = clock().getTime();
+    let won = false;
+    for (const projection of projections) {
+      if (sessions.has(projection) || stopping) continue;
+      let client = candidates.get(projection);
+      if (client === undefined) {
+        client = await pool.connect();
+        client.on('error', onSessionError);
+      }
+      candidates.delete(projection);
+      let leading = false;
+      try {
+        leading = await tryLock(client, 'leader', projection.name);
+      } catch (error) {
+        endSession(client);
+        throw error;
+      }
+      if (!leading) candidates.set(projection, client);
+      if (leading) {
+        sessions.set(projection, client);
+        roles.set(projection, 'active');
+        log(projection).info('running projection');
+        won = true;
+      } else if (roles.get(projection) !== 'standby') {
+        roles.set(projection, 'standby');
+        log(projection).info('another process runs this projection; standing by');
+      }
+    }
+    return won;
+  };
+
+  const standingBy = () => sessions.size < projections.length;
+
+  let progressed = false;
+
+  /**
+   * One subscription for the projections led, from the earliest of their checkpoints, until it is
+   * closed or another projection is won (returns) or it fails (throws).
+   */
+  const follow = async (): Promise<void> => {
+    const running = projections.flatMap((projection) => {
+      const client = sessions.get(projection);
+      return client === undefined ? [] : [{ projection, client }];
+    });
+    const applied = new Map<Projection, GlobalPosition | undefined>();
+    for (const { projection, client } of running) {
+      applied.set(projection, await loadCheckpoint(client, projection.name));
+    }
+    const start = earliest(applied.values());
+    const current = openFeed(
+      eventStore.subscribeToAll({ after: start, streamPrefixes: options.streamPrefixes }),
+      {
+        highWater: options.maxBatchEvents * 2,
+        start,
+        now: () => clock().getTime(),
+      },
+    );
+    feed = current;
+    logger.debug(
+      { after: formatCheckpoint(start), projections: running.map(({ projection }) => projection.name) },
+      'subscribed',
+    );
+
+    const apply = async (
+      projection: Projection,
+      client: pg.ClientBase,
+      events: readonly RecordedEvent[],
+      through: GlobalPosition | undefined,
+    ): Promise<void> => {
+      const after = applied.get(projection);
+      const next = laterPosition(after, through);
+      if (next === undefined || samePosition(next, after)) return;
+      const unseen =
+        after === undefined ? events : events.filter((event) => comparePositions(event.position, after) > 0);
+      const outcome = await applyBatch(
+        client,
+        projection,
+        { events: unseen, after, through: next },
+        { mode: 'transaction' },
+        clock(),
+      );
+      applied.set(projection, next);
+      progressed = true;
+      const labels = { projection: projection.name };
+      metrics.projectedEvents.inc(labels, outcome.applied);
+      if (outcome.deadLettered > 0) {
+        metrics.deadLetters.inc(labels, outcome.deadLettered);
+        log(projection).warn(
+          { deadLettered: outcome.deadLettered },
+          'skipped poison events; see projection_dead_letters',
+        );
+      }
+    };
+
+    try {
+      while (!stopping) {
+        const messages = standingBy()
+          ? await current.takeWithin(options.maxBatchEvents, options.standbyPollMs)
+          : await current.take(options.maxBatchEvents);
+        if (messages === 'idle') {
+          // Nothing to apply: a good moment to try the projections another process runs.
+          if (await elect()) return;
+          continue;
+        }
+        if (messages.length === 0) return;
+        const events: RecordedEvent[] = [];
+        let through: GlobalPosition | undefined;
+        let caughtUp = false;
+        for (const message of messages) {
+          if (message.kind === 'event') {
+            events.push(message.event);
+            through = laterPosition(through, message.event.position);
+          } else if (message.kind === 'checkpoint') {
+            through = laterPosition(through, message.position);
+          } else {
+            caughtUp = true;
+          }
+        }
+        // Side by side, each on its own session; all settle before anything else uses a session.
+        const outcomes = await Promise.allSettled(
+          running.map(({ projection, client }) => apply(projection, client, events, through)),
+        );
+        const failure = outcomes.find((outcome) => outcome.status === 'rejected');
+        if (failure !== undefined) throw failure.reason;
+        if (caughtUp) {
+          logger.info(
+            {
+              checkpoints: Object.fromEntries(
+                running.map(({ projection }) => [projection.name, formatCheckpoint(applied.get(projection))]),
+              ),
+            },
+            'caught up',
+          );
+          void refreshLag();
+        }
+        if (standingBy() && clock().getTime() - lastElection >= options.standbyPollMs && (await elect()))
+          return;
+      }
+    } finally {
+      feed = undefined;
+      await current.close();
+    }
+  };
+
+  const run = async (): Promise<void> => {
+    let backoff = options.retryInitialMs;
+    while (!stopping) {
+      try {
+        await elect();
+        if (sessions.size === 0) {
+          await sleep(options.standbyPollMs);
+          continue;
+        }
+        progressed = false;
+        await follow();
+        backoff = options.retryInitialMs;
+      } catch (error) {
+        if (stopping) break;
+        if (error instanceof CheckpointMovedError) {
+          logger.info({ reason: error.message }, 'checkpoint moved by another writer; resubscribing');
+          continue;
+        }
+        if (progressed) backoff = options.retryInitialMs;
+        logger.warn({ err: error, retryInMs: backoff }, 'projector failed; resubscribing');
+        // A session that no longer answers has lost its leader lock with it: back to the election.
+        for (const [projection, client] of [...sessions]) {
+          if (!(await answers(client))) {
+            log(projection).warn('projector database session lost; standing for election again');
+            resign(projection, 'starting');
+          }
+        }
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, options.retryMaxMs);
+      }
+    }
+    for (const projection of projections) resign(projection, 'stopped');
+  };
+
+  let measuring: Promise<void> | undefined;
+  let nextMeasurement: Promise<void> | undefined;
+  /** Resolves once a measurement that began after the call has finished (never a stale one). */
+  const refreshLag = (): Promise<void> => {
+    if (measuring === undefined) {
+      measuring = measureAndWatch().finally(() => {
+        measuring = undefined;
+      });
+      return measuring;
+    }
+    nextMeasurement ??= measuring.then(() => {
+      nextMeasurement = undefined;
+      return refreshLag();
+    });
+    return nextMeasurement;
+  };
+
+  const measureAndWatch = async (): Promise<void> => {
+    if (stopping) return;
+    try {
+      const head = await readHead(eventStore, options.streamPrefixes);
+      const now = clock();
+      const behind: Record<string, { lagEvents: number; lagSeconds: number }> = {};
+      for (const projection of projections) {
+        const checkpoint = await loadCheckpoint(pool, projection.name);
+        const measured = await measureLag(eventStore, {
+          streamPrefixes: options.streamPrefixes,
+          checkpoint,
+          now,
+          countLimit: options.lagCountLimit,
+          head,
+        });
+        lags.set(projection, measured);
+        const labels = { projection: projection.name };
+        metrics.projectionLagEvents.set(labels, measured.lagEvents);
+        metrics.projectionLagSeconds.set(labels, measured.lagSeconds);
+        if (!measured.caughtUp)
+          behind[projection.name] = { lagEvents: measured.lagEvents, lagSeconds: measured.lagSeconds };
+      }
+      if (Object.keys(behind).length === 0) {
+        lastLagLog = 0;
+      } else if (now.getTime() - lastLagLog >= options.lagLogIntervalMs) {
+        lastLagLog = now.getTime();
+        logger.info({ behind }, 'projections behind');
+      }
+      const current = feed;
+      if (
+        current !== undefined &&
+        head !== undefined &&
+        current.waitingSince !== undefined &&
+        now.getTime() - current.waitingSince >= options.stallTimeoutMs &&
+        (current.lastSeen === undefined || comparePositions(head.position, current.lastSeen) > 0)
+      ) {
+        logger.warn(
+          {
+            head: formatPosition(head.position),
+            lastSeen: formatCheckpoint(current.lastSeen),
+            silentForMs: now.getTime() - current.waitingSince,
+          },
+          'subscription silent while the store moved on; restarting it',
+        );
+        await current.close();
+      }
+    } catch (error) {
+      logger.warn({ err: error }, 'could not measure projection lag');
+    }
+  };
+
+  const watchdog = setInterval(() => void refreshLag(), options.watchdogIntervalMs);
+  watchdog.unref();
+  const running = run().finally(() => {
+    for (const projection of projections) resign(projection, 'stopped');
+  });
+  void refreshLag();
+
+  return {
+    runners: projections.map((projection) => ({
+      projection: projection.name,
+      get role() {
+        return roles.get(projection) ?? 'stopped';
+      },
+      status: () => {
+        const lag = lags.get(projection)!;
+        return {
+          projection: projection.name,
+          caughtUp: lag.caughtUp,
+          lagEvents: lag.lagEvents,
+          lagSeconds: lag.lagSeconds,
+        };
+      },
+      refreshLag,
+    })),
+    stop: async () => {
+      if (!stopping) {
+        stopping = true;
+        clearInterval(watchdog);
+        wakeSleepers();
+        await feed?.close();
+      }
+      await running;
+      await nextMeasurement;
+      await measuring;
+    },
+  };
+};
