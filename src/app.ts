@@ -10,6 +10,7 @@ import {
 } from '@fastify/type-provider-typebox';
 import type {} from '@fastify/swagger';
 import Fastify, {
+  LogController,
   type FastifyBaseLogger,
   type FastifyInstance,
   type FastifyServerOptions,
@@ -25,6 +26,7 @@ import { registerProblemHandlers } from './http/problem.ts';
 import type { Metrics } from './metrics.ts';
 import { webhookRoutes } from './webhook/routes.ts';
 import { auditRoutes } from './audit/routes.ts';
+import { apiDocs } from './audit/api-docs.ts';
 
 export interface AppDependencies {
   readonly config: Config;
@@ -61,7 +63,9 @@ export const buildApp = async (
       const given = request.headers['x-request-id'];
       return typeof given === 'string' && requestIdPattern.test(given) ? given : randomUUID();
     },
-    requestIdLogLabel: 'requestId',
+    logController: new LogController({ requestIdLogLabel: 'requestId' }),
+    // Call ids may be up to 128 characters (src/flireo/schemas.ts); Fastify's default is 100.
+    maxParamLength: 256,
     trustProxy: false,
     return503OnClosing: true,
   } as FastifyServerOptions).withTypeProvider<TypeBoxTypeProvider>();
@@ -71,6 +75,8 @@ export const buildApp = async (
   });
   registerProblemHandlers(app);
 
+  // Before every route, so the OpenAPI document sees them all.
+  await app.register(apiDocs);
   await app.register(healthRoutes, dependencies);
   await app.register(webhookRoutes, dependencies);
   await app.register(auditRoutes, dependencies);

@@ -110,6 +110,8 @@ export const ReceptionMetadata = Type.Object({
   signatureVerified: Type.Boolean(),
   authentication: Type.Union([Type.Literal('signature'), Type.Literal('token'), Type.Literal('none')]),
   userAgent: Nullable(Type.String()),
+  /** The request's content type, so a replay re-posts the body exactly as it came. */
+  contentType: Type.Optional(Nullable(Type.String())),
 });
 export type ReceptionMetadata = Type.Static<typeof ReceptionMetadata>;
 

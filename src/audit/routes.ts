@@ -1,7 +1,25 @@
 /**
- * The audit API: call history, archived events, quarantine, CSV export and replay.
+ * The audit API: call history, archived events, quarantine, CSV export and replay. Every route here
+ * requires an API token (see `authentication.ts`); one module per resource.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { AppDependencies } from '../app.ts';
+import { requireApiToken } from './authentication.ts';
+import { callEventsRoutes } from './call-events-routes.ts';
+import { callsRoutes } from './calls-routes.ts';
+import { exportRoutes } from './export-routes.ts';
+import { quarantineRoutes } from './quarantine-routes.ts';
+import { replayRoutes } from './replay-routes.ts';
 
-export const auditRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async () => {};
+export const auditRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app, dependencies) => {
+  app.addHook('onRequest', requireApiToken(dependencies.config.apiTokens));
+  // Audit answers hold personal data (numbers, call details): no shared or browser cache keeps them.
+  app.addHook('onSend', async (_request, reply) => {
+    reply.header('cache-control', 'no-store');
+  });
+  await app.register(callsRoutes, dependencies);
+  await app.register(callEventsRoutes, dependencies);
+  await app.register(quarantineRoutes, dependencies);
+  await app.register(exportRoutes, dependencies);
+  await app.register(replayRoutes, dependencies);
+};

@@ -3,7 +3,7 @@
  * place that maps every error to a response. A 4xx names the field and why; a 5xx never shows
  * internals.
  */
-import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import { Problem } from '../archive/archived-event.ts';
 import { EventStoreUnavailableError } from '../event-store/event-store.ts';
@@ -56,13 +56,19 @@ const statusTitles: Record<number, string> = {
   503: 'Service Unavailable',
 };
 
+/** The request's path, except that a route with a `:token` parameter shows its pattern: a token is a secret. */
+const instanceOf = (request: FastifyRequest): string => {
+  const pattern = request.routeOptions.url;
+  return pattern?.includes(':token') ? pattern : (request.url.split('?')[0] ?? '/');
+};
+
 export const sendProblem = (reply: FastifyReply, problem: HttpProblem): FastifyReply => {
   const body: ProblemDetails = {
     type: 'about:blank',
     title: problem.title,
     status: problem.status,
     ...(problem.detail === undefined ? {} : { detail: problem.detail }),
-    instance: reply.request.url.split('?')[0],
+    instance: instanceOf(reply.request),
     ...(problem.errors === undefined ? {} : { errors: [...problem.errors] }),
   };
   return reply.code(problem.status).headers(problem.headers).type('application/problem+json').send(body);

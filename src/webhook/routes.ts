@@ -149,6 +149,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
       signatureVerified: authentication.signatureVerified,
       authentication: authentication.method,
       userAgent: request.headers['user-agent']?.slice(0, maxUserAgentLength) ?? null,
+      contentType: request.headers['content-type']?.slice(0, maxUserAgentLength) ?? null,
     }) satisfies ReceptionMetadata;
 
   const unavailable = (reply: FastifyReply, error: unknown): FastifyReply => {

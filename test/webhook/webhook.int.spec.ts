@@ -399,6 +399,7 @@ describe.each(storeSubjects)('POST /webhooks/flireo on $name', (subject) => {
           signatureVerified: true,
           authentication: 'signature',
           userAgent: 'Flireo-Webhooks/2.1',
+          contentType: 'application/json',
         });
       }
     });
@@ -546,6 +547,14 @@ describe.each(storeSubjects)('POST /webhooks/flireo on $name', (subject) => {
       expect(record?.metadata).toMatchObject({ requestId: 'malformed-1', authentication: 'signature' });
       expect(await outcomes(test.metrics)).toMatchObject({ quarantined: 1 });
       await expectHealthy(test);
+    });
+
+    it('never echoes a token from the path in a problem answer', async () => {
+      const test = await start();
+      const response = await deliver(test.app, '{"broken', { url: `/webhooks/flireo/${testWebhookToken}` });
+      const problem = expectProblem(response, 400);
+      expect(response.body).not.toContain(testWebhookToken);
+      expect(problem).toMatchObject({ instance: '/webhooks/flireo/:token' });
     });
 
     it('quarantines a body that is not UTF-8 byte for byte', async () => {

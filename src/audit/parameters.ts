@@ -1,0 +1,182 @@
+/**
+ * Request parameters the audit API shares: time ranges, page sizes, cursors, global positions, call
+ * ids. Each is declared once as a TypeBox schema (so the OpenAPI document shows it) together with the
+ * checks a schema cannot express (a range's order, a cursor's integrity), which fail with a 400
+ * naming the field, like Fastify's own validation errors do (`querystring/from`).
+ */
+import { createHash } from 'node:crypto';
+import Type from 'typebox';
+import Value from 'typebox/value';
+import { parsePosition, type GlobalPosition } from '../event-store/event-store.ts';
+import { callIdDescription, callIdPattern } from '../flireo/schemas.ts';
+import { badRequest } from '../http/problem.ts';
+
+/**
+ * A JSON-schema `type: [T, 'null']` rather than `anyOf`: the response serializer handles it without
+ * a per-value schema match, and OpenAPI 3.1 reads it the same way.
+ */
+export const nullable = <T extends Type.TString | Type.TNumber | Type.TInteger | Type.TBoolean>(
+  schema: T,
+): Type.TUnsafe<Type.Static<T> | null> => {
+  const { type, ...rest } = schema as unknown as { type: string } & Record<string, unknown>;
+  return Type.Unsafe<Type.Static<T> | null>({ ...rest, type: [type, 'null'] });
+};
+
+export const isoDateTimeExample = '2025-03-01T00:00:00.000Z';
+
+/** An ISO 8601 / RFC 3339 date-time with a zone (`Z` or an offset). */
+export const IsoDateTime = (description: string) =>
+  Type.String({ format: 'date-time', description, examples: [isoDateTimeExample] });
+
+/** An exact-match text filter; control characters cannot be in a stored value (nor in SQL text). */
+export const TextFilter = (description: string) =>
+  Type.String({ minLength: 1, maxLength: 256, pattern: '^[^\\u0000-\\u001f]+$', description });
+
+export const maxLimit = 1000;
+export const defaultLimit = 100;
+
+/**
+ * Text with a strict pattern rather than an integer schema: query conversion would otherwise turn
+ * `1.5` into 1 and `0x10` into 16 without a word.
+ */
+export const Limit = Type.String({
+  pattern: '^[0-9]{1,9}$',
+  description: `Page size, an integer from 1 to ${maxLimit} (default ${defaultLimit})`,
+  examples: ['100'],
+});
+
+export const parseLimit = (text: string | undefined, field = 'querystring/limit'): number => {
+  if (text === undefined) return defaultLimit;
+  const limit = Number(text);
+  if (!/^[0-9]{1,9}$/.test(text) || limit < 1 || limit > maxLimit) {
+    throw badRequest([{ field, message: `must be an integer from 1 to ${maxLimit}` }]);
+  }
+  return limit;
+};
+
+/**
+ * A call id as the webhook accepts it (it becomes part of a stream name): anything else cannot name
+ * an archived call, so it is a bad request rather than an unknown call.
+ */
+export const CallId = Type.String({
+  pattern: callIdPattern,
+  description: `The call session id, as Flireo sent it: ${callIdDescription}`,
+});
+
+export const positionPatternText = '^[0-9]{1,20}/[0-9]{1,20}$';
+
+export const PositionText = (description: string) =>
+  Type.String({ pattern: positionPatternText, description, examples: ['1234/1234'] });
+
+/** Half-open: `from` inclusive, `to` exclusive, so consecutive windows never count an event twice. */
+export interface TimeRange {
+  readonly from: Date | undefined;
+  readonly to: Date | undefined;
+}
+
+// RFC 3339: a zone is required, so a time never depends on the server's or the shell's locale.
+const dateTimePattern = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i;
+
+const isCalendarDate = (year: number, month: number, day: number): boolean => {
+  const date = new Date(Date.UTC(year, month - 1, day));
+  return date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
+};
+
+/** Parses an ISO 8601 date-time with a zone; anything else is a 400 naming `field`. */
+export const parseDateTime = (text: string | undefined, field: string): Date | undefined => {
+  if (text === undefined) return undefined;
+  const match = dateTimePattern.exec(text);
+  const at = new Date(text);
+  if (
+    !match ||
+    Number.isNaN(at.getTime()) ||
+    !isCalendarDate(Number(match[1]), Number(match[2]), Number(match[3]))
+  ) {
+    throw badRequest([
+      { field, message: `must be an ISO 8601 date-time with a time zone, e.g. ${isoDateTimeExample}` },
+    ]);
+  }
+  return at;
+};
+
+/** Parses `from`/`to`; a range whose `from` is not before its `to` is a 400 naming `from`. */
+export const parseTimeRange = (
+  query: { readonly from?: string | undefined; readonly to?: string | undefined },
+  fieldPrefix = 'querystring/',
+): TimeRange => {
+  const from = parseDateTime(query.from, `${fieldPrefix}from`);
+  const to = parseDateTime(query.to, `${fieldPrefix}to`);
+  if (from && to && from.getTime() >= to.getTime()) {
+    throw badRequest([
+      {
+        field: `${fieldPrefix}from`,
+        message: `must be before to (the range is [from, to), to exclusive); got from=${from.toISOString()} to=${to.toISOString()}`,
+      },
+    ]);
+  }
+  return { from, to };
+};
+
+/** Parses a `commit/prepare` position; anything that is not two unsigned 64-bit integers is a 400. */
+export const parsePositionParameter = (
+  text: string | undefined,
+  field: string,
+): GlobalPosition | undefined => {
+  if (text === undefined) return undefined;
+  const position = parsePosition(text);
+  if (!position) {
+    throw badRequest([
+      { field, message: 'must be a global position "<commit>/<prepare>" of unsigned 64-bit integers' },
+    ]);
+  }
+  return position;
+};
+
+/**
+ * Opaque page cursors: base64url of a small JSON array plus a short checksum, so a cursor that was
+ * garbled, truncated or edited by hand is refused (400) instead of silently moving the page. It is
+ * not a secret: a cursor only says where a page starts, and every page is subject to the same
+ * authorization.
+ */
+const cursorChecksum = (payload: string): string =>
+  createHash('sha256').update(payload).digest('base64url').slice(0, 8);
+
+export const encodeCursor = (key: unknown): string => {
+  const payload = JSON.stringify(key);
+  return Buffer.from(`${cursorChecksum(payload)}${payload}`, 'utf8').toString('base64url');
+};
+
+export const decodeCursor = <T extends Type.TSchema>(
+  text: string | undefined,
+  schema: T,
+  field = 'querystring/cursor',
+): Type.Static<T> | undefined => {
+  if (text === undefined) return undefined;
+  const invalid = () => badRequest([{ field, message: 'is not a cursor this API issued' }]);
+  // Node's base64url decoder skips characters it does not know; a strict alphabet check does not.
+  if (!/^[A-Za-z0-9_-]{12,2048}$/.test(text)) throw invalid();
+  const bytes = Buffer.from(text, 'base64url');
+  // Unused low bits in the last character would otherwise let two spellings decode alike.
+  if (bytes.toString('base64url') !== text) throw invalid();
+  const decoded = bytes.toString('utf8');
+  const checksum = decoded.slice(0, 8);
+  const payload = decoded.slice(8);
+  if (cursorChecksum(payload) !== checksum) throw invalid();
+  let key: unknown;
+  try {
+    key = JSON.parse(payload);
+  } catch {
+    throw invalid();
+  }
+  if (!Value.Check(schema, key)) throw invalid();
+  return key;
+};
+
+/** A date-time inside a cursor must be exactly what `toISOString` produced. */
+export const parseCursorTime = (text: string, field = 'querystring/cursor'): Date => {
+  const at = new Date(text);
+  if (Number.isNaN(at.getTime()) || at.toISOString() !== text) {
+    throw badRequest([{ field, message: 'is not a cursor this API issued' }]);
+  }
+  return at;
+};
