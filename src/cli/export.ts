@@ -10,11 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import type pg from 'pg';
-import pino from 'pino';
-import { ConfigError, loadConfig } from '../config.ts';
 import { HttpProblem } from '../http/problem.ts';
-import { createLogger } from '../logger.ts';
-import { openStores } from '../runtime.ts';
 import { parseTimeRange } from '../audit/parameters.ts';
 import {
   countTerminations,
@@ -23,6 +19,7 @@ import {
   type TerminationOutcome,
   type TerminationsFilter,
 } from '../audit/terminations-csv.ts';
+import { openCommandStores } from './command-stores.ts';
 
 export interface ExportOptions {
   readonly from?: string | undefined;
@@ -130,24 +127,7 @@ export const registerExportCommand = (program: Command): void => {
         if (error instanceof UsageError) command.error(`error: ${error.message}`, { exitCode: 2 });
         throw error;
       }
-      let config;
-      try {
-        config = loadConfig(process.env);
-      } catch (error) {
-        if (error instanceof ConfigError) command.error(error.message, { exitCode: 1 });
-        throw error;
-      }
-      const logger = createLogger({
-        level: config.logLevel,
-        destination: pino.destination({ dest: 2, sync: true }),
-      });
-      let stores;
-      try {
-        stores = await openStores(config, logger);
-      } catch (error) {
-        logger.error({ err: error }, 'could not open the stores');
-        command.error(`error: ${error instanceof Error ? error.message : String(error)}`, { exitCode: 1 });
-      }
+      const { logger, stores } = await openCommandStores(command);
       const abort = new AbortController();
       const interrupt = () => abort.abort();
       process.once('SIGINT', interrupt);

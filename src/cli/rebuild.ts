@@ -6,14 +6,11 @@
  */
 import { Presets, SingleBar } from 'cli-progress';
 import { Option, type Command } from 'commander';
-import pino from 'pino';
 import { callStreamPrefix } from '../archive/streams.ts';
-import { ConfigError, loadConfig } from '../config.ts';
-import { createLogger } from '../logger.ts';
 import { createMetrics } from '../metrics.ts';
 import { projectionNamed, projectionNames } from '../projector/projections.ts';
 import { defaultRebuildOptions, rebuildProjection, type RebuildProgress } from '../projector/rebuild.ts';
-import { openStores } from '../runtime.ts';
+import { openCommandStores } from './command-stores.ts';
 
 const phaseLabels: Record<RebuildProgress['phase'], string> = {
   replaying: 'replaying',
@@ -33,25 +30,7 @@ export const registerRebuildCommand = (program: Command): void => {
       ),
     )
     .action(async (options: { projection?: string }, command: Command) => {
-      let config;
-      try {
-        config = loadConfig(process.env);
-      } catch (error) {
-        if (error instanceof ConfigError) command.error(error.message, { exitCode: 1 });
-        throw error;
-      }
-      // stdout stays free; logs and the progress bar share stderr.
-      const logger = createLogger({
-        level: config.logLevel,
-        destination: pino.destination({ dest: 2, sync: true }),
-      });
-      let stores;
-      try {
-        stores = await openStores(config, logger);
-      } catch (error) {
-        logger.error({ err: error }, 'could not open the stores');
-        command.error(`error: ${error instanceof Error ? error.message : String(error)}`, { exitCode: 1 });
-      }
+      const { logger, stores } = await openCommandStores(command);
       const selected = options.projection === undefined ? projectionNames : [options.projection];
       const metrics = createMetrics();
       try {

@@ -16,9 +16,7 @@ import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
-import pino from 'pino';
 import { archiveStreamPrefixes, quarantineStreamPrefix } from '../archive/streams.ts';
-import { ConfigError, loadConfig } from '../config.ts';
 import {
   formatPosition,
   type EventStore,
@@ -27,12 +25,11 @@ import {
 } from '../event-store/event-store.ts';
 import { callIdDescription, callIdPattern } from '../flireo/schemas.ts';
 import { HttpProblem } from '../http/problem.ts';
-import { createLogger } from '../logger.ts';
-import { openStores } from '../runtime.ts';
 import { eventStreamPrefixes, parseStreamPrefix, readArchive, readCall } from '../audit/archive-reader.ts';
 import { toJsonLine } from '../audit/archived-event-view.ts';
 import { parsePositionParameter, parseTimeRange } from '../audit/parameters.ts';
 import { redeliver, type DeliveryOutcome } from '../audit/redelivery.ts';
+import { openCommandStores } from './command-stores.ts';
 
 export interface ReplayOptions {
   readonly call?: string | undefined;
@@ -299,24 +296,7 @@ export const registerReplayCommand = (program: Command): void => {
         if (error instanceof UsageError) command.error(`error: ${error.message}`, { exitCode: 2 });
         throw error;
       }
-      let config;
-      try {
-        config = loadConfig(process.env);
-      } catch (error) {
-        if (error instanceof ConfigError) command.error(error.message, { exitCode: 1 });
-        throw error;
-      }
-      const logger = createLogger({
-        level: config.logLevel,
-        destination: pino.destination({ dest: 2, sync: true }),
-      });
-      let stores;
-      try {
-        stores = await openStores(config, logger);
-      } catch (error) {
-        logger.error({ err: error }, 'could not open the stores');
-        command.error(`error: ${error instanceof Error ? error.message : String(error)}`, { exitCode: 1 });
-      }
+      const { logger, stores } = await openCommandStores(command);
       const abort = new AbortController();
       const interrupt = () => {
         if (!abort.signal.aborted) {

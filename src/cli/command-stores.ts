@@ -1,0 +1,32 @@
+/**
+ * What every one-shot command (export, replay, rebuild) needs before it can work: the validated
+ * configuration, a logger on stderr (stdout is the command's own output), and the stores. A failure
+ * to get any of them ends the command with a clear message.
+ */
+import type { Command } from 'commander';
+import pino from 'pino';
+import { ConfigError, loadConfig, type Config } from '../config.ts';
+import { createLogger, type Logger } from '../logger.ts';
+import { openStores, type Stores } from '../runtime.ts';
+
+export const openCommandStores = async (
+  command: Command,
+): Promise<{ config: Config; logger: Logger; stores: Stores }> => {
+  let config: Config;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) command.error(error.message, { exitCode: 1 });
+    throw error;
+  }
+  const logger = createLogger({
+    level: config.logLevel,
+    destination: pino.destination({ dest: 2, sync: true }),
+  });
+  try {
+    return { config, logger, stores: await openStores(config, logger) };
+  } catch (error) {
+    logger.error({ err: error }, 'could not open the stores');
+    command.error(`error: ${error instanceof Error ? error.message : String(error)}`, { exitCode: 1 });
+  }
+};
