@@ -65,7 +65,7 @@ export const buildApp = async (
     },
     logController: new LogController({ requestIdLogLabel: 'requestId' }),
     // Call ids may be up to 128 characters (src/flireo/schemas.ts); Fastify's default is 100.
-    maxParamLength: 256,
+    routerOptions: { maxParamLength: 256 },
     trustProxy: false,
     return503OnClosing: true,
   } as FastifyServerOptions).withTypeProvider<TypeBoxTypeProvider>();

@@ -247,6 +247,13 @@ describe('GET /calls/:callId', () => {
     expect(response.json<{ detail: string }>().detail).toContain(id('nobody'));
   });
 
+  it('accepts the longest call id the webhook accepts (128 characters)', async () => {
+    const longest = 'c'.repeat(128);
+    const response = await harness.app.inject({ method: 'GET', url: `/calls/${longest}`, headers: bearer() });
+    expect(response.statusCode).toBe(404);
+    expect(response.json<{ detail: string }>().detail).toContain(longest);
+  });
+
   it.each([
     ['/calls/has%20space', 'params/callId'],
     ['/calls/a+b', 'params/callId'],
