@@ -31,12 +31,21 @@ const environment = (variables: Record<string, string>): NodeJS.ProcessEnv => ({
   ...variables,
 });
 
-const run = (args: readonly string[], variables: Record<string, string>): Run => {
-  const child = spawn(process.execPath, [bin, ...args], {
-    cwd: projectRoot,
-    env: environment(variables),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/** `npm start` runs in its own process group, so a signal can reach it the way Ctrl-C does. */
+const run = (args: readonly string[] | 'npm start', variables: Record<string, string>): Run => {
+  const child =
+    args === 'npm start'
+      ? spawn('npm', ['start', '--silent'], {
+          cwd: projectRoot,
+          env: environment(variables),
+          stdio: ['ignore', 'pipe', 'pipe'],
+          detached: true,
+        })
+      : spawn(process.execPath, [bin, ...args], {
+          cwd: projectRoot,
+          env: environment(variables),
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
   let stdout = '';
   let stderr = '';
   child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
@@ -86,8 +95,11 @@ describe('calltrail serve', () => {
   const running = new Set<Run>();
   const callSession = randomUUID();
 
-  const serve = (extra: Record<string, string> = {}): Run => {
-    const started = run(['serve'], {
+  const serve = (
+    extra: Record<string, string> = {},
+    command: 'calltrail serve' | 'npm start' = 'calltrail serve',
+  ): Run => {
+    const started = run(command === 'npm start' ? 'npm start' : ['serve'], {
       CALLTRAIL_DATA_DIR: dataDir,
       CALLTRAIL_HOST: '127.0.0.1',
       CALLTRAIL_PORT: String(port),
@@ -121,7 +133,9 @@ describe('calltrail serve', () => {
   };
 
   const stop = async (started: Run, signal: NodeJS.Signals) => {
-    started.child.kill(signal);
+    // `npm start` is stopped like Ctrl-C stops it: the signal goes to its whole process group.
+    if (started.child.spawnargs[0] === 'npm') process.kill(-started.child.pid!, signal);
+    else started.child.kill(signal);
     return withTimeout(started.exited, 30_000, `stopping serve with ${signal}`);
   };
 
@@ -218,8 +232,8 @@ describe('calltrail serve', () => {
     expect(await processesMentioning(dataDir)).toEqual([]);
   });
 
-  it('starts again with its data and credentials, and stores a redelivered webhook once', async () => {
-    const again = serve();
+  it('starts again through npm start with its data and credentials, and stores a redelivered webhook once', async () => {
+    const again = serve({}, 'npm start');
     const credentials = await untilServing(again);
     expect(credentials).toEqual(firstCredentials);
 
@@ -239,8 +253,14 @@ describe('calltrail serve', () => {
     const afterRedelivery = await queryArchive<{ n: string }>('SELECT count(*) AS n FROM event_store.events');
     expect(afterRedelivery).toEqual([{ n: '1' }]);
 
-    expect(await stop(again, 'SIGINT')).toBe(0);
+    // npm itself dies of the signal; calltrail, which got it too, shuts down on its own.
+    await stop(again, 'SIGINT');
+    const deadline = Date.now() + 30_000;
+    while ((await processesMentioning(dataDir)).length > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
     expect(await processesMentioning(dataDir)).toEqual([]);
+    expect(await readdir(dataDir)).not.toContain('calltrail.lock');
   });
 
   it('stops start-up on a bad configuration variable, naming it, without a stack trace', async () => {
