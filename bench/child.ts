@@ -1,0 +1,299 @@
+/**
+ * A process the benchmark measures, apart from the load generator: the calltrail app, the no-op
+ * route it is compared with, the projector, or a raw COPY. Started by `processes.ts` with its role
+ * as the first argument (JSON); answers commands over the IPC channel. Apart, because on two cores
+ * a load generator sharing the server's event loop would slow it down and flatter its latencies,
+ * and because peak memory must be measured in the process that does the work.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import type { Config } from '../src/config.ts';
+import type { ChildCommand, ChildReply, ChildSpec, MemoryReport } from './processes.ts';
+
+// Each role imports only what it uses (below), so a process's memory is its role's, not the sum
+// of every role's modules.
+
+const spec = JSON.parse(process.argv[2] ?? '{}') as ChildSpec;
+
+const send = (message: ChildReply): void => {
+  process.send?.(message);
+};
+
+// Peak RSS: the kernel's high-water mark where there is one, else our own sampling of it (which
+// costs the measured process a little CPU, so it runs only where it must).
+let sampledPeak = process.memoryUsage.rss();
+
+const kernelPeak = (): number | undefined => {
+  try {
+    const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    return match ? Number(match[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+};
+
+if (kernelPeak() === undefined) {
+  setInterval(() => {
+    sampledPeak = Math.max(sampledPeak, process.memoryUsage.rss());
+  }, 10).unref();
+}
+
+const memory = (): MemoryReport => {
+  const rss = process.memoryUsage.rss();
+  sampledPeak = Math.max(sampledPeak, rss);
+  const peak = kernelPeak();
+  return { rss, peakRss: peak ?? sampledPeak, peakSource: peak === undefined ? 'sampled' : 'VmHWM' };
+};
+
+/** Starts the peak over from the current RSS, so it covers only what follows. */
+const resetPeak = (): void => {
+  sampledPeak = process.memoryUsage.rss();
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+  } catch {
+    // Not Linux, or not allowed: the sampled peak, reset above, stands in.
+  }
+};
+
+const configFor = (app: Extract<ChildSpec, { role: 'app' }>): Config => ({
+  eventStoreUrl: app.eventStoreUrl,
+  databaseUrl: app.databaseUrl,
+  dataDir: '.',
+  host: '127.0.0.1',
+  port: 0,
+  publicUrl: undefined,
+  logLevel: app.logLevel,
+  webhook: {
+    secret: app.webhookSecret,
+    token: undefined,
+    insecure: false,
+    signatureToleranceSeconds: 300,
+    bodyLimitBytes: 1_048_576,
+  },
+  appendTimeoutMs: 3_000,
+  apiTokens: [app.apiToken],
+});
+
+type Handler = (command: ChildCommand) => Promise<unknown>;
+
+const startApp = async (app: Extract<ChildSpec, { role: 'app' }>): Promise<Handler> => {
+  const [
+    { buildApp },
+    { migrateReadModels, openDatabase },
+    { openPostgresEventStore },
+    { createLogger },
+    { createMetrics },
+  ] = await Promise.all([
+    import('../src/app.ts'),
+    import('../src/database/database.ts'),
+    import('../src/event-store/postgres/postgres-event-store.ts'),
+    import('../src/logger.ts'),
+    import('../src/metrics.ts'),
+  ]);
+  const logger = createLogger({ level: app.logLevel });
+  const config = configFor(app);
+  const eventStore = await openPostgresEventStore(app.eventStoreUrl, {
+    timeoutMs: config.appendTimeoutMs,
+    logger: logger.child({ component: 'event-store' }),
+  });
+  const database = openDatabase(app.databaseUrl);
+  await migrateReadModels(database);
+  const server = await buildApp(
+    {
+      config,
+      eventStore,
+      database,
+      metrics: createMetrics({ collectProcessMetrics: true }),
+      clock: () => new Date(),
+    },
+    { logger },
+  );
+  await server.listen({ host: '127.0.0.1', port: 0 });
+  const address = server.server.address();
+  send({ kind: 'ready', port: typeof address === 'object' && address ? address.port : 0 });
+  return async (command) => {
+    if (command.command === 'exit') {
+      await server.close();
+      await eventStore.close();
+      await database.close();
+    }
+    return undefined;
+  };
+};
+
+/** The ceiling for ingest: Fastify, the same logger and body schema, and nothing else. */
+const startNoop = async (noop: Extract<ChildSpec, { role: 'noop' }>): Promise<Handler> => {
+  const [
+    { TypeBoxValidatorCompiler },
+    { default: Fastify },
+    { default: Type },
+    { FlireoEventBody },
+    { createLogger },
+  ] = await Promise.all([
+    import('@fastify/type-provider-typebox'),
+    import('fastify'),
+    import('typebox'),
+    import('../src/flireo/schemas.ts'),
+    import('../src/logger.ts'),
+  ]);
+  const Accepted = Type.Object({ eventId: Type.String(), stream: Type.String(), duplicate: Type.Boolean() });
+  const server = Fastify({
+    loggerInstance: createLogger({ level: noop.logLevel }),
+    bodyLimit: 1_048_576,
+  }).withTypeProvider<import('@fastify/type-provider-typebox').TypeBoxTypeProvider>();
+  server.setValidatorCompiler(TypeBoxValidatorCompiler);
+  server.post(
+    '/webhooks/flireo',
+    { schema: { body: FlireoEventBody, response: { 202: Accepted } } },
+    async (_request, reply) =>
+      reply
+        .code(202)
+        .send({ eventId: '00000000-0000-8000-8000-000000000000', stream: 'noop', duplicate: false }),
+  );
+  await server.listen({ host: '127.0.0.1', port: 0 });
+  const address = server.server.address();
+  send({ kind: 'ready', port: typeof address === 'object' && address ? address.port : 0 });
+  return async (command) => {
+    if (command.command === 'exit') await server.close();
+    return undefined;
+  };
+};
+
+const startProjectorRole = async (projector: Extract<ChildSpec, { role: 'projector' }>): Promise<Handler> => {
+  const [
+    { callStreamPrefix },
+    { migrateReadModels, openDatabase },
+    { comparePositions },
+    { openPostgresEventStore },
+    { createLogger },
+    { createMetrics },
+    { loadCheckpoint },
+    { readHead },
+    { startProjector },
+    { projectionNames },
+  ] = await Promise.all([
+    import('../src/archive/streams.ts'),
+    import('../src/database/database.ts'),
+    import('../src/event-store/event-store.ts'),
+    import('../src/event-store/postgres/postgres-event-store.ts'),
+    import('../src/logger.ts'),
+    import('../src/metrics.ts'),
+    import('../src/projector/checkpoints.ts'),
+    import('../src/projector/lag.ts'),
+    import('../src/projector/projector.ts'),
+    import('../src/projector/projections.ts'),
+  ]);
+  const logger = createLogger({ level: projector.logLevel });
+  const eventStore = await openPostgresEventStore(projector.eventStoreUrl, { timeoutMs: 30_000 });
+  const database = openDatabase(projector.databaseUrl);
+  await migrateReadModels(database);
+  send({ kind: 'ready', port: 0 });
+  return async (command) => {
+    if (command.command === 'exit') {
+      await eventStore.close();
+      await database.close();
+      return undefined;
+    }
+    if (command.command !== 'catch-up') return undefined;
+    const head = await readHead(eventStore, [callStreamPrefix]);
+    if (head === undefined) throw new Error('the event store is empty');
+    const started = performance.now();
+    const running = await startProjector({
+      eventStore,
+      database,
+      logger,
+      metrics: createMetrics(),
+      clock: () => new Date(),
+    });
+    const pending = new Set(projectionNames);
+    const finishedAfter: Record<string, number> = {};
+    while (pending.size > 0) {
+      for (const name of [...pending]) {
+        const checkpoint = await loadCheckpoint(database.pool, name);
+        if (checkpoint !== undefined && comparePositions(checkpoint, head.position) >= 0) {
+          pending.delete(name);
+          finishedAfter[name] = (performance.now() - started) / 1000;
+        }
+      }
+      if (pending.size > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const seconds = (performance.now() - started) / 1000;
+    await running.stop();
+    return { seconds, finishedAfter };
+  };
+};
+
+const startRawCopy = async (raw: Extract<ChildSpec, { role: 'raw-copy' }>): Promise<Handler> => {
+  const [{ Writable }, { pipeline }, { default: pg }, { to: copyTo }] = await Promise.all([
+    import('node:stream'),
+    import('node:stream/promises'),
+    import('pg'),
+    import('pg-copy-streams'),
+  ]);
+  const client = new pg.Client(raw.databaseUrl);
+  await client.connect();
+  send({ kind: 'ready', port: 0 });
+  return async (command) => {
+    if (command.command === 'exit') {
+      await client.end();
+      return undefined;
+    }
+    if (command.command !== 'copy') return undefined;
+    let bytes = 0;
+    let lines = 0;
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        bytes += chunk.length;
+        for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) lines += 1;
+        callback();
+      },
+    });
+    const started = performance.now();
+    await pipeline(client.query(copyTo(command.sql)), sink);
+    return { seconds: (performance.now() - started) / 1000, bytes, lines };
+  };
+};
+
+const start = (): Promise<Handler> => {
+  switch (spec.role) {
+    case 'app':
+      return startApp(spec);
+    case 'noop':
+      return startNoop(spec);
+    case 'projector':
+      return startProjectorRole(spec);
+    case 'raw-copy':
+      return startRawCopy(spec);
+    default: {
+      const unknown: never = spec;
+      throw new Error(`unknown role ${JSON.stringify(unknown)}`);
+    }
+  }
+};
+
+const describe = (error: unknown): string =>
+  error instanceof Error ? (error.stack ?? error.message) : String(error);
+
+try {
+  const handle = await start();
+  process.on('message', (message: ChildCommand) => {
+    const reply = async (): Promise<unknown> => {
+      if (message.command === 'memory') return memory();
+      if (message.command === 'reset-peak') {
+        resetPeak();
+        return memory();
+      }
+      return handle(message);
+    };
+    reply().then(
+      (result) => {
+        send({ kind: 'reply', id: message.id, ok: true, result });
+        // Exiting through process.exit lets `--cpu-prof` write its profile.
+        if (message.command === 'exit') setImmediate(() => process.exit(0));
+      },
+      (error: unknown) => send({ kind: 'reply', id: message.id, ok: false, error: describe(error) }),
+    );
+  });
+} catch (error) {
+  send({ kind: 'failed', error: describe(error) });
+  process.exit(1);
+}

@@ -1,0 +1,150 @@
+/**
+ * Starting and talking to the measured processes (`child.ts`): one per role, run through tsx like
+ * calltrail itself, optionally with `--cpu-prof` so a missed target can be explained.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type ChildSpec =
+  | {
+      readonly role: 'app';
+      readonly eventStoreUrl: string;
+      readonly databaseUrl: string;
+      readonly logLevel: string;
+      readonly webhookSecret: string;
+      readonly apiToken: string;
+    }
+  | { readonly role: 'noop'; readonly logLevel: string }
+  | {
+      readonly role: 'projector';
+      readonly eventStoreUrl: string;
+      readonly databaseUrl: string;
+      readonly logLevel: string;
+    }
+  | { readonly role: 'raw-copy'; readonly databaseUrl: string };
+
+export type ChildCommand = { readonly id: number } & (
+  | { readonly command: 'memory' }
+  | { readonly command: 'reset-peak' }
+  | { readonly command: 'catch-up' }
+  | { readonly command: 'copy'; readonly sql: string }
+  | { readonly command: 'exit' }
+);
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+export type ChildRequest = DistributiveOmit<ChildCommand, 'id'>;
+
+export type ChildReply =
+  | { readonly kind: 'ready'; readonly port: number }
+  | { readonly kind: 'failed'; readonly error: string }
+  | { readonly kind: 'reply'; readonly id: number; readonly ok: true; readonly result: unknown }
+  | { readonly kind: 'reply'; readonly id: number; readonly ok: false; readonly error: string };
+
+export interface MemoryReport {
+  readonly rss: number;
+  readonly peakRss: number;
+  readonly peakSource: 'VmHWM' | 'sampled';
+}
+
+export interface MeasuredProcess {
+  readonly pid: number;
+  /** The port it listens on (HTTP roles). */
+  readonly port: number;
+  request<T>(command: ChildRequest): Promise<T>;
+  /** Asks it to exit cleanly (writing its CPU profile, if any); kills it if it does not. */
+  stop(): Promise<void>;
+}
+
+export interface ProcessOptions {
+  /** Where `--cpu-prof` writes profiles; no profiling when undefined. */
+  readonly profileDir: string | undefined;
+}
+
+/** Numbers the processes' profile directories. */
+let profileCount = 0;
+
+const childEntry = fileURLToPath(new URL('./child.ts', import.meta.url));
+const startTimeoutMs = 60_000;
+
+export const startMeasuredProcess = async (
+  spec: ChildSpec,
+  options: ProcessOptions,
+): Promise<MeasuredProcess> => {
+  const execArgv = ['--import', 'tsx'];
+  if (options.profileDir !== undefined) {
+    // A directory per process: Node names the files by pid and thread, and tsx's loader thread
+    // writes a profile of its own beside the main thread's.
+    const directory = path.join(options.profileDir, `${spec.role}-${(profileCount += 1)}`);
+    execArgv.push('--cpu-prof', `--cpu-prof-dir=${directory}`);
+  }
+  // stdout (the app's request log) is discarded rather than piped: reading it would cost the
+  // benchmark process CPU the load generator needs.
+  const child: ChildProcess = fork(childEntry, [JSON.stringify(spec)], {
+    execArgv,
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
+  let nextId = 1;
+  let exited = false;
+  const exit = new Promise<void>((resolve) =>
+    child.once('exit', (code, signal) => {
+      exited = true;
+      for (const waiter of pending.values()) {
+        waiter.reject(new Error(`${spec.role} process exited (${signal ?? code}) before answering`));
+      }
+      pending.clear();
+      resolve();
+    }),
+  );
+
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${spec.role} process did not start in time`)),
+      startTimeoutMs,
+    );
+    child.on('message', (message: ChildReply) => {
+      if (message.kind === 'ready') {
+        clearTimeout(timer);
+        resolve(message.port);
+      } else if (message.kind === 'failed') {
+        clearTimeout(timer);
+        reject(new Error(`${spec.role} process failed to start: ${message.error}`));
+      } else {
+        const waiter = pending.get(message.id);
+        pending.delete(message.id);
+        if (message.ok) waiter?.resolve(message.result);
+        else waiter?.reject(new Error(`${spec.role} process: ${message.error}`));
+      }
+    });
+    void exit.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`${spec.role} process exited during start-up`));
+    });
+  });
+
+  const request = <T>(command: ChildRequest): Promise<T> =>
+    exited
+      ? Promise.reject(new Error(`${spec.role} process has exited`))
+      : new Promise<T>((resolve, reject) => {
+          const id = nextId++;
+          pending.set(id, { resolve: (value) => resolve(value as T), reject });
+          child.send({ ...command, id });
+        });
+
+  return {
+    pid: child.pid ?? 0,
+    port,
+    request,
+    stop: async () => {
+      if (exited) return;
+      const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      try {
+        await request({ command: 'exit' }).catch(() => {});
+        await exit;
+      } finally {
+        clearTimeout(killer);
+      }
+    },
+  };
+};
