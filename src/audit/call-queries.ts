@@ -6,7 +6,7 @@
  * an offset scan. Calls that have no event time at all (only possible for events Flireo sent
  * without one) sort after every dated call, by `call_id`; a time filter excludes them.
  */
-import { and, asc, desc, eq, gte, isNull, isNotNull, lt, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, gte, isNull, isNotNull, lt, sql, type SQL } from 'drizzle-orm';
 import Type from 'typebox';
 import type { CallStatus } from '../archive/archived-event.ts';
 import type { ReadModelDb } from '../database/database.ts';
@@ -66,7 +66,11 @@ export type TimelineEntryView = Type.Static<typeof TimelineEntryView>;
 
 const iso = (at: Date | null): string | null => (at === null ? null : at.toISOString());
 
-export const toCallView = (row: CallRow): CallView => ({
+/** Every column the API shows; `fold_state` is the projection's own bookkeeping, large, and never shown. */
+const { foldState: _foldState, ...shownColumns } = getTableColumns(calls);
+export type ShownCallRow = Omit<CallRow, 'foldState'>;
+
+export const toCallView = (row: ShownCallRow): CallView => ({
   callId: row.callId,
   caller: row.caller,
   assistant: row.assistant,
@@ -115,7 +119,7 @@ export const CallsPageKey = Type.Tuple([Type.Union([Type.String(), Type.Null()])
 export type CallsPageKey = Type.Static<typeof CallsPageKey>;
 
 export interface CallsPage {
-  readonly calls: readonly CallRow[];
+  readonly calls: readonly ShownCallRow[];
   /** Present when more calls follow. */
   readonly next: CallsPageKey | undefined;
 }
@@ -141,12 +145,12 @@ export const listCalls = async (
 ): Promise<CallsPage> => {
   const conditions = filterConditions(filter);
   const wanted = page.limit + 1;
-  const rows: CallRow[] = [];
+  const rows: ShownCallRow[] = [];
   const after = page.after;
   if (after === undefined || after.at !== null) {
     rows.push(
       ...(await db
-        .select()
+        .select(shownColumns)
         .from(calls)
         .where(
           and(
@@ -164,7 +168,7 @@ export const listCalls = async (
   if (rows.length < wanted && !hasTimeFilter) {
     rows.push(
       ...(await db
-        .select()
+        .select(shownColumns)
         .from(calls)
         .where(
           and(
@@ -185,8 +189,8 @@ export const listCalls = async (
   };
 };
 
-export const findCall = async (db: ReadModelDb, callId: string): Promise<CallRow | undefined> =>
-  (await db.select().from(calls).where(eq(calls.callId, callId)).limit(1))[0];
+export const findCall = async (db: ReadModelDb, callId: string): Promise<ShownCallRow | undefined> =>
+  (await db.select(shownColumns).from(calls).where(eq(calls.callId, callId)).limit(1))[0];
 
 /** A call's timeline in event-time order (undated events last), then stream order. */
 export const findCallTimeline = async (db: ReadModelDb, callId: string): Promise<CallTimelineRow[]> =>

@@ -224,6 +224,10 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
     return sendProblem(reply, refusal);
   };
 
+  const overLimit = [
+    { field: 'body', message: `exceeds the limit of ${config.webhook.bodyLimitBytes} bytes` },
+  ];
+
   const receive = async (
     request: FastifyRequest,
     reply: FastifyReply,
@@ -240,16 +244,12 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
       rawBody: body.kind === 'complete' ? body.bytes : undefined,
       now: receivedAt,
     });
-    const overLimit = [
-      { field: 'body', message: `exceeds the limit of ${config.webhook.bodyLimitBytes} bytes` },
-    ];
-    const tooLarge = tooLargeProblem(overLimit);
     if (!authentication.ok) {
       request.log.warn({ reason: authentication.reason }, 'webhook request refused: not authenticated');
       if (body.kind === 'too-large') {
         // Unverifiable (a signature covers the whole body), but the size is the sender's real problem.
         metrics.webhooks.inc({ outcome: 'rejected' });
-        return sendProblem(reply, tooLarge);
+        return sendProblem(reply, tooLargeProblem(overLimit));
       }
       metrics.webhooks.inc({ outcome: 'unauthorized' });
       return sendProblem(reply, unauthorized(authentication.reason));
@@ -258,7 +258,11 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
     const record = { body, reception, receivedAt };
 
     if (body.kind === 'too-large') {
-      return quarantine(reply, tooLarge, { ...record, reason: 'body-too-large', problems: overLimit });
+      return quarantine(reply, tooLargeProblem(overLimit), {
+        ...record,
+        reason: 'body-too-large',
+        problems: overLimit,
+      });
     }
     const mediaType = checkJsonMediaType(request.headers['content-type']);
     if (!mediaType.ok) {
