@@ -40,6 +40,7 @@ export const defaultProjectorOptions: ProjectorOptions = {
   retryMaxMs: 30_000,
   lagCountLimit: 1000,
   lagLogIntervalMs: 30_000,
+  analyzeAfterEvents: 10_000,
 };
 
 export interface RunningProjector extends ProjectionStatusSource {

@@ -49,6 +49,8 @@ export interface RunnerOptions {
   readonly retryMaxMs: number;
   readonly lagCountLimit: number;
   readonly lagLogIntervalMs: number;
+  /** A catch-up that applied at least this many events refreshes the read models' statistics. */
+  readonly analyzeAfterEvents: number;
 }
 
 export type RunnerRole = 'starting' | 'standby' | 'active' | 'stopped';
@@ -256,6 +258,9 @@ export const startRunner = (
       }
     };
 
+    // Queries plan with the tables' statistics; after a large catch-up they are stale until
+    // autovacuum gets round to them, and a filtered listing can pick a plan a hundred times slower.
+    let appliedSinceSubscribed = 0;
     try {
       while (!stopping) {
         const messages = standingBy()
@@ -286,7 +291,10 @@ export const startRunner = (
         );
         const failure = outcomes.find((outcome) => outcome.status === 'rejected');
         if (failure !== undefined) throw failure.reason;
+        appliedSinceSubscribed += events.length;
         if (caughtUp) {
+          if (appliedSinceSubscribed >= options.analyzeAfterEvents)
+            void analyze(running.map(({ projection }) => projection));
           logger.info(
             {
               checkpoints: Object.fromEntries(
@@ -303,6 +311,15 @@ export const startRunner = (
     } finally {
       feed = undefined;
       await current.close();
+    }
+  };
+
+  const analyze = async (projections: readonly Projection[]): Promise<void> => {
+    const tables = projections.flatMap((projection) => projection.tables);
+    try {
+      await pool.query(`ANALYZE ${tables.map((table) => `"${table}"`).join(', ')}`);
+    } catch (error) {
+      logger.warn({ err: error, tables }, 'could not refresh read-model statistics after catching up');
     }
   };
 

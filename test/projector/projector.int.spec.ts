@@ -147,6 +147,19 @@ describe.each(adapterKinds)('projector on the %s event store', (kind) => {
     const projector = await start(store.eventStore, readModels, scope.streamPrefixes, { metrics });
 
     await waitUntilCaughtUp(projector);
+    // A catch-up (here: of any size) refreshes the statistics the query planner uses.
+    await expect
+      .poll(
+        async () =>
+          (
+            await readModels.database.pool.query<{ analyzed: number }>(
+              `SELECT count(*)::int AS analyzed FROM pg_stat_user_tables
+                WHERE relname IN ('calls', 'call_timeline', 'terminations') AND last_analyze IS NOT NULL`,
+            )
+          ).rows[0]?.analyzed,
+        { timeout: 10_000 },
+      )
+      .toBe(3);
     let snapshot = await snapshotReadModels(readModels.database.pool);
     expect(snapshot.calls).toHaveLength(10);
     expect(snapshot.timeline).toHaveLength(40);

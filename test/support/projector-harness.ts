@@ -146,6 +146,7 @@ export const testProjectorOptions = (streamPrefixes: readonly string[]): Partial
   retryMaxMs: 400,
   lagCountLimit: 1_000,
   lagLogIntervalMs: 60_000,
+  analyzeAfterEvents: 1,
 });
 
 /** A logger whose lines the test can inspect. */
