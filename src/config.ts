@@ -24,10 +24,9 @@ const Env = Type.Object({
   CALLTRAIL_HOST: Type.String({ minLength: 1, default: '0.0.0.0' }),
   CALLTRAIL_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
   CALLTRAIL_PUBLIC_URL: Type.Optional(urlWithScheme(['http', 'https'])),
-  CALLTRAIL_LOG_LEVEL: Type.Union(
-    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
-    { default: 'info' },
-  ),
+  CALLTRAIL_LOG_LEVEL: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+    default: 'info',
+  }),
   CALLTRAIL_WEBHOOK_SECRET: Type.Optional(Type.String({ minLength: 16 })),
   CALLTRAIL_WEBHOOK_TOKEN: Type.Optional(Type.String({ minLength: 16, pattern: '^[A-Za-z0-9._~-]+$' })),
   CALLTRAIL_INSECURE_WEBHOOKS: Type.Boolean({ default: false }),
@@ -95,21 +94,24 @@ export const loadConfig = (source: NodeJS.ProcessEnv): Config => {
       ([name, value]) => known.includes(name) && value !== undefined && value !== '',
     ),
   );
+  // A misspelt variable would otherwise be silently ignored; the test harness's own are not ours.
   const unknown = Object.keys(source).filter(
-    (name) => name.startsWith('CALLTRAIL_') && !known.includes(name),
+    (name) => name.startsWith('CALLTRAIL_') && !name.startsWith('CALLTRAIL_TEST_') && !known.includes(name),
   );
   const converted = Value.Convert(Env, Value.Default(Env, present));
-  const problems = [...Value.Errors(Env, converted)].map((error) => {
+  // One line per variable: the first thing wrong with it is enough to fix it.
+  const byVariable = new Map<string, string>();
+  for (const error of Value.Errors(Env, converted)) {
     const name = error.instancePath.replace(/^\//, '') || 'environment';
-    return `${name}=${describeValue(name, present[name])}: ${error.message}`;
-  });
+    if (!byVariable.has(name))
+      byVariable.set(name, `${name}=${describeValue(name, present[name])}: ${error.message}`);
+  }
+  const problems = [...byVariable.values()];
   if (problems.length > 0) {
     throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
   }
-  if (unknown.length > 0 && unknown.some((name) => !name.startsWith('CALLTRAIL_TEST_'))) {
-    throw new ConfigError(
-      `unknown configuration variable(s): ${unknown.filter((n) => !n.startsWith('CALLTRAIL_TEST_')).join(', ')}`,
-    );
+  if (unknown.length > 0) {
+    throw new ConfigError(`unknown configuration variable(s): ${unknown.join(', ')}`);
   }
   return toConfig(converted as Env);
 };

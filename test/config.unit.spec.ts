@@ -1,0 +1,88 @@
+/**
+ * Configuration: defaults, conversion from environment strings, and errors that name the variable
+ * without showing a secret.
+ */
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.ts';
+
+const secret = 'a-webhook-secret-of-some-length';
+
+const failure = (env: NodeJS.ProcessEnv): string => {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).message;
+  }
+  throw new Error('expected a ConfigError');
+};
+
+describe('loadConfig', () => {
+  it('gives the documented defaults for an empty environment', () => {
+    expect(loadConfig({})).toEqual({
+      eventStoreUrl: undefined,
+      databaseUrl: undefined,
+      dataDir: './.calltrail',
+      host: '0.0.0.0',
+      port: 3000,
+      publicUrl: undefined,
+      logLevel: 'info',
+      webhook: {
+        secret: undefined,
+        token: undefined,
+        insecure: false,
+        signatureToleranceSeconds: 300,
+        bodyLimitBytes: 1_048_576,
+      },
+      appendTimeoutMs: 3_000,
+      apiTokens: [],
+    });
+  });
+
+  it('converts numbers, booleans and lists, and treats empty strings as unset', () => {
+    const config = loadConfig({
+      CALLTRAIL_EVENTSTORE_URL: 'kurrentdb://store.internal:2113?tls=true',
+      CALLTRAIL_PORT: '8080',
+      CALLTRAIL_INSECURE_WEBHOOKS: 'true',
+      CALLTRAIL_API_TOKENS: 'first-token-0123456789,second-token-012345678',
+      CALLTRAIL_WEBHOOK_SECRET: secret,
+      CALLTRAIL_DATABASE_URL: '',
+    });
+    expect(config).toMatchObject({
+      eventStoreUrl: 'kurrentdb://store.internal:2113?tls=true',
+      databaseUrl: undefined,
+      port: 8080,
+      webhook: { insecure: true, secret },
+      apiTokens: ['first-token-0123456789', 'second-token-012345678'],
+    });
+  });
+
+  it('names every bad variable, and never shows a secret', () => {
+    const message = failure({
+      CALLTRAIL_PORT: 'eighty',
+      CALLTRAIL_EVENTSTORE_URL: 'http://store',
+      CALLTRAIL_WEBHOOK_SECRET: 'short-secret',
+      CALLTRAIL_LOG_LEVEL: 'loud',
+    });
+    expect(message).toContain('CALLTRAIL_PORT="eighty"');
+    expect(message).toContain('CALLTRAIL_EVENTSTORE_URL="http://store"');
+    expect(message).toContain('CALLTRAIL_WEBHOOK_SECRET=(hidden)');
+    expect(message).toContain('CALLTRAIL_LOG_LEVEL');
+    expect(message).not.toContain('short-secret');
+  });
+
+  it.each([
+    ['CALLTRAIL_PORT', '70000'],
+    ['CALLTRAIL_BODY_LIMIT_BYTES', '10'],
+    ['CALLTRAIL_API_TOKENS', 'short'],
+    ['CALLTRAIL_WEBHOOK_TOKEN', 'has spaces in it, too many'],
+    ['CALLTRAIL_INSECURE_WEBHOOKS', 'maybe'],
+  ])('refuses %s=%s', (name, value) => {
+    expect(failure({ [name]: value })).toContain(name);
+  });
+
+  it('refuses a misspelt variable, but not the test harness’s own', () => {
+    expect(failure({ CALLTRAIL_WEBHOOK_SECRT: secret })).toContain('CALLTRAIL_WEBHOOK_SECRT');
+    expect(loadConfig({ CALLTRAIL_TEST_DATABASE_URL: 'postgres://x' }).port).toBe(3000);
+  });
+});
