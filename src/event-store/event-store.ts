@@ -84,7 +84,16 @@ export interface RecordedEvent {
  * version.
  */
 export type AppendResult =
-  | { readonly outcome: 'appended'; readonly nextRevision: bigint; readonly position: GlobalPosition }
+  | {
+      readonly outcome: 'appended';
+      readonly nextRevision: bigint;
+      readonly position: GlobalPosition;
+      /**
+       * Whether this call wrote the events (true) or acknowledged identical ones already there
+       * (false). Undefined when the store cannot tell: EventStoreDB answers both alike.
+       */
+      readonly written?: boolean;
+    }
   | {
       readonly outcome: 'wrong-expected-version';
       /** The stream's last revision, or `'no-stream'` when it does not exist. */
@@ -134,6 +143,8 @@ export interface Subscription extends AsyncIterable<SubscriptionMessage> {
 export interface EventStore {
   /** Which adapter this is, for logs and `/readyz`. */
   readonly kind: 'eventstoredb' | 'postgres';
+  /** Whether `append` results always say `written`, so a caller may rely on it. */
+  readonly reportsWrites: boolean;
   append(
     streamName: string,
     events: readonly ProposedEvent[],

@@ -363,6 +363,7 @@ export const connectEventStoreDb = (url: string, options: EventStoreDbOptions): 
 
   return {
     kind: 'eventstoredb',
+    reportsWrites: false,
     append,
     readStream,
     readAll,

@@ -8,8 +8,9 @@
  * wrote (it may be this very event) and try again, a bounded number of times, with a little jitter.
  * Never `any`: the store only guarantees idempotency with an exact expectation.
  *
- * Two accelerators keep the hot path to at most one read and one append per event (one append alone
- * for a stream this process already knows), and neither is needed for correctness:
+ * Accelerators keep the hot path to at most one read and one append per event (one append alone for
+ * a stream this process already knows, or on a store that reports whether an append wrote
+ * anything), and none is needed for correctness:
  * - appends to one stream from this process are queued, so they do not race one another and
  *   collide only with other processes;
  * - the ids and last revision of a stream are remembered (bounded, least recently used), so a known
@@ -196,10 +197,12 @@ export const createArchiveWriter = (eventStore: EventStore, options: ArchiveWrit
   ): Promise<ArchiveAppendResult> => {
     // A remembered tail is trusted until the store says otherwise: appending with its exact last
     // revision either succeeds (nothing was written since, so the id cannot be there) or comes back
-    // as a wrong expected version, and only then is the stream read. A stream not remembered is
-    // always read first, so a redelivery after a restart is recognised as a duplicate.
+    // as a wrong expected version, and only then is the stream read. A stream not remembered is read
+    // first, so a redelivery after a restart is recognised as a duplicate; unless the store says
+    // whether an append wrote anything: then expecting no stream either creates it, or acknowledges
+    // this very event as the stream's first (a duplicate), or is refused and the stream is read.
     let tail = tails.get(streamName);
-    let mustRead = tail === undefined;
+    let mustRead = tail === undefined && !eventStore.reportsWrites;
     for (let attempt = 1; ; attempt += 1) {
       if (mustRead) tail = await catchUp(streamName, signal);
       if (tail?.ids.has(event.id)) return { duplicate: true };
@@ -208,9 +211,13 @@ export const createArchiveWriter = (eventStore: EventStore, options: ArchiveWrit
       const result = await eventStore.append(streamName, [event], expected);
       signal.throwIfAborted();
       if (result.outcome === 'appended') {
-        // Exactly one event at expected + 1 (written now, or by a racer with the same id just before).
-        tails.extend(streamName, tail, [{ id: event.id, revision: result.nextRevision }]);
-        return { duplicate: false };
+        // This event sits at expected + 1, written now or by a racer (or an earlier delivery) before.
+        // Only an acknowledged first event of an unread stream says nothing of what follows it.
+        const duplicate = result.written === false;
+        if (!(duplicate && tail === undefined)) {
+          tails.extend(streamName, tail, [{ id: event.id, revision: result.nextRevision }]);
+        }
+        return { duplicate };
       }
       if (attempt >= maxAttempts) {
         throw new AppendContentionError(`${streamName}: still contended after ${maxAttempts} attempts`);

@@ -12,6 +12,7 @@ import {
   comparePositions,
   formatPosition,
   parsePosition,
+  type AppendResult,
   type EventStore,
   type GlobalPosition,
   type ProposedEvent,
@@ -75,6 +76,18 @@ const expectAscending = (positions: readonly GlobalPosition[]): void => {
   }
 };
 
+/** An idempotent re-append answers like the first append, but (where the store can tell) wrote nothing. */
+const expectAcknowledged = (again: AppendResult, first: AppendResult): void => {
+  const { written: firstWritten, ...firstAnswer } =
+    first.outcome === 'appended' ? first : { written: undefined };
+  const { written: againWritten, ...againAnswer } =
+    again.outcome === 'appended' ? again : { written: undefined };
+  expect(again.outcome).toBe('appended');
+  expect(againAnswer).toEqual(first.outcome === 'appended' ? firstAnswer : first);
+  if (firstWritten !== undefined) expect(firstWritten).toBe(true);
+  if (againWritten !== undefined) expect(againWritten).toBe(false);
+};
+
 export const describeEventStoreContract = (name: string, open: () => Promise<ContractSubject>): void => {
   describe(`event-store contract: ${name}`, () => {
     let subject: ContractSubject;
@@ -125,6 +138,20 @@ export const describeEventStoreContract = (name: string, open: () => Promise<Con
         expect(Math.abs(recorded!.created.getTime() - Date.now())).toBeLessThan(60_000);
         if (result.outcome === 'appended')
           expect(comparePositions(result.position, recorded!.position)).toBe(0);
+      });
+
+      it('says whether an append wrote, when it claims to', async () => {
+        const stream = newStream();
+        const event = proposed();
+        const first = await store.append(stream, [event], 'no-stream');
+        const again = await store.append(stream, [event], 'no-stream');
+        if (store.reportsWrites) {
+          expect(first).toMatchObject({ outcome: 'appended', written: true });
+          expect(again).toMatchObject({ outcome: 'appended', written: false });
+        } else {
+          expect(first).toMatchObject({ outcome: 'appended' });
+          expect(again).toMatchObject({ outcome: 'appended' });
+        }
       });
 
       it('appends several events atomically, with consecutive revisions', async () => {
@@ -213,7 +240,7 @@ export const describeEventStoreContract = (name: string, open: () => Promise<Con
         const events = [proposed(), proposed()];
         const first = await store.append(stream, events, 'no-stream');
         const again = await store.append(stream, events, 'no-stream');
-        expect(again).toEqual(first);
+        expectAcknowledged(again, first);
         expect(await collect(store.readStream(stream))).toHaveLength(2);
       });
 
@@ -226,7 +253,7 @@ export const describeEventStoreContract = (name: string, open: () => Promise<Con
         await store.append(stream, [proposed()], 1n);
         // The stream moved on to revision 2; the retry still names revision 0 as expected.
         const again = await store.append(stream, [event], 0n);
-        expect(again).toEqual(first);
+        expectAcknowledged(again, first);
         expect((await collect(store.readStream(stream))).map((e) => e.id)).toHaveLength(3);
       });
 

@@ -84,6 +84,7 @@ export const withSubscriptionFaults = (inner: EventStore): FaultyEventStore => {
   return {
     eventStore: {
       kind: inner.kind,
+      reportsWrites: inner.reportsWrites,
       append: (...args) => inner.append(...args),
       readStream: (...args) => inner.readStream(...args),
       readAll: (...args) => inner.readAll(...args),

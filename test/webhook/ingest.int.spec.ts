@@ -43,6 +43,7 @@ const racedBy = (
   let raced = 0;
   return {
     kind: store.kind,
+    reportsWrites: store.reportsWrites,
     readStream: (name, options) => store.readStream(name, options),
     readAll: (options) => store.readAll(options),
     subscribeToAll: (options) => store.subscribeToAll(options),

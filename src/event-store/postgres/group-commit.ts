@@ -126,7 +126,12 @@ class StreamState implements StreamView {
 }
 
 type Outcome =
-  | { readonly kind: 'appended'; readonly nextRevision: bigint; readonly position: PositionSource }
+  | {
+      readonly kind: 'appended';
+      readonly nextRevision: bigint;
+      readonly position: PositionSource;
+      readonly written: boolean;
+    }
   | { readonly kind: 'wrong-expected-version'; readonly actualRevision: bigint | 'no-stream' };
 
 export class GroupCommitWriter {
@@ -334,7 +339,7 @@ export class GroupCommitWriter {
           });
           const nextRevision = decision.firstRevision + BigInt(pending.events.length - 1);
           stream.head = nextRevision;
-          return { kind: 'appended', nextRevision, position: { row: rows.length - 1 } };
+          return { kind: 'appended', nextRevision, position: { row: rows.length - 1 }, written: true };
         }
         case 'idempotent': {
           const position = stream.positionSource(decision.lastRevision);
@@ -343,7 +348,7 @@ export class GroupCommitWriter {
               `idempotent append to ${pending.streamName} matched an event that was not loaded`,
             );
           }
-          return { kind: 'appended', nextRevision: decision.lastRevision, position };
+          return { kind: 'appended', nextRevision: decision.lastRevision, position, written: false };
         }
         case 'wrong-expected-version':
           return decision;
@@ -365,7 +370,12 @@ export class GroupCommitWriter {
       const stored =
         'stored' in outcome.position ? outcome.position.stored : rowPositions[outcome.position.row];
       if (stored === undefined) throw new Error('an appended row has no position');
-      return { outcome: 'appended', nextRevision: outcome.nextRevision, position: positionOf(stored) };
+      return {
+        outcome: 'appended',
+        nextRevision: outcome.nextRevision,
+        position: positionOf(stored),
+        written: outcome.written,
+      };
     });
   }
 

@@ -54,6 +54,7 @@ export interface PostgresEventStoreOptions {
 
 export interface PostgresEventStore extends EventStore {
   readonly kind: 'postgres';
+  readonly reportsWrites: true;
   /** Transactions committed by this process's appends and the appends they carried. */
   readonly appendStats: { readonly transactions: number; readonly appends: number };
 }
@@ -155,6 +156,7 @@ export const openPostgresEventStore = async (
 
   const store: PostgresEventStore = {
     kind: 'postgres',
+    reportsWrites: true,
     get appendStats() {
       return { ...writer.stats };
     },
