@@ -19,7 +19,7 @@ import {
   type TerminationOutcome,
   type TerminationsFilter,
 } from '../audit/terminations-csv.ts';
-import { openCommandStores } from './command-stores.ts';
+import { openCommandStores } from './command-setup.ts';
 
 export interface ExportOptions {
   readonly from?: string | undefined;

@@ -4,23 +4,17 @@
  * standalone step for deployments that migrate before rolling out.
  */
 import type { Command } from 'commander';
-import { ConfigError, loadConfig } from '../config.ts';
 import { createLogger } from '../logger.ts';
 import { migrateStores } from '../runtime.ts';
+import { loadConfigOrReport, oneLine } from './command-setup.ts';
 
 export const registerMigrateCommand = (program: Command): void => {
   program
     .command('migrate')
     .description('apply the event-store and read-model database migrations, then exit')
     .action(async () => {
-      let config;
-      try {
-        config = loadConfig(process.env);
-      } catch (error) {
-        if (!(error instanceof ConfigError)) throw error;
-        process.stderr.write(`calltrail: ${error.message}\n`);
-        process.exit(1);
-      }
+      const config = loadConfigOrReport();
+      if (config === undefined) process.exit(1);
       const logger = createLogger({ level: config.logLevel });
       try {
         const report = await migrateStores(config, logger);
@@ -36,8 +30,7 @@ export const registerMigrateCommand = (program: Command): void => {
         );
       } catch (error) {
         logger.debug({ err: error }, 'migration failed');
-        const message = (error instanceof Error ? error.message : String(error)).replace(/\s*\n\s*/g, '; ');
-        process.stderr.write(`calltrail: migration failed: ${message}\n`);
+        process.stderr.write(`calltrail: migration failed: ${oneLine(error)}\n`);
         process.exit(1);
       }
     });

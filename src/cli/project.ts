@@ -5,26 +5,17 @@
  * the others stand by to take over.
  */
 import type { Command } from 'commander';
-import { ConfigError, loadConfig } from '../config.ts';
 import { createLogger } from '../logger.ts';
 import { createMetrics } from '../metrics.ts';
 import { startProjector } from '../projector/projector.ts';
 import { openStores } from '../runtime.ts';
 import { trapShutdownSignals } from '../server.ts';
-
-const oneLine = (error: unknown): string =>
-  (error instanceof Error ? error.message : String(error)).replace(/\s*\n\s*/g, '; ');
+import { loadConfigOrReport, oneLine } from './command-setup.ts';
 
 /** Runs until a shutdown signal; resolves with the exit code. */
 export const project = async (): Promise<number> => {
-  let config;
-  try {
-    config = loadConfig(process.env);
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    process.stderr.write(`calltrail: ${error.message}\n`);
-    return 1;
-  }
+  const config = loadConfigOrReport();
+  if (config === undefined) return 1;
   const logger = createLogger({ level: config.logLevel });
   let resolveStop: () => void = () => {};
   const stopRequested = new Promise<void>((resolve) => {

@@ -10,7 +10,7 @@ import { callStreamPrefix } from '../archive/streams.ts';
 import { createMetrics } from '../metrics.ts';
 import { projectionNamed, projectionNames } from '../projector/projections.ts';
 import { defaultRebuildOptions, rebuildProjection, type RebuildProgress } from '../projector/rebuild.ts';
-import { openCommandStores } from './command-stores.ts';
+import { openCommandStores } from './command-setup.ts';
 
 const phaseLabels: Record<RebuildProgress['phase'], string> = {
   replaying: 'replaying',

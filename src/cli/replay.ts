@@ -29,7 +29,7 @@ import { eventStreamPrefixes, parseStreamPrefix, readArchive, readCall } from '.
 import { toJsonLine } from '../audit/archived-event-view.ts';
 import { parsePositionParameter, parseTimeRange } from '../audit/parameters.ts';
 import { redeliver, type DeliveryOutcome } from '../audit/redelivery.ts';
-import { openCommandStores } from './command-stores.ts';
+import { openCommandStores } from './command-setup.ts';
 
 export interface ReplayOptions {
   readonly call?: string | undefined;

@@ -7,12 +7,13 @@
  */
 import type { Command } from 'commander';
 import { buildApp } from '../app.ts';
-import { ConfigError, loadConfig, type Config } from '../config.ts';
+import type { Config } from '../config.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { createMetrics } from '../metrics.ts';
 import { startProjector } from '../projector/projector.ts';
 import { openStores, planStores, type Stores } from '../runtime.ts';
 import { listen, trapShutdownSignals } from '../server.ts';
+import { loadConfigOrReport, oneLine } from './command-setup.ts';
 
 /** Past this, shutdown gives up waiting and exits non-zero. */
 const shutdownTimeoutMs = 30_000;
@@ -24,10 +25,6 @@ const missingWebhookAuthentication =
   'no webhook authentication configured: set CALLTRAIL_WEBHOOK_SECRET (signed requests) or ' +
   'CALLTRAIL_WEBHOOK_TOKEN (token in the URL), or CALLTRAIL_INSECURE_WEBHOOKS=true to accept ' +
   'unauthenticated webhooks';
-
-/** One line, whatever the error: start-up failures are read by people, not parsed. */
-const oneLine = (error: unknown): string =>
-  (error instanceof Error ? error.message : String(error)).replace(/\s*\n\s*/g, '; ');
 
 /** What to give Flireo (and API clients), printed for the operator on every start. */
 const connectionInstructions = (stores: Stores, publicUrl: string): string => {
@@ -64,14 +61,8 @@ export interface ServeOptions {
 
 /** Runs until a shutdown signal; resolves with the exit code. */
 export const serve = async (options: ServeOptions): Promise<number> => {
-  let config: Config;
-  try {
-    config = loadConfig(process.env);
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    process.stderr.write(`calltrail: ${error.message}\n`);
-    return 1;
-  }
+  const config = loadConfigOrReport();
+  if (config === undefined) return 1;
   const logger: Logger = createLogger({ level: config.logLevel });
   // Refused before anything starts; the embedded default generates credentials instead.
   if (!planStores(config).embeddedDefault && !hasWebhookAuthentication(config) && !config.webhook.insecure) {
