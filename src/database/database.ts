@@ -4,7 +4,7 @@
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
-import { fileURLToPath } from 'node:url';
+import { migrationsFolder } from '../migrations-folder.ts';
 import * as schema from './schema.ts';
 
 export type ReadModelDb = NodePgDatabase<typeof schema>;
@@ -22,7 +22,7 @@ export const openDatabase = (connectionString: string, options: { max?: number }
   return { pool, db: drizzle(pool, { schema }), close: () => pool.end() };
 };
 
-const readModelMigrations = fileURLToPath(new URL('../../migrations/read-models', import.meta.url));
+const readModelMigrations = migrationsFolder('read-models');
 
 export class MigrationError extends Error {
   override readonly name = 'MigrationError';

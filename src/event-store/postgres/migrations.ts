@@ -7,13 +7,11 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { migrationsFolder } from '../../migrations-folder.ts';
 import { isUnavailable, translateError, withTimeout } from './errors.ts';
 
-export const eventStoreMigrationsFolder = fileURLToPath(
-  new URL('../../../migrations/event-store', import.meta.url),
-);
+export const eventStoreMigrationsFolder = migrationsFolder('event-store');
 
 /** Lock key 0x63616c6c74726c02 ("calltrl" + 2): one migrator per database at a time. */
 const migrationLockKey = '7161124095561722882';
