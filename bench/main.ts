@@ -8,6 +8,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { compileMeasuredCode } from './compiled.ts';
 import type { BenchContext, BenchOptions, Dataset } from './context.ts';
 import { catchUpProjections, seedDataset } from './dataset.ts';
 import { benchExport } from './export.ts';
@@ -56,6 +57,7 @@ interface CommandLine {
   readonly logLevel: string;
   readonly loadSeconds?: number;
   readonly profile?: string;
+  readonly nodeFlags?: string;
   readonly out?: string;
 }
 
@@ -78,6 +80,10 @@ const program = new Command()
   )
   .option('--load-seconds <s>', 'seconds per load-test measurement (default 10; --quick: 3)', positiveInteger)
   .option('--profile <dir>', 'write a CPU profile (--cpu-prof) of every measured process into this directory')
+  .option(
+    '--node-flags <flags>',
+    'space-separated Node/V8 options for the measured processes, e.g. "--max-semi-space-size=4"',
+  )
   .option('--out <file>', 'where to write the JSON results (default: bench/results/latest.json)')
   .showHelpAfterError();
 
@@ -99,11 +105,14 @@ const main = async (): Promise<number> => {
     process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(1).padStart(6)} s] ${message}\n`);
 
   const profileDir = line.profile === undefined ? undefined : path.resolve(line.profile);
+  const nodeFlags = (line.nodeFlags ?? '').split(' ').filter((flag) => flag !== '');
   if (profileDir !== undefined) await mkdir(profileDir, { recursive: true });
   const machine = describeMachine();
   progress(
     `machine: ${machine.cores} cores, ${machine.cpuModel}, ${machine.memoryGiB} GiB, node ${machine.node}`,
   );
+  progress('compiling calltrail as its production build runs');
+  await compileMeasuredCode();
   progress('starting the embedded PostgreSQL');
   const postgres = await startBenchPostgres();
   // Ctrl-C must not leave a server and its data directory behind.
@@ -120,10 +129,11 @@ const main = async (): Promise<number> => {
   try {
     postgresSettings = await postgres.settings();
     let dataset: Promise<Dataset> | undefined;
+    const processes = { profileDir, nodeFlags };
     const context: BenchContext = {
       options,
       postgres,
-      processes: { profileDir },
+      processes,
       progress,
       dataset: () => (dataset ??= seedDataset(postgres, options.events, progress)),
       projectedDataset: async () => {
@@ -131,7 +141,7 @@ const main = async (): Promise<number> => {
         seeded.projection ??= await catchUpProjections(
           postgres,
           seeded,
-          { profileDir },
+          processes,
           options.logLevel,
           progress,
         );
@@ -155,7 +165,7 @@ const main = async (): Promise<number> => {
       machine,
       loadAverageAtEnd: describeMachine().loadAverage,
       postgres: postgresSettings,
-      options: { ...options, only: selected },
+      options: { ...options, only: selected, nodeFlags },
       dataset: seeded?.summary,
       results,
       failures,

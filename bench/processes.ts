@@ -1,10 +1,10 @@
 /**
- * Starting and talking to the measured processes (`child.ts`): one per role, run through tsx like
- * calltrail itself, optionally with `--cpu-prof` so a missed target can be explained.
+ * Starting and talking to the measured processes (`child.ts`): one per role, compiled like calltrail's
+ * production build (see `compiled.ts`), optionally with `--cpu-prof` so a missed target can be explained.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { compiledChild } from './compiled.ts';
 
 export type ChildSpec =
   | {
@@ -59,28 +59,28 @@ export interface MeasuredProcess {
 export interface ProcessOptions {
   /** Where `--cpu-prof` writes profiles; no profiling when undefined. */
   readonly profileDir: string | undefined;
+  /** Node or V8 options for the measured processes (a trade-off to compare, such as `--max-semi-space-size`). */
+  readonly nodeFlags: readonly string[];
 }
 
 /** Numbers the processes' profile directories. */
 let profileCount = 0;
 
-const childEntry = fileURLToPath(new URL('./child.ts', import.meta.url));
 const startTimeoutMs = 60_000;
 
 export const startMeasuredProcess = async (
   spec: ChildSpec,
   options: ProcessOptions,
 ): Promise<MeasuredProcess> => {
-  const execArgv = ['--import', 'tsx'];
+  const execArgv = [...options.nodeFlags];
   if (options.profileDir !== undefined) {
-    // A directory per process: Node names the files by pid and thread, and tsx's loader thread
-    // writes a profile of its own beside the main thread's.
+    // A directory per process: Node names the files by pid and thread.
     const directory = path.join(options.profileDir, `${spec.role}-${(profileCount += 1)}`);
     execArgv.push('--cpu-prof', `--cpu-prof-dir=${directory}`);
   }
   // stdout (the app's request log) is discarded rather than piped: reading it would cost the
   // benchmark process CPU the load generator needs.
-  const child: ChildProcess = fork(childEntry, [JSON.stringify(spec)], {
+  const child: ChildProcess = fork(compiledChild, [JSON.stringify(spec)], {
     execArgv,
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });

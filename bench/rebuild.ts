@@ -6,13 +6,13 @@
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { compiledCli } from './compiled.ts';
 import type { BenchContext } from './context.ts';
+import type { ProcessOptions } from './processes.ts';
 import { cpuMicrosPer, startCpuMeter, type CpuUse } from './measure.ts';
 import { formatMicros, formatRate, type BenchmarkResult } from './report.ts';
 
-const cli = fileURLToPath(new URL('../bin/calltrail.js', import.meta.url));
 const tables = ['calls', 'terminations', 'call_timeline'] as const;
 
 const countRows = async (url: string): Promise<Record<string, number>> => {
@@ -42,7 +42,7 @@ interface RebuildRun {
 const runRebuild = (
   url: string,
   logLevel: string,
-  profileDir: string | undefined,
+  processes: ProcessOptions,
   postmasterPid: number | undefined,
 ): Promise<RebuildRun> =>
   new Promise((resolve, reject) => {
@@ -54,10 +54,11 @@ const runRebuild = (
     const child = spawn(
       process.execPath,
       [
-        ...(profileDir === undefined
+        ...processes.nodeFlags,
+        ...(processes.profileDir === undefined
           ? []
-          : ['--cpu-prof', `--cpu-prof-dir=${path.join(profileDir, 'rebuild')}`]),
-        cli,
+          : ['--cpu-prof', `--cpu-prof-dir=${path.join(processes.profileDir, 'rebuild')}`]),
+        compiledCli,
         'rebuild',
       ],
       {
@@ -105,7 +106,7 @@ export const benchRebuild = async (context: BenchContext): Promise<BenchmarkResu
   const run = await runRebuild(
     dataset.url,
     context.options.logLevel,
-    context.processes.profileDir,
+    context.processes,
     context.postgres.pid,
   );
   if (run.exitCode !== 0) {
