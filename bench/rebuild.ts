@@ -1,6 +1,6 @@
 /**
- * Rebuild: the wall time of `calltrail rebuild` (every projection, one after the other, each into
- * shadow tables swapped in at the end) over the archive data set, run as an operator runs it: the
+ * Rebuild: the wall time of `calltrail rebuild` (every projection from one replay of the streams,
+ * each into shadow tables swapped in at the end) over the archive data set, run as an operator runs it: the
  * command line, with the store URLs in its environment. Set beside the projector's catch-up over
  * the same events in the same run, which does the same folding into live tables.
  */

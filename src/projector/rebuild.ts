@@ -12,6 +12,11 @@
  *
  * Shadow tables get the live tables' columns, constraints, indexes and grants under the same
  * names, so after the swap they are indistinguishable from what the migrations created.
+ *
+ * Projections rebuilt together share the bulk replay, as the live runner shares its subscription:
+ * the store is read once, and each batch goes to every shadow side by side, each projection on a
+ * session of its own that holds its rebuild lock. Indexing, catching up and the swap then follow
+ * one projection after another.
  */
 import type pg from 'pg';
 import {
@@ -19,6 +24,7 @@ import {
   formatPosition,
   type EventStore,
   type GlobalPosition,
+  type RecordedEvent,
 } from '../event-store/event-store.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
@@ -38,6 +44,7 @@ export interface RebuildDependencies {
 }
 
 export interface RebuildProgress {
+  readonly projection: string;
   readonly phase: 'replaying' | 'indexing' | 'catching-up' | 'swapping' | 'done';
   /** Events replayed so far. */
   readonly events: number;
@@ -139,27 +146,69 @@ const createShadowIndexes = async (client: pg.ClientBase, live: string, shadow: 
   await client.query(`ANALYZE ${qualified(shadow, table)}`);
 };
 
-/**
- * Rebuilds one projection. Throws `RebuildInProgressError` when another rebuild of it runs, and
- * leaves the live tables untouched when anything fails before the swap commits.
- */
-export const rebuildProjection = async (
+/** A projection whose rebuild lock this call holds, with the session that holds it. */
+interface ClaimedProjection {
+  readonly projection: Projection;
+  readonly client: pg.PoolClient;
+  readonly logger: Logger;
+  /** Ends the session, and with it the rebuild lock. */
+  release(): void;
+}
+
+const claim = async (
   projection: Projection,
   dependencies: RebuildDependencies,
-  options: RebuildOptions,
-): Promise<RebuildResult> => {
-  const { eventStore, pool, clock, metrics } = dependencies;
+): Promise<ClaimedProjection> => {
   const logger = dependencies.logger.child({ projection: projection.name, task: 'rebuild' });
-  const labels = { projection: projection.name };
-  const client = await pool.connect();
+  const client = await dependencies.pool.connect();
   const onClientError = (error: Error) => logger.warn({ err: error }, 'rebuild database session lost');
   client.on('error', onClientError);
+  const release = () => {
+    client.removeListener('error', onClientError);
+    // Destroyed rather than returned: ends the session, and with it the rebuild lock.
+    client.release(true);
+  };
+  try {
+    if (!(await tryLock(client, 'rebuild', projection.name))) {
+      throw new RebuildInProgressError(`a rebuild of ${projection.name} is already running`);
+    }
+  } catch (error) {
+    release();
+    throw error;
+  }
+  return { projection, client, logger, release };
+};
+
+/** One projection's shadow tables: filled by the shared bulk replay, then caught up and swapped in. */
+interface ShadowRebuild {
+  /** Applies one batch of the bulk replay, in a transaction of its own, unless the shadow has it. */
+  replay(
+    events: readonly RecordedEvent[],
+    through: GlobalPosition | undefined,
+    head: RecordedEvent | undefined,
+  ): Promise<void>;
+  /** Builds the indexes, catches up with what arrived since the replay, and swaps the shadow in. */
+  finish(): Promise<RebuildResult>;
+}
+
+const createShadow = async (
+  { projection, client, logger }: ClaimedProjection,
+  dependencies: RebuildDependencies,
+  options: RebuildOptions,
+): Promise<ShadowRebuild> => {
+  const { eventStore, clock, metrics } = dependencies;
+  const labels = { projection: projection.name };
 
   let events = 0;
   let deadLettered = 0;
   let estimatedTotal = 0;
   const report = (phase: RebuildProgress['phase']) =>
-    options.onProgress?.({ phase, events, estimatedTotal: Math.max(estimatedTotal, events) });
+    options.onProgress?.({
+      projection: projection.name,
+      phase,
+      events,
+      estimatedTotal: Math.max(estimatedTotal, events),
+    });
   // Counted into the metrics once committed: the swap transaction may still roll back.
   let uncounted = { applied: 0, deadLettered: 0 };
   const count = (outcome: BatchOutcome, batchEvents: number) => {
@@ -176,124 +225,96 @@ export const rebuildProjection = async (
     uncounted = { applied: 0, deadLettered: 0 };
   };
 
-  try {
-    if (!(await tryLock(client, 'rebuild', projection.name))) {
-      throw new RebuildInProgressError(`a rebuild of ${projection.name} is already running`);
-    }
-    const live = await liveSchemaOf(client, projection.tables[0]!);
-    const shadow = shadowSchemaFor(projection.name);
-    const searchPath = `${quoteIdentifier(shadow)}, ${quoteIdentifier(live)}`;
-    const shadowScope: BatchScope = { mode: 'transaction', searchPath, writeLock: false };
+  const live = await liveSchemaOf(client, projection.tables[0]!);
+  const shadow = shadowSchemaFor(projection.name);
+  const searchPath = `${quoteIdentifier(shadow)}, ${quoteIdentifier(live)}`;
+  const shadowScope: BatchScope = { mode: 'transaction', searchPath, writeLock: false };
 
-    // A rebuild that died earlier may have left its shadow behind; it is never used by anyone else.
-    await client.query(`DROP SCHEMA IF EXISTS ${quoteIdentifier(shadow)} CASCADE`);
-    await client.query(`CREATE SCHEMA ${quoteIdentifier(shadow)}`);
-    for (const table of [...projection.tables, 'projection_checkpoints']) {
-      await createShadowTable(client, live, shadow, table);
-    }
-    logger.info({ shadow }, 'rebuild started');
+  // A rebuild that died earlier may have left its shadow behind; it is never used by anyone else.
+  await client.query(`DROP SCHEMA IF EXISTS ${quoteIdentifier(shadow)} CASCADE`);
+  await client.query(`CREATE SCHEMA ${quoteIdentifier(shadow)}`);
+  for (const table of [...projection.tables, 'projection_checkpoints']) {
+    await createShadowTable(client, live, shadow, table);
+  }
+  logger.info({ shadow }, 'rebuild started');
 
-    // 1. The bulk replay, through a subscription from the start until it has caught up.
-    const head = await readHead(eventStore, options.streamPrefixes);
-    let applied: GlobalPosition | undefined;
-    const feed = openFeed(eventStore.subscribeToAll({ streamPrefixes: options.streamPrefixes }), {
-      highWater: options.maxBatchEvents * 2,
-      start: undefined,
-      now: () => clock().getTime(),
-    });
-    try {
-      let caughtUp = false;
-      while (!caughtUp) {
-        const messages = await feed.take(options.maxBatchEvents);
-        if (messages.length === 0) throw new RebuildError('the replay subscription closed early');
-        const batchEvents = [];
-        let through = applied;
-        for (const message of messages) {
-          if (message.kind === 'event') {
-            batchEvents.push(message.event);
-            through = laterPosition(through, message.event.position);
-          } else if (message.kind === 'checkpoint') {
-            through = laterPosition(through, message.position);
-          } else {
-            caughtUp = true;
-          }
-        }
-        if (through !== undefined && (applied === undefined || comparePositions(through, applied) > 0)) {
-          count(
-            await applyBatch(
-              client,
-              projection,
-              { events: batchEvents, after: applied, through },
-              shadowScope,
-              clock(),
-            ),
-            batchEvents.length,
-          );
-          applied = through;
-          committed();
-          if (head !== undefined && head.position.commit > 0n) {
-            estimatedTotal = Math.round(
-              (events * Number(head.position.commit)) / Math.max(1, Number(through.commit)),
-            );
-          }
-        }
-        report('replaying');
+  let applied: GlobalPosition | undefined;
+
+  const replay: ShadowRebuild['replay'] = async (batchEvents, through, head) => {
+    if (through !== undefined && (applied === undefined || comparePositions(through, applied) > 0)) {
+      count(
+        await applyBatch(
+          client,
+          projection,
+          { events: batchEvents, after: applied, through },
+          shadowScope,
+          clock(),
+        ),
+        batchEvents.length,
+      );
+      applied = through;
+      committed();
+      if (head !== undefined && head.position.commit > 0n) {
+        estimatedTotal = Math.round(
+          (events * Number(head.position.commit)) / Math.max(1, Number(through.commit)),
+        );
       }
-    } finally {
-      await feed.close();
     }
+    report('replaying');
+  };
 
+  // What arrived since the bulk replay, still without holding anyone up. Each pass only goes as far
+  // as the head when it began, so a busy ingest cannot keep the rebuild chasing it forever.
+  const catchUpTo = async (bound: GlobalPosition, scope: BatchScope): Promise<number> => {
+    let caughtUp = 0;
+    for (;;) {
+      const pending = [];
+      let beyond = false;
+      for await (const event of eventStore.readAll({
+        streamPrefixes: options.streamPrefixes,
+        from: applied,
+        maxCount: options.maxBatchEvents + 1,
+      })) {
+        if (comparePositions(event.position, bound) > 0) {
+          beyond = true;
+          break;
+        }
+        if (applied === undefined || comparePositions(event.position, applied) > 0) pending.push(event);
+      }
+      const last = pending.at(-1);
+      if (last === undefined) return caughtUp;
+      count(
+        await applyBatch(
+          client,
+          projection,
+          { events: pending, after: applied, through: last.position },
+          scope,
+          clock(),
+        ),
+        pending.length,
+      );
+      caughtUp += pending.length;
+      applied = last.position;
+      if (scope.mode === 'transaction') committed();
+      report('catching-up');
+      if (beyond) return caughtUp;
+    }
+  };
+  const catchUp = async (scope: BatchScope): Promise<void> => {
+    for (let pass = 0; pass < maxUnlockedPasses; pass += 1) {
+      const current = await readHead(eventStore, options.streamPrefixes);
+      if (current === undefined) return;
+      // Close enough: what is left is done under the lock, where the head stands still for us.
+      if ((await catchUpTo(current.position, scope)) < options.maxBatchEvents) return;
+    }
+  };
+
+  const finish = async (): Promise<RebuildResult> => {
     report('indexing');
     for (const table of projection.tables) await createShadowIndexes(client, live, shadow, table);
-
-    // 2. What arrived meanwhile, still without holding anyone up. Each pass only goes as far as
-    // the head when it began, so a busy ingest cannot keep the rebuild chasing it forever.
-    const catchUpTo = async (bound: GlobalPosition, scope: BatchScope): Promise<number> => {
-      let caughtUp = 0;
-      for (;;) {
-        const pending = [];
-        let beyond = false;
-        for await (const event of eventStore.readAll({
-          streamPrefixes: options.streamPrefixes,
-          from: applied,
-          maxCount: options.maxBatchEvents + 1,
-        })) {
-          if (comparePositions(event.position, bound) > 0) {
-            beyond = true;
-            break;
-          }
-          if (applied === undefined || comparePositions(event.position, applied) > 0) pending.push(event);
-        }
-        const last = pending.at(-1);
-        if (last === undefined) return caughtUp;
-        count(
-          await applyBatch(
-            client,
-            projection,
-            { events: pending, after: applied, through: last.position },
-            scope,
-            clock(),
-          ),
-          pending.length,
-        );
-        caughtUp += pending.length;
-        applied = last.position;
-        if (scope.mode === 'transaction') committed();
-        report('catching-up');
-        if (beyond) return caughtUp;
-      }
-    };
-    const catchUp = async (scope: BatchScope): Promise<void> => {
-      for (let pass = 0; pass < maxUnlockedPasses; pass += 1) {
-        const current = await readHead(eventStore, options.streamPrefixes);
-        if (current === undefined) return;
-        // Close enough: what is left is done under the lock, where the head stands still for us.
-        if ((await catchUpTo(current.position, scope)) < options.maxBatchEvents) return;
-      }
-    };
     await catchUp(shadowScope);
 
-    // 3. The last events and the swap, as one transaction holding the projection's write lock.
+    // The last events and the swap, as one transaction holding the projection's write lock.
     for (let attempt = 1; ; attempt += 1) {
       const before = { events, deadLettered, applied, uncounted };
       await client.query('BEGIN');
@@ -337,11 +358,93 @@ export const rebuildProjection = async (
         await catchUp(shadowScope);
       }
     }
+  };
+
+  return { replay, finish };
+};
+
+/**
+ * The bulk replay: one subscription from the start until it has caught up, each batch applied to
+ * every shadow side by side, each on its own session.
+ */
+const replayInto = async (
+  shadows: readonly ShadowRebuild[],
+  { eventStore, clock }: RebuildDependencies,
+  options: RebuildOptions,
+): Promise<void> => {
+  const head = await readHead(eventStore, options.streamPrefixes);
+  const feed = openFeed(eventStore.subscribeToAll({ streamPrefixes: options.streamPrefixes }), {
+    highWater: options.maxBatchEvents * 2,
+    start: undefined,
+    now: () => clock().getTime(),
+  });
+  try {
+    let caughtUp = false;
+    let through: GlobalPosition | undefined;
+    while (!caughtUp) {
+      const messages = await feed.take(options.maxBatchEvents);
+      if (messages.length === 0) throw new RebuildError('the replay subscription closed early');
+      const batchEvents: RecordedEvent[] = [];
+      for (const message of messages) {
+        if (message.kind === 'event') {
+          batchEvents.push(message.event);
+          through = laterPosition(through, message.event.position);
+        } else if (message.kind === 'checkpoint') {
+          through = laterPosition(through, message.position);
+        } else {
+          caughtUp = true;
+        }
+      }
+      // All settle before anything else uses a session (or the caller ends them).
+      const outcomes = await Promise.allSettled(
+        shadows.map((shadow) => shadow.replay(batchEvents, through, head)),
+      );
+      const failure = outcomes.find((outcome) => outcome.status === 'rejected');
+      if (failure !== undefined) throw failure.reason;
+    }
   } finally {
-    client.removeListener('error', onClientError);
-    // Destroyed rather than returned: ends the session, and with it the rebuild lock.
-    client.release(true);
+    await feed.close();
   }
+};
+
+/**
+ * Rebuilds the projections, reading the event store once for their bulk replay; then builds the
+ * indexes, catches up and swaps in one projection after another. Throws `RebuildInProgressError`,
+ * before any work, when another rebuild of one of them runs. Each projection's live tables stay
+ * untouched unless its own swap committed: when a later projection fails, those swapped in before
+ * it stay swapped, each complete and correct on its own.
+ */
+export const rebuildProjections = async (
+  projections: readonly Projection[],
+  dependencies: RebuildDependencies,
+  options: RebuildOptions,
+): Promise<RebuildResult[]> => {
+  const names = projections.map((projection) => projection.name);
+  const repeated = names.find((name, index) => names.indexOf(name) !== index);
+  if (repeated !== undefined) throw new RebuildError(`projection ${repeated} is given twice`);
+  const claimed: ClaimedProjection[] = [];
+  try {
+    // Every lock first, so a rebuild already running stops this one before it does any work.
+    for (const projection of projections) claimed.push(await claim(projection, dependencies));
+    const shadows: ShadowRebuild[] = [];
+    for (const projection of claimed) shadows.push(await createShadow(projection, dependencies, options));
+    if (shadows.length > 0) await replayInto(shadows, dependencies, options);
+    const results: RebuildResult[] = [];
+    for (const shadow of shadows) results.push(await shadow.finish());
+    return results;
+  } finally {
+    for (const projection of claimed) projection.release();
+  }
+};
+
+/** Rebuilds one projection; see `rebuildProjections`. */
+export const rebuildProjection = async (
+  projection: Projection,
+  dependencies: RebuildDependencies,
+  options: RebuildOptions,
+): Promise<RebuildResult> => {
+  const [result] = await rebuildProjections([projection], dependencies, options);
+  return result!;
 };
 
 export const defaultRebuildOptions = {

@@ -6,11 +6,15 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import type pg from 'pg';
 import type { EventStore } from '../../src/event-store/event-store.ts';
 import { createMetrics } from '../../src/metrics.ts';
+import { callTimelineProjection } from '../../src/projector/call-timeline-projection.ts';
+import { lockArguments } from '../../src/projector/checkpoints.ts';
+import type { Projection } from '../../src/projector/projection.ts';
 import { startProjector } from '../../src/projector/projector.ts';
 import { projectionNamed, projections } from '../../src/projector/projections.ts';
 import {
   defaultRebuildOptions,
   rebuildProjection,
+  rebuildProjections,
   RebuildInProgressError,
   shadowSchemaFor,
   type RebuildProgress,
@@ -27,11 +31,13 @@ import {
   openReadModels,
   sleep,
   snapshotReadModels,
+  type ReadModelSnapshot,
   testProjectorOptions,
   waitUntilCaughtUp,
   type OpenedEventStore,
   type ReadModels,
 } from '../support/projector-harness.ts';
+import { withSubscriptionFaults } from '../support/subscription-faults.ts';
 
 const callEvents = (callId: string, index: number) => {
   const start = Date.parse('2026-03-02T08:00:00.000Z') + index * 1_000;
@@ -53,35 +59,73 @@ const freshReadModels = async (): Promise<ReadModels> => {
   return readModels;
 };
 
-const rebuildAll = async (
+/** Every projection in one call, as `calltrail rebuild` does it. */
+const rebuildAll = (
   eventStore: EventStore,
   pool: pg.Pool,
   streamPrefixes: readonly string[],
   onProgress?: (progress: RebuildProgress) => void,
+  rebuilt: readonly Projection[] = projections,
+) =>
+  rebuildProjections(
+    rebuilt,
+    {
+      eventStore,
+      pool,
+      logger: capturingLogger().logger,
+      metrics: createMetrics(),
+      clock: () => new Date(),
+    },
+    {
+      ...defaultRebuildOptions,
+      maxBatchEvents: 20,
+      streamPrefixes,
+      ...(onProgress ? { onProgress } : {}),
+    },
+  );
+
+/** What a clean projector run makes of the streams: run until caught up, then stopped. */
+const projectorRun = async (
+  eventStore: EventStore,
+  readModels: ReadModels,
+  streamPrefixes: readonly string[],
 ) => {
-  const results = [];
-  for (const projection of projections) {
-    results.push(
-      await rebuildProjection(
-        projection,
-        {
-          eventStore,
-          pool,
-          logger: capturingLogger().logger,
-          metrics: createMetrics(),
-          clock: () => new Date(),
-        },
-        {
-          ...defaultRebuildOptions,
-          maxBatchEvents: 20,
-          streamPrefixes,
-          ...(onProgress ? { onProgress } : {}),
-        },
-      ),
-    );
-  }
-  return results;
+  const projector = await startProjector(
+    {
+      eventStore,
+      database: readModels.database,
+      logger: capturingLogger().logger,
+      metrics: createMetrics(),
+      clock: () => new Date(),
+    },
+    testProjectorOptions(streamPrefixes),
+  );
+  onTestFinished(() => projector.stop());
+  await waitUntilCaughtUp(projector);
+  await projector.stop();
 };
+
+/**
+ * Everything a swap would change: the read models, the checkpoints, and the live tables' identity
+ * (a swap puts other tables in their place, even with the same rows).
+ */
+const liveState = async (
+  pool: pg.Pool,
+): Promise<{ readModels: ReadModelSnapshot; checkpoints: unknown[]; tables: unknown[] }> => ({
+  readModels: await snapshotReadModels(pool),
+  checkpoints: (
+    await pool.query(
+      'SELECT projection, commit_position, prepare_position FROM projection_checkpoints ORDER BY projection',
+    )
+  ).rows,
+  tables: (
+    await pool.query(
+      `SELECT relname, oid::int8::text AS oid FROM pg_class
+       WHERE oid IN ('public.calls'::regclass, 'public.call_timeline'::regclass, 'public.terminations'::regclass)
+       ORDER BY relname`,
+    )
+  ).rows,
+});
 
 const indexNames = async (pool: pg.Pool) =>
   (
@@ -249,5 +293,116 @@ describe.each(adapterKinds)('rebuild on the %s event store', (kind) => {
       shadowSchemaFor('calls'),
     ]);
     expect(shadow.rows).toEqual([]);
+  });
+  it('rebuilds both projections from one replay into what a clean projector run makes', async () => {
+    const scope = newScope();
+    const revisions = new Map<string, bigint>();
+    for (let i = 0; i < 30; i += 1) {
+      await appendCallEvents(store.eventStore, callEvents(scope.callId(`call-${i}`), i), revisions);
+    }
+    const projected = await freshReadModels();
+    await projectorRun(store.eventStore, projected, scope.streamPrefixes);
+    const expected = await snapshotReadModels(projected.database.pool);
+    expect(expected.timeline).toHaveLength(120);
+
+    const counted = withSubscriptionFaults(store.eventStore);
+    const rebuilt = await freshReadModels();
+    const progress: RebuildProgress[] = [];
+    const results = await rebuildAll(
+      counted.eventStore,
+      rebuilt.database.pool,
+      scope.streamPrefixes,
+      (report) => progress.push(report),
+    );
+
+    expect(counted.subscriptionsOpened).toBe(1);
+    expect(results.map(({ projection, events }) => ({ projection, events }))).toEqual([
+      { projection: 'calls', events: 120 },
+      { projection: 'call-timeline', events: 120 },
+    ]);
+    expect(await snapshotReadModels(rebuilt.database.pool)).toEqual(expected);
+    // Each projection reports its own progress, through every phase.
+    for (const name of ['calls', 'call-timeline']) {
+      const phases = progress.filter((report) => report.projection === name).map((report) => report.phase);
+      expect(phases).toEqual(expect.arrayContaining(['replaying', 'indexing', 'swapping', 'done']));
+      expect(phases.at(-1)).toBe('done');
+    }
+  });
+
+  it('refuses the whole rebuild, touching nothing, while one of the projections is being rebuilt', async () => {
+    const scope = newScope();
+    const revisions = new Map<string, bigint>();
+    for (let i = 0; i < 5; i += 1) {
+      await appendCallEvents(store.eventStore, callEvents(scope.callId(`call-${i}`), i), revisions);
+    }
+    const readModels = await freshReadModels();
+    const { pool } = readModels.database;
+    await projectorRun(store.eventStore, readModels, scope.streamPrefixes);
+    const before = await liveState(pool);
+
+    // The second projection's lock: the first one's is already taken when the call finds out.
+    const holder = await pool.connect();
+    onTestFinished(() => holder.release(true));
+    await holder.query(
+      'SELECT pg_advisory_lock($1::int, hashtext($2))',
+      lockArguments('rebuild', 'call-timeline'),
+    );
+    const counted = withSubscriptionFaults(store.eventStore);
+    const refused = rebuildAll(counted.eventStore, pool, scope.streamPrefixes);
+    await expect(refused).rejects.toBeInstanceOf(RebuildInProgressError);
+    await expect(refused).rejects.toThrow(/call-timeline/);
+
+    expect(counted.subscriptionsOpened).toBe(0);
+    expect(await liveState(pool)).toEqual(before);
+    const shadows = await pool.query(
+      `SELECT nspname FROM pg_namespace WHERE nspname LIKE 'calltrail_rebuild_%'`,
+    );
+    expect(shadows.rows).toEqual([]);
+    // The lock it had taken for calls went with its session.
+    await expect(
+      rebuildAll(store.eventStore, pool, scope.streamPrefixes, undefined, [projectionNamed('calls')]),
+    ).resolves.toMatchObject([{ projection: 'calls', events: 20 }]);
+  });
+
+  it('leaves every live table untouched when one projection fails during the shared replay', async () => {
+    const scope = newScope();
+    const revisions = new Map<string, bigint>();
+    for (let i = 0; i < 30; i += 1) {
+      await appendCallEvents(store.eventStore, callEvents(scope.callId(`call-${i}`), i), revisions);
+    }
+    const readModels = await freshReadModels();
+    const { pool } = readModels.database;
+    await projectorRun(store.eventStore, readModels, scope.streamPrefixes);
+    const before = await liveState(pool);
+
+    let timelineBatches = 0;
+    const failingTimeline: Projection = {
+      ...callTimelineProjection,
+      apply: async (client, events) => {
+        timelineBatches += 1;
+        if (timelineBatches === 3) throw new Error('the timeline write failed');
+        return callTimelineProjection.apply(client, events);
+      },
+    };
+    const progress: RebuildProgress[] = [];
+    await expect(
+      rebuildAll(store.eventStore, pool, scope.streamPrefixes, (report) => progress.push(report), [
+        projectionNamed('calls'),
+        failingTimeline,
+      ]),
+    ).rejects.toThrow('the timeline write failed');
+
+    expect(timelineBatches).toBe(3);
+    // The failure came while the other projection was replaying too, not before it started.
+    expect(
+      progress.some(
+        (report) => report.projection === 'calls' && report.phase === 'replaying' && report.events > 0,
+      ),
+    ).toBe(true);
+    expect(progress.some((report) => report.phase === 'done')).toBe(false);
+    expect(await liveState(pool)).toEqual(before);
+    // Both sessions ended, and their rebuild locks with them.
+    await expect(rebuildAll(store.eventStore, pool, scope.streamPrefixes)).resolves.toHaveLength(2);
+    expect((await liveState(pool)).readModels).toEqual(before.readModels);
   });
 });
