@@ -315,7 +315,9 @@ const rowsOf = (results: readonly ScenarioResult[], label: string) =>
 const thousands = (count: number): string =>
   count >= 1_000_000
     ? `${(count / 1_000_000).toFixed(count % 1_000_000 === 0 ? 0 : 2)}M`
-    : `${Math.round(count / 1000)}k`;
+    : count >= 10_000
+      ? `${Math.round(count / 1000)}k`
+      : count.toLocaleString('en-US');
 
 export const benchQueries = async (context: BenchContext): Promise<BenchmarkResult> => {
   const dataset = await context.projectedDataset();
