@@ -6,7 +6,8 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -118,5 +119,23 @@ describe('the compiled build', () => {
       child.kill('SIGTERM');
     }
     expect(await exited).toBe(0);
+  });
+
+  it('is skipped, without failing the install, where TypeScript is not installed (npm ci --omit=dev)', async () => {
+    const bare = await mkdtemp(path.join(os.tmpdir(), 'calltrail-prepare-'));
+    try {
+      await mkdir(path.join(bare, 'scripts'));
+      await copyFile(
+        path.join(projectRoot, 'scripts', 'prepare.js'),
+        path.join(bare, 'scripts', 'prepare.js'),
+      );
+      await writeFile(path.join(bare, 'package.json'), '{"type": "module"}');
+      const prepared = await promisify(execFile)(process.execPath, [
+        path.join(bare, 'scripts', 'prepare.js'),
+      ]);
+      expect(prepared.stderr).toContain('TypeScript is not installed');
+    } finally {
+      await rm(bare, { recursive: true, force: true });
+    }
   });
 });
