@@ -3,7 +3,13 @@
  * batch while the next one is on its way (and a slow database pushes back on the subscription
  * instead of buffering without limit). It also tells the watchdog when the subscription last moved.
  */
-import type { GlobalPosition, Subscription, SubscriptionMessage } from '../event-store/event-store.ts';
+import type {
+  GlobalPosition,
+  RecordedEvent,
+  Subscription,
+  SubscriptionMessage,
+} from '../event-store/event-store.ts';
+import { laterPosition } from './checkpoints.ts';
 
 export interface Feed {
   /**
@@ -20,6 +26,32 @@ export interface Feed {
   /** Since when the subscription has been asked for its next message without answering. */
   readonly waitingSince: number | undefined;
 }
+
+/** What a batch of messages taken from a feed amounts to. */
+export interface FeedBatch {
+  readonly events: RecordedEvent[];
+  /** The last position the batch reaches, by an event or a checkpoint; undefined when neither. */
+  readonly through: GlobalPosition | undefined;
+  /** The subscription reported having caught up with the store within this batch. */
+  readonly caughtUp: boolean;
+}
+
+export const feedBatch = (messages: readonly SubscriptionMessage[]): FeedBatch => {
+  const events: RecordedEvent[] = [];
+  let through: GlobalPosition | undefined;
+  let caughtUp = false;
+  for (const message of messages) {
+    if (message.kind === 'event') {
+      events.push(message.event);
+      through = laterPosition(through, message.event.position);
+    } else if (message.kind === 'checkpoint') {
+      through = laterPosition(through, message.position);
+    } else {
+      caughtUp = true;
+    }
+  }
+  return { events, through, caughtUp };
+};
 
 const closeTimeoutMs = 5_000;
 

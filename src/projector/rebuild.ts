@@ -30,7 +30,7 @@ import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { applyBatch, type BatchOutcome, type BatchScope } from './batch.ts';
 import { laterPosition, loadCheckpoint, lockForTransaction, saveCheckpoint, tryLock } from './checkpoints.ts';
-import { openFeed } from './feed.ts';
+import { feedBatch, openFeed } from './feed.ts';
 import { readHead } from './lag.ts';
 import type { Projection } from './projection.ts';
 import { quoteIdentifier } from './sql.ts';
@@ -379,25 +379,14 @@ const replayInto = async (
     now: () => clock().getTime(),
   });
   try {
-    let caughtUp = false;
-    let through: GlobalPosition | undefined;
-    while (!caughtUp) {
+    for (let caughtUp = false; !caughtUp;) {
       const messages = await feed.take(options.maxBatchEvents);
       if (messages.length === 0) throw new RebuildError('the replay subscription closed early');
-      const batchEvents: RecordedEvent[] = [];
-      for (const message of messages) {
-        if (message.kind === 'event') {
-          batchEvents.push(message.event);
-          through = laterPosition(through, message.event.position);
-        } else if (message.kind === 'checkpoint') {
-          through = laterPosition(through, message.position);
-        } else {
-          caughtUp = true;
-        }
-      }
+      const batch = feedBatch(messages);
+      caughtUp = batch.caughtUp;
       // All settle before anything else uses a session (or the caller ends them).
       const outcomes = await Promise.allSettled(
-        shadows.map((shadow) => shadow.replay(batchEvents, through, head)),
+        shadows.map((shadow) => shadow.replay(batch.events, batch.through, head)),
       );
       const failure = outcomes.find((outcome) => outcome.status === 'rejected');
       if (failure !== undefined) throw failure.reason;

@@ -24,7 +24,7 @@ import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { applyBatch } from './batch.ts';
 import { CheckpointMovedError, laterPosition, loadCheckpoint, samePosition, tryLock } from './checkpoints.ts';
-import { openFeed, type Feed } from './feed.ts';
+import { feedBatch, openFeed, type Feed } from './feed.ts';
 import { measureLag, readHead, type Lag } from './lag.ts';
 import type { Projection } from './projection.ts';
 
@@ -272,19 +272,7 @@ export const startRunner = (
           continue;
         }
         if (messages.length === 0) return;
-        const events: RecordedEvent[] = [];
-        let through: GlobalPosition | undefined;
-        let caughtUp = false;
-        for (const message of messages) {
-          if (message.kind === 'event') {
-            events.push(message.event);
-            through = laterPosition(through, message.event.position);
-          } else if (message.kind === 'checkpoint') {
-            through = laterPosition(through, message.position);
-          } else {
-            caughtUp = true;
-          }
-        }
+        const { events, through, caughtUp } = feedBatch(messages);
         // Side by side, each on its own session; all settle before anything else uses a session.
         const outcomes = await Promise.allSettled(
           running.map(({ projection, client }) => apply(projection, client, events, through)),
