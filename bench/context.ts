@@ -4,7 +4,7 @@
  */
 import type { CpuUse } from './measure.ts';
 import type { BenchPostgres } from './postgres.ts';
-import type { ProcessOptions } from './processes.ts';
+import type { ChildSpec, ProcessOptions } from './processes.ts';
 import type { DatasetSummary } from './seed.ts';
 
 export interface BenchOptions {
@@ -46,3 +46,13 @@ export interface BenchContext {
 
 export const webhookSecret = 'bench-webhook-secret-0123456789abcdef';
 export const apiToken = 'bench-api-token-0123456789abcdef';
+
+/** The calltrail app as every benchmark measures it: both stores in the one database at `url`. */
+export const appSpec = (url: string, options: BenchOptions): Extract<ChildSpec, { role: 'app' }> => ({
+  role: 'app',
+  eventStoreUrl: url,
+  databaseUrl: url,
+  logLevel: options.logLevel,
+  webhookSecret,
+  apiToken,
+});

@@ -12,7 +12,7 @@
 import http from 'node:http';
 import { migrateReadModels, openDatabase } from '../src/database/database.ts';
 import { terminationsCsvColumns } from '../src/audit/terminations-csv.ts';
-import { apiToken, webhookSecret, type BenchContext } from './context.ts';
+import { apiToken, appSpec, type BenchContext } from './context.ts';
 import { cpuMicrosPer, mib, startCpuMeter, type CpuUse } from './measure.ts';
 import { startMeasuredProcess, type MeasuredProcess, type MemoryReport } from './processes.ts';
 import { formatMicros, formatRate, type BenchmarkResult } from './report.ts';
@@ -99,15 +99,7 @@ export const benchExport = async (context: BenchContext): Promise<BenchmarkResul
 
   const columns = terminationsCsvColumns.join(', ');
   const copySql = `COPY (SELECT ${columns} FROM terminations ORDER BY ended_at, call_id) TO STDOUT WITH CSV HEADER`;
-  const appSpec = {
-    role: 'app',
-    eventStoreUrl: url,
-    databaseUrl: url,
-    logLevel: context.options.logLevel,
-    webhookSecret,
-    apiToken,
-  } as const;
-  const app = await startMeasuredProcess(appSpec, context.processes);
+  const app = await startMeasuredProcess(appSpec(url, context.options), context.processes);
   const raw = await startMeasuredProcess({ role: 'raw-copy', databaseUrl: url }, context.processes);
   const runs: { http: ExportRun[]; copy: ExportRun[]; capped: ExportRun[] } = {
     http: [],
@@ -164,7 +156,7 @@ export const benchExport = async (context: BenchContext): Promise<BenchmarkResul
   // The same export from a process whose young generation is capped: V8 sizes it for throughput
   // (up to 2 x 16 MiB here), and once any sustained work has grown it, it stays that size.
   context.progress(`export: GET /exports/terminations.csv, ${cappedYoungGeneration}`);
-  const capped = await startMeasuredProcess(appSpec, {
+  const capped = await startMeasuredProcess(appSpec(url, context.options), {
     ...context.processes,
     nodeFlags: [...context.processes.nodeFlags, cappedYoungGeneration],
   });

@@ -8,7 +8,7 @@
  */
 import autocannon from 'autocannon';
 import pg from 'pg';
-import { apiToken, webhookSecret, type BenchContext } from './context.ts';
+import { appSpec, webhookSecret, type BenchContext } from './context.ts';
 import { seededRandom, signedHeaders, simulateCall, statusUpdatesOf } from './flireo-traffic.ts';
 import {
   cpuMicrosPer,
@@ -178,17 +178,7 @@ const countStoredEvents = async (url: string): Promise<number> => {
 export const benchIngest = async (context: BenchContext): Promise<BenchmarkResult> => {
   const { options } = context;
   const url = await context.postgres.createDatabase('ingest');
-  const app = await startMeasuredProcess(
-    {
-      role: 'app',
-      eventStoreUrl: url,
-      databaseUrl: url,
-      logLevel: options.logLevel,
-      webhookSecret,
-      apiToken,
-    },
-    context.processes,
-  );
+  const app = await startMeasuredProcess(appSpec(url, options), context.processes);
   let noop: MeasuredProcess | undefined;
   const statistics = new pg.Client(url);
   try {

@@ -11,7 +11,7 @@
  */
 import http from 'node:http';
 import pg from 'pg';
-import { apiToken, webhookSecret, type BenchContext } from './context.ts';
+import { apiToken, appSpec, type BenchContext } from './context.ts';
 import { assistantNumbers, seededRandom } from './flireo-traffic.ts';
 import { summarizeLatencies, type LatencySummary } from './measure.ts';
 import { startMeasuredProcess } from './processes.ts';
@@ -160,17 +160,7 @@ const measureScenarios = async (
   const callers = await prepareQueries(url);
   const scenarios = scenariosFor(callers.length > 0 ? callers : ['+4915100000000'], spanMs);
   const samples = context.options.quick ? 40 : 200;
-  const app = await startMeasuredProcess(
-    {
-      role: 'app',
-      eventStoreUrl: url,
-      databaseUrl: url,
-      logLevel: context.options.logLevel,
-      webhookSecret,
-      apiToken,
-    },
-    context.processes,
-  );
+  const app = await startMeasuredProcess(appSpec(url, context.options), context.processes);
   const results: ScenarioResult[] = [];
   const sql = new pg.Client(url);
   await sql.connect();
