@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, inject, onTestFinished } from 'vitest';
 import type pg from 'pg';
-import { openDatabase } from '../../src/database/database.ts';
+import { migrateReadModels, openDatabase } from '../../src/database/database.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { projections } from '../../src/projector/projections.ts';
 import { defaultRebuildOptions, rebuildProjection } from '../../src/projector/rebuild.ts';
@@ -73,25 +73,45 @@ const spawnProjector = (environment: Record<string, string>): ProjectorProcess =
   return { child, output: () => output, exited };
 };
 
-/** Waits until the projector is inside a read-model transaction writing a batch, then kills it. */
-const killMidBatch = async (projector: ProjectorProcess, pool: pg.Pool, database: string): Promise<void> => {
-  await waitFor(
-    'the projector to be writing a batch',
-    async () => {
-      if (projector.child.exitCode !== null)
-        throw new Error(`projector exited early:\n${projector.output()}`);
-      const { rows } = await pool.query(
-        `SELECT 1 FROM pg_stat_activity
-         WHERE datname = $1 AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
-           AND query LIKE 'INSERT INTO % SELECT * FROM unnest(%'`,
-        [database],
-      );
-      return rows.length > 0;
-    },
-    60_000,
-  );
-  projector.child.kill('SIGKILL');
-  expect(await projector.exited).toEqual({ code: null, signal: 'SIGKILL' });
+/**
+ * Starts a projector and kills it inside a read-model transaction writing a batch. The catch-up takes
+ * well under a second, too short to catch a batch in flight by looking, so the test holds `blocked`
+ * tables in SHARE mode: the other projection commits batches until the blocked one has rows to write,
+ * and the runner, which applies each batch to every projection before taking the next, then waits
+ * inside that INSERT until the kill.
+ */
+const killMidBatch = async (
+  environment: Record<string, string>,
+  pool: pg.Pool,
+  database: string,
+  blocked: readonly string[],
+): Promise<void> => {
+  const holder = await pool.connect();
+  try {
+    await holder.query('BEGIN');
+    await holder.query(`LOCK TABLE ${blocked.join(', ')} IN SHARE MODE`);
+    const projector = spawnProjector(environment);
+    await waitFor(
+      'the projector to be writing a batch',
+      async () => {
+        if (projector.child.exitCode !== null)
+          throw new Error(`projector exited early:\n${projector.output()}`);
+        const { rows } = await pool.query(
+          `SELECT 1 FROM pg_stat_activity
+           WHERE datname = $1 AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
+             AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO % SELECT * FROM unnest(%'`,
+          [database],
+        );
+        return rows.length > 0;
+      },
+      60_000,
+    );
+    projector.child.kill('SIGKILL');
+    expect(await projector.exited).toEqual({ code: null, signal: 'SIGKILL' });
+  } finally {
+    await holder.query('COMMIT').catch(() => {});
+    holder.release();
+  }
 };
 
 /** The read models restricted to this test's calls, in a comparable order. */
@@ -145,6 +165,8 @@ describe.each(adapterKinds)('calltrail project on the %s event store, killed mid
 
     const readDatabase: TestDatabase = await createTestDatabase('projector_process');
     const reads = openDatabase(readDatabase.url, { max: 2 });
+    // The tables must exist before the test can hold them (the projector would create them too).
+    await migrateReadModels(reads);
     onTestFinished(async () => {
       await reads.close();
       await readDatabase.drop();
@@ -157,7 +179,9 @@ describe.each(adapterKinds)('calltrail project on the %s event store, killed mid
     };
 
     for (let round = 0; round < 2; round += 1) {
-      await killMidBatch(spawnProjector(environment), reads.pool, readDatabase.name);
+      // First the timeline waits while the calls projection commits, then the other way round.
+      const blocked = round === 0 ? ['call_timeline'] : ['calls', 'terminations'];
+      await killMidBatch(environment, reads.pool, readDatabase.name, blocked);
       // A killed batch left nothing behind: the rows are exactly the events up to each checkpoint.
       const checkpoints = new Map(
         (
