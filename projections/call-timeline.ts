@@ -4,7 +4,7 @@
  */
 import { bigint, boolean, index, pgTable, smallint, text, timestamp, uuid } from 'drizzle-orm/pg-core';
 import { positionColumn } from '../src/database/columns.ts';
-import type { CallEvent } from '../src/projector/call-event.ts';
+import type { CallEvent } from '../src/archive/call-event.ts';
 
 export const callTimeline = pgTable(
   'call_timeline',

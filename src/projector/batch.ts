@@ -6,7 +6,7 @@
  */
 import type pg from 'pg';
 import type { GlobalPosition, RecordedEvent } from '../event-store/event-store.ts';
-import { decodeCallEvent, type CallEvent } from './call-event.ts';
+import { decodeCallEvent, type CallEvent } from '../archive/call-event.ts';
 import { advanceCheckpoint, lockForTransactionStatement } from './checkpoints.ts';
 import type { Projection, RejectedEvent } from './projection.ts';
 import { bigintText, describeError, isDataError, unnestInsert, type UnnestColumn } from './sql.ts';

@@ -5,7 +5,7 @@
  * the changes back with multi-row statements.
  */
 import type pg from 'pg';
-import type { CallEvent } from './call-event.ts';
+import type { CallEvent } from '../archive/call-event.ts';
 
 export interface RejectedEvent {
   readonly eventId: string;

@@ -19,7 +19,7 @@ import {
   type GlobalPosition,
   type RecordedEvent,
 } from '../event-store/event-store.ts';
-import type { ProjectionStatus } from '../http/health.ts';
+import type { ProjectionStatus } from './status.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { applyBatch } from './batch.ts';

@@ -9,7 +9,7 @@ import {
 } from '../../projections/calls.ts';
 import { terminationOfCall } from '../../projections/terminations.ts';
 import type { CallEventType, CallStatus } from '../../src/archive/archived-event.ts';
-import { decodeCallEvent } from '../../src/projector/call-event.ts';
+import { decodeCallEvent } from '../../src/archive/call-event.ts';
 import {
   endOfCallReport,
   recordedCallEvent,

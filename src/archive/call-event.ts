@@ -10,8 +10,8 @@ import {
   ReceptionMetadata,
   type CallEventType,
   type CallStatus,
-} from '../archive/archived-event.ts';
-import { callStreamPrefix } from '../archive/streams.ts';
+} from './archived-event.ts';
+import { callStreamPrefix } from './streams.ts';
 import type { GlobalPosition, RecordedEvent } from '../event-store/event-store.ts';
 
 export interface CallEvent {
