@@ -9,8 +9,8 @@
  */
 import type { EventStore } from '../event-store/event-store.ts';
 import { decodeCallEvent, PoisonEventError, type CallEvent } from '../archive/call-event.ts';
-import { evolveCall, type CallRow } from '../../projections/calls.ts';
-import { timelineEntry, type CallTimelineRow } from '../../projections/call-timeline.ts';
+import { evolveCall, type CallRow } from '../../projections/calls/read-model.ts';
+import { timelineEntry, type CallTimelineRow } from '../../projections/call-timeline/read-model.ts';
 import { readCall } from './archive-reader.ts';
 
 export interface CallAsOf {

@@ -32,8 +32,8 @@ import { applyBatch, type BatchOutcome, type BatchScope } from './batch.ts';
 import { laterPosition, loadCheckpoint, lockForTransaction, saveCheckpoint, tryLock } from './checkpoints.ts';
 import { feedBatch, openFeed } from './feed.ts';
 import { readHead } from './lag.ts';
-import type { Projection } from './projection.ts';
-import { quoteIdentifier } from './sql.ts';
+import type { Projection } from '../../projections/projection.ts';
+import { quoteIdentifier } from '../database/sql.ts';
 
 export interface RebuildDependencies {
   readonly eventStore: EventStore;

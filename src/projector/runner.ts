@@ -26,7 +26,7 @@ import { applyBatch } from './batch.ts';
 import { CheckpointMovedError, laterPosition, loadCheckpoint, samePosition, tryLock } from './checkpoints.ts';
 import { feedBatch, openFeed, type Feed } from './feed.ts';
 import { measureLag, readHead, type Lag } from './lag.ts';
-import type { Projection } from './projection.ts';
+import type { Projection } from '../../projections/projection.ts';
 
 export interface RunnerDependencies {
   readonly eventStore: EventStore;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { timelineEntries, timelineRecords } from '../../projections/call-timeline.ts';
+import { timelineEntries, timelineRecords } from '../../projections/call-timeline/read-model.ts';
 import { decodeCallEvent } from '../../src/archive/call-event.ts';
 import { endOfCallReport, recordedCallEvent, statusUpdate } from '../support/call-events.ts';
 

@@ -6,8 +6,8 @@ import {
   renderCall,
   type CallFold,
   type CallRow,
-} from '../../projections/calls.ts';
-import { terminationOfCall } from '../../projections/terminations.ts';
+} from '../../projections/calls/read-model.ts';
+import { terminationOfCall } from '../../projections/terminations/read-model.ts';
 import type { CallEventType, CallStatus } from '../../src/archive/archived-event.ts';
 import { decodeCallEvent } from '../../src/archive/call-event.ts';
 import {

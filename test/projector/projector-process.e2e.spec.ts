@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it, inject, onTestFinished } fro
 import type pg from 'pg';
 import { migrateReadModels, openDatabase } from '../../src/database/database.ts';
 import { createMetrics } from '../../src/metrics.ts';
-import { projections } from '../../src/projector/projections.ts';
+import { projections } from '../../projections/registry.ts';
 import { defaultRebuildOptions, rebuildProjection } from '../../src/projector/rebuild.ts';
 import { callStreamName } from '../../src/archive/streams.ts';
 import { comparePositions, type RecordedEvent } from '../../src/event-store/event-store.ts';

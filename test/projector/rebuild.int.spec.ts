@@ -6,11 +6,11 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import type pg from 'pg';
 import type { EventStore } from '../../src/event-store/event-store.ts';
 import { createMetrics } from '../../src/metrics.ts';
-import { callTimelineProjection } from '../../src/projector/call-timeline-projection.ts';
+import { callTimelineProjection } from '../../projections/call-timeline/projection.ts';
 import { lockArguments } from '../../src/projector/checkpoints.ts';
-import type { Projection } from '../../src/projector/projection.ts';
+import type { Projection } from '../../projections/projection.ts';
 import { startProjector } from '../../src/projector/projector.ts';
-import { projectionNamed, projections } from '../../src/projector/projections.ts';
+import { projectionNamed, projections } from '../../projections/registry.ts';
 import {
   defaultRebuildOptions,
   rebuildProjection,
