@@ -1,15 +1,15 @@
 /**
  * Request parameters the audit API shares: time ranges, page sizes, cursors, global positions, call
  * ids. Each is declared once as a TypeBox schema (so the OpenAPI document shows it) together with the
- * checks a schema cannot express (a range's order, a cursor's integrity), which fail with a 400
- * naming the field, like Fastify's own validation errors do (`querystring/from`).
+ * checks a schema cannot express (a range's order, a cursor's integrity), which fail with an `InvalidArgumentError`
+ * naming the field (a 400 over HTTP), like Fastify's own validation errors do (`querystring/from`).
  */
 import { createHash } from 'node:crypto';
 import Type from 'typebox';
 import Value from 'typebox/value';
 import { parsePosition, type GlobalPosition } from '../event-store/event-store.ts';
 import { callIdDescription, callIdPattern } from '../flireo/schemas.ts';
-import { badRequest } from '../http/problem.ts';
+import { InvalidArgumentError, invalidArgument } from '../errors.ts';
 
 /**
  * A JSON-schema `type: [T, 'null']` rather than `anyOf`: the response serializer handles it without
@@ -49,7 +49,7 @@ export const parseLimit = (text: string | undefined, field = 'querystring/limit'
   if (text === undefined) return defaultLimit;
   const limit = Number(text);
   if (!/^[0-9]{1,9}$/.test(text) || limit < 1 || limit > maxLimit) {
-    throw badRequest([{ field, message: `must be an integer from 1 to ${maxLimit}` }]);
+    throw invalidArgument(field, `must be an integer from 1 to ${maxLimit}`);
   }
   return limit;
 };
@@ -92,7 +92,7 @@ export const parseDateTime = (text: string | undefined, field: string): Date | u
     Number.isNaN(at.getTime()) ||
     !isCalendarDate(Number(match[1]), Number(match[2]), Number(match[3]))
   ) {
-    throw badRequest([
+    throw new InvalidArgumentError([
       { field, message: `must be an ISO 8601 date-time with a time zone, e.g. ${isoDateTimeExample}` },
     ]);
   }
@@ -107,7 +107,7 @@ export const parseTimeRange = (
   const from = parseDateTime(query.from, `${fieldPrefix}from`);
   const to = parseDateTime(query.to, `${fieldPrefix}to`);
   if (from && to && from.getTime() >= to.getTime()) {
-    throw badRequest([
+    throw new InvalidArgumentError([
       {
         field: `${fieldPrefix}from`,
         message: `must be before to (the range is [from, to), to exclusive); got from=${from.toISOString()} to=${to.toISOString()}`,
@@ -125,7 +125,7 @@ export const parsePositionParameter = (
   if (text === undefined) return undefined;
   const position = parsePosition(text);
   if (!position) {
-    throw badRequest([
+    throw new InvalidArgumentError([
       { field, message: 'must be a global position "<commit>/<prepare>" of unsigned 64-bit integers' },
     ]);
   }
@@ -152,7 +152,7 @@ export const decodeCursor = <T extends Type.TSchema>(
   field = 'querystring/cursor',
 ): Type.Static<T> | undefined => {
   if (text === undefined) return undefined;
-  const invalid = () => badRequest([{ field, message: 'is not a cursor this API issued' }]);
+  const invalid = () => invalidArgument(field, 'is not a cursor this API issued');
   // Node's base64url decoder skips characters it does not know; a strict alphabet check does not.
   if (!/^[A-Za-z0-9_-]{12,2048}$/.test(text)) throw invalid();
   const bytes = Buffer.from(text, 'base64url');
@@ -176,7 +176,7 @@ export const decodeCursor = <T extends Type.TSchema>(
 export const parseCursorTime = (text: string, field = 'querystring/cursor'): Date => {
   const at = new Date(text);
   if (Number.isNaN(at.getTime()) || at.toISOString() !== text) {
-    throw badRequest([{ field, message: 'is not a cursor this API issued' }]);
+    throw invalidArgument(field, 'is not a cursor this API issued');
   }
   return at;
 };
