@@ -10,6 +10,7 @@ import Value from 'typebox/value';
 import { parsePosition, type GlobalPosition } from '../event-store/event-store.ts';
 import { callIdDescription, callIdPattern } from '../flireo/schemas.ts';
 import { InvalidArgumentError, invalidArgument } from '../errors.ts';
+import { parseIsoDateTime } from '../iso-date-time.ts';
 
 /**
  * A JSON-schema `type: [T, 'null']` rather than `anyOf`: the response serializer handles it without
@@ -74,27 +75,16 @@ export interface TimeRange {
   readonly to: Date | undefined;
 }
 
-// RFC 3339: a zone is required, so a time never depends on the server's or the shell's locale.
-const dateTimePattern = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i;
-
-const isCalendarDate = (year: number, month: number, day: number): boolean => {
-  const date = new Date(Date.UTC(year, month - 1, day));
-  return date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
-};
-
 /** Parses an ISO 8601 date-time with a zone; anything else is a 400 naming `field`. */
 export const parseDateTime = (text: string | undefined, field: string): Date | undefined => {
   if (text === undefined) return undefined;
-  const match = dateTimePattern.exec(text);
-  const at = new Date(text);
-  if (
-    !match ||
-    Number.isNaN(at.getTime()) ||
-    !isCalendarDate(Number(match[1]), Number(match[2]), Number(match[3]))
-  ) {
-    throw new InvalidArgumentError([
-      { field, message: `must be an ISO 8601 date-time with a time zone, e.g. ${isoDateTimeExample}` },
-    ]);
+  // A zone is required, so a time never depends on the server's or the shell's locale.
+  const at = parseIsoDateTime(text);
+  if (at === undefined) {
+    throw invalidArgument(
+      field,
+      `must be an ISO 8601 date-time with a time zone, e.g. ${isoDateTimeExample}`,
+    );
   }
   return at;
 };
