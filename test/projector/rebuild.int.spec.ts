@@ -16,9 +16,9 @@ import {
   rebuildProjection,
   rebuildProjections,
   RebuildInProgressError,
-  shadowSchemaFor,
   type RebuildProgress,
 } from '../../src/projector/rebuild.ts';
+import { shadowSchemaFor } from '../../src/projector/shadow-tables.ts';
 import { endOfCallReport, proposedCallEvent, statusUpdate, toolCalls } from '../support/call-events.ts';
 import {
   adapterKinds,
