@@ -70,8 +70,6 @@ export const writeTerminations = async (
 /**
  * The columns the terminations export shows, in table order: all but the projector's bookkeeping.
  */
-export const terminationsExportColumns = Object.values(getTableColumns(terminations))
-  .filter(
-    (column) => column !== terminations.lastCommitPosition && column !== terminations.lastPreparePosition,
-  )
-  .map((column) => column.name);
+export const terminationsExportColumns = Object.values(getTableColumns(terminations)).filter(
+  (column) => column !== terminations.lastCommitPosition && column !== terminations.lastPreparePosition,
+);
