@@ -14,21 +14,18 @@ const monthLengths = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 const daysInMonth = (year: number, month: number): number =>
   month === 2 && isLeapYear(year) ? 29 : (monthLengths[month - 1] ?? 0);
 
+type Fields = [year: number, month: number, day: number, hour: number, minute: number, second: number];
+
+const isValidTime = (y: number, mo: number, d: number, h: number, mi: number, s: number): boolean =>
+  mo >= 1 && mo <= 12 && d >= 1 && d <= daysInMonth(y, mo) && h <= 23 && mi <= 59 && s <= 59;
+
 /** Parses an ISO 8601 date-time with a zone; undefined for anything else. */
 export const parseIsoDateTime = (text: string): Date | undefined => {
   const match = isoDateTime.exec(text);
   if (!match) return undefined;
   const [, year, month, day, hour, minute, second, fraction, sign, offsetHour, offsetMinute] = match;
-  const numbers = [year, month, day, hour, minute, second].map(Number) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  const [y, mo, d, h, mi, s] = numbers;
-  if (mo < 1 || mo > 12 || d < 1 || d > daysInMonth(y, mo) || h > 23 || mi > 59 || s > 59) return undefined;
+  const [y, mo, d, h, mi, s] = [year, month, day, hour, minute, second].map(Number) as Fields;
+  if (!isValidTime(y, mo, d, h, mi, s)) return undefined;
   const offsetMinutes =
     sign === undefined ? 0 : (sign === '-' ? -1 : 1) * (Number(offsetHour) * 60 + Number(offsetMinute));
   if (sign !== undefined && (Number(offsetHour) > 23 || Number(offsetMinute) > 59)) return undefined;
@@ -52,17 +49,8 @@ const canonical = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.\d{3}Z$/;
 export const normalizeIsoDateTime = (text: string): string | undefined => {
   const match = canonical.exec(text);
   if (match) {
-    const [y, mo, d, h, mi, s] = match.slice(1, 7).map(Number) as [
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-    ];
-    return mo >= 1 && mo <= 12 && d >= 1 && d <= daysInMonth(y, mo) && h <= 23 && mi <= 59 && s <= 59
-      ? text
-      : undefined;
+    const [y, mo, d, h, mi, s] = match.slice(1, 7).map(Number) as Fields;
+    return isValidTime(y, mo, d, h, mi, s) ? text : undefined;
   }
   return parseIsoDateTime(text)?.toISOString();
 };
