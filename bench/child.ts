@@ -180,7 +180,7 @@ const startProjectorRole = async (projector: Extract<ChildSpec, { role: 'project
     import('../src/projector/checkpoints.ts'),
     import('../src/projector/lag.ts'),
     import('../src/projector/projector.ts'),
-    import('../src/projector/projections.ts'),
+    import('../projections/registry.ts'),
   ]);
   const logger = createLogger({ level: projector.logLevel });
   const eventStore = await openPostgresEventStore(projector.eventStoreUrl, { timeoutMs: 30_000 });

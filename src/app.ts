@@ -21,7 +21,8 @@ import Fastify, {
 import type { Config } from './config.ts';
 import type { Database } from './database/database.ts';
 import type { EventStore } from './event-store/event-store.ts';
-import { healthRoutes, type ProjectionStatusSource } from './http/health.ts';
+import { healthRoutes } from './http/health.ts';
+import type { ProjectionStatusSource } from './projector/status.ts';
 import { registerProblemHandlers } from './http/problem.ts';
 import type { Metrics } from './metrics.ts';
 import { webhookRoutes } from './webhook/routes.ts';

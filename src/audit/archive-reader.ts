@@ -19,7 +19,7 @@ import {
   type GlobalPosition,
   type RecordedEvent,
 } from '../event-store/event-store.ts';
-import { badRequest } from '../http/problem.ts';
+import { InvalidArgumentError } from '../errors.ts';
 import { receivedAtOf } from './archived-event-view.ts';
 
 export interface ArchiveSelection {
@@ -46,7 +46,7 @@ const streamPrefixRegExp = new RegExp(streamPrefixPattern);
  */
 export const parseStreamPrefix = (text: string, field: string): string => {
   if (!streamPrefixRegExp.test(text)) {
-    throw badRequest([
+    throw new InvalidArgumentError([
       {
         field,
         message: `must be one of ${archiveStreamPrefixes.map((p) => `"${p}"`).join(', ')} or a longer prefix within one`,

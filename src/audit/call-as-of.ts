@@ -8,9 +8,9 @@
  * 10:02. Records the projection cannot decode (dead letters there) are skipped here too.
  */
 import type { EventStore } from '../event-store/event-store.ts';
-import { decodeCallEvent, PoisonEventError, type CallEvent } from '../projector/call-event.ts';
-import { evolveCall, type CallRow } from '../../projections/calls.ts';
-import { timelineEntry, type CallTimelineRow } from '../../projections/call-timeline.ts';
+import { decodeCallEvent, PoisonEventError, type CallEvent } from '../archive/call-event.ts';
+import { evolveCall, type CallRow } from '../../projections/calls/read-model.ts';
+import { timelineEntry, type CallTimelineRow } from '../../projections/call-timeline/read-model.ts';
 import { readCall } from './archive-reader.ts';
 
 export interface CallAsOf {

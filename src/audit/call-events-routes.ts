@@ -7,7 +7,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import type { AppDependencies } from '../app.ts';
 import { callStreamName } from '../archive/streams.ts';
-import { HttpProblem } from '../http/problem.ts';
+import { NotFoundError } from '../errors.ts';
 import { auditSecurity, notFoundResponse, problemResponses } from './api-docs.ts';
 import { readCall } from './archive-reader.ts';
 import { ArchivedEventView, toArchivedEventView } from './archived-event-view.ts';
@@ -42,7 +42,7 @@ export const callEventsRoutes: FastifyPluginAsyncTypebox<AppDependencies> = asyn
       for await (const event of readCall(dependencies.eventStore, callId))
         events.push(toArchivedEventView(event));
       if (events.length === 0) {
-        throw new HttpProblem(404, 'Not Found', `no archived events for call ${JSON.stringify(callId)}`);
+        throw new NotFoundError(`no archived events for call ${JSON.stringify(callId)}`);
       }
       return { callId, stream: callStreamName(callId), events };
     },

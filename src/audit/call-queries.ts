@@ -11,8 +11,8 @@ import Type from 'typebox';
 import type { CallStatus } from '../archive/archived-event.ts';
 import type { ReadModelDb } from '../database/database.ts';
 import { formatPosition } from '../event-store/event-store.ts';
-import { calls, type CallRow } from '../../projections/calls.ts';
-import { callTimeline, type CallTimelineRow } from '../../projections/call-timeline.ts';
+import { calls, type CallRow } from '../../projections/calls/read-model.ts';
+import { callTimeline, type CallTimelineRow } from '../../projections/call-timeline/read-model.ts';
 import { nullable } from './parameters.ts';
 import { terminationOutcomes, type TerminationOutcome } from './terminations-csv.ts';
 

@@ -5,7 +5,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import type { AppDependencies } from '../app.ts';
-import { HttpProblem } from '../http/problem.ts';
+import { NotFoundError } from '../errors.ts';
 import { auditSecurity, notFoundResponse, problemResponses } from './api-docs.ts';
 import { callAsOf } from './call-as-of.ts';
 import { fromReadModels } from './read-models.ts';
@@ -78,8 +78,8 @@ const CallDetail = Type.Object({
   }),
 });
 
-const unknownCall = (callId: string, detail?: string): HttpProblem =>
-  new HttpProblem(404, 'Not Found', detail ?? `no call with id ${JSON.stringify(callId)}`);
+const unknownCall = (callId: string, detail?: string): NotFoundError =>
+  new NotFoundError(detail ?? `no call with id ${JSON.stringify(callId)}`);
 
 export const callsRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app, dependencies) => {
   const { db } = dependencies.database;

@@ -8,7 +8,7 @@ import { finished } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import type { AppDependencies } from '../app.ts';
-import { serviceUnavailable } from '../http/problem.ts';
+import { UnavailableError } from '../errors.ts';
 import { StreamedBody, auditSecurity, problemResponses } from './api-docs.ts';
 import { CallOutcome } from './call-queries.ts';
 import { IsoDateTime, TextFilter, parseTimeRange } from './parameters.ts';
@@ -60,7 +60,7 @@ export const exportRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (a
     async (request, reply) => {
       const { from, to } = parseTimeRange(request.query);
       if (running >= maxConcurrentExports) {
-        throw serviceUnavailable(`${maxConcurrentExports} exports are already running; retry later`, 10);
+        throw new UnavailableError(`${maxConcurrentExports} exports are already running; retry later`, 10);
       }
       running += 1;
       const settle = (outcome: ExportOutcome, rows: number, error?: unknown) => {

@@ -1,15 +1,16 @@
 /**
  * Request parameters the audit API shares: time ranges, page sizes, cursors, global positions, call
  * ids. Each is declared once as a TypeBox schema (so the OpenAPI document shows it) together with the
- * checks a schema cannot express (a range's order, a cursor's integrity), which fail with a 400
- * naming the field, like Fastify's own validation errors do (`querystring/from`).
+ * checks a schema cannot express (a range's order, a cursor's integrity), which fail with an `InvalidArgumentError`
+ * naming the field (a 400 over HTTP), like Fastify's own validation errors do (`querystring/from`).
  */
 import { createHash } from 'node:crypto';
 import Type from 'typebox';
 import Value from 'typebox/value';
 import { parsePosition, type GlobalPosition } from '../event-store/event-store.ts';
 import { callIdDescription, callIdPattern } from '../flireo/schemas.ts';
-import { badRequest } from '../http/problem.ts';
+import { InvalidArgumentError, invalidArgument } from '../errors.ts';
+import { parseIsoDateTime } from '../iso-date-time.ts';
 
 /**
  * A JSON-schema `type: [T, 'null']` rather than `anyOf`: the response serializer handles it without
@@ -49,7 +50,7 @@ export const parseLimit = (text: string | undefined, field = 'querystring/limit'
   if (text === undefined) return defaultLimit;
   const limit = Number(text);
   if (!/^[0-9]{1,9}$/.test(text) || limit < 1 || limit > maxLimit) {
-    throw badRequest([{ field, message: `must be an integer from 1 to ${maxLimit}` }]);
+    throw invalidArgument(field, `must be an integer from 1 to ${maxLimit}`);
   }
   return limit;
 };
@@ -74,27 +75,16 @@ export interface TimeRange {
   readonly to: Date | undefined;
 }
 
-// RFC 3339: a zone is required, so a time never depends on the server's or the shell's locale.
-const dateTimePattern = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i;
-
-const isCalendarDate = (year: number, month: number, day: number): boolean => {
-  const date = new Date(Date.UTC(year, month - 1, day));
-  return date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
-};
-
 /** Parses an ISO 8601 date-time with a zone; anything else is a 400 naming `field`. */
 export const parseDateTime = (text: string | undefined, field: string): Date | undefined => {
   if (text === undefined) return undefined;
-  const match = dateTimePattern.exec(text);
-  const at = new Date(text);
-  if (
-    !match ||
-    Number.isNaN(at.getTime()) ||
-    !isCalendarDate(Number(match[1]), Number(match[2]), Number(match[3]))
-  ) {
-    throw badRequest([
-      { field, message: `must be an ISO 8601 date-time with a time zone, e.g. ${isoDateTimeExample}` },
-    ]);
+  // A zone is required, so a time never depends on the server's or the shell's locale.
+  const at = parseIsoDateTime(text);
+  if (at === undefined) {
+    throw invalidArgument(
+      field,
+      `must be an ISO 8601 date-time with a time zone, e.g. ${isoDateTimeExample}`,
+    );
   }
   return at;
 };
@@ -107,7 +97,7 @@ export const parseTimeRange = (
   const from = parseDateTime(query.from, `${fieldPrefix}from`);
   const to = parseDateTime(query.to, `${fieldPrefix}to`);
   if (from && to && from.getTime() >= to.getTime()) {
-    throw badRequest([
+    throw new InvalidArgumentError([
       {
         field: `${fieldPrefix}from`,
         message: `must be before to (the range is [from, to), to exclusive); got from=${from.toISOString()} to=${to.toISOString()}`,
@@ -125,7 +115,7 @@ export const parsePositionParameter = (
   if (text === undefined) return undefined;
   const position = parsePosition(text);
   if (!position) {
-    throw badRequest([
+    throw new InvalidArgumentError([
       { field, message: 'must be a global position "<commit>/<prepare>" of unsigned 64-bit integers' },
     ]);
   }
@@ -152,7 +142,7 @@ export const decodeCursor = <T extends Type.TSchema>(
   field = 'querystring/cursor',
 ): Type.Static<T> | undefined => {
   if (text === undefined) return undefined;
-  const invalid = () => badRequest([{ field, message: 'is not a cursor this API issued' }]);
+  const invalid = () => invalidArgument(field, 'is not a cursor this API issued');
   // Node's base64url decoder skips characters it does not know; a strict alphabet check does not.
   if (!/^[A-Za-z0-9_-]{12,2048}$/.test(text)) throw invalid();
   const bytes = Buffer.from(text, 'base64url');
@@ -176,7 +166,7 @@ export const decodeCursor = <T extends Type.TSchema>(
 export const parseCursorTime = (text: string, field = 'querystring/cursor'): Date => {
   const at = new Date(text);
   if (Number.isNaN(at.getTime()) || at.toISOString() !== text) {
-    throw badRequest([{ field, message: 'is not a cursor this API issued' }]);
+    throw invalidArgument(field, 'is not a cursor this API issued');
   }
   return at;
 };

@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import type pg from 'pg';
-import { HttpProblem } from '../http/problem.ts';
+import { InvalidArgumentError } from '../errors.ts';
 import { parseTimeRange } from '../audit/parameters.ts';
 import {
   countTerminations,
@@ -42,7 +42,7 @@ export const parseExportOptions = (options: ExportOptions): { filter: Terminatio
   try {
     range = parseTimeRange(options, '--');
   } catch (error) {
-    if (error instanceof HttpProblem) throw new UsageError(error.detail ?? error.message);
+    if (error instanceof InvalidArgumentError) throw new UsageError(error.message);
     throw error;
   }
   const outcome = options.outcome;

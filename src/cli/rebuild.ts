@@ -9,7 +9,7 @@ import { MultiBar, Presets } from 'cli-progress';
 import { Option, type Command } from 'commander';
 import { callStreamPrefix } from '../archive/streams.ts';
 import { createMetrics } from '../metrics.ts';
-import { projectionNamed, projectionNames } from '../projector/projections.ts';
+import { projectionNamed, projectionNames } from '../../projections/registry.ts';
 import { defaultRebuildOptions, rebuildProjections, type RebuildProgress } from '../projector/rebuild.ts';
 import { openCommandStores } from './command-setup.ts';
 

@@ -24,7 +24,7 @@ import {
   type RecordedEvent,
 } from '../event-store/event-store.ts';
 import { callIdDescription, callIdPattern } from '../flireo/schemas.ts';
-import { HttpProblem } from '../http/problem.ts';
+import { InvalidArgumentError } from '../errors.ts';
 import { eventStreamPrefixes, parseStreamPrefix, readArchive, readCall } from '../audit/archive-reader.ts';
 import { toJsonLine } from '../audit/archived-event-view.ts';
 import { parsePositionParameter, parseTimeRange } from '../audit/parameters.ts';
@@ -72,7 +72,7 @@ const usage = <T>(parse: () => T): T => {
   try {
     return parse();
   } catch (error) {
-    if (error instanceof HttpProblem) throw new UsageError(error.detail ?? error.message);
+    if (error instanceof InvalidArgumentError) throw new UsageError(error.message);
     throw error;
   }
 };

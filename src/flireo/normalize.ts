@@ -22,7 +22,8 @@ import {
   type Gen2ToolCalls,
   type Gen2UnknownEvent,
 } from './schemas.ts';
-import { isoFromEpochMilliseconds, parseIsoDateTime } from './time.ts';
+import { parseIsoDateTime } from '../iso-date-time.ts';
+import { isoFromEpochMilliseconds } from './time.ts';
 
 export type NormalizedCallEvent = Omit<ArchivedCallEvent, 'schemaVersion' | 'rawBody' | 'rawBodyEncoding'>;
 

@@ -1,45 +1,7 @@
 /**
- * Event times as calltrail stores them: ISO 8601 UTC with milliseconds, whatever form Flireo sent.
+ * Event times as calltrail stores them: ISO 8601 UTC with milliseconds, whatever form Flireo sent
+ * (date-time text is read by `parseIsoDateTime` in `../iso-date-time.ts`).
  */
-
-const isoDateTime =
-  /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/;
-
-const isLeapYear = (year: number): boolean => (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
-const monthLengths = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-const daysInMonth = (year: number, month: number): number =>
-  month === 2 && isLeapYear(year) ? 29 : (monthLengths[month - 1] ?? 0);
-
-/**
- * Parses an ISO 8601 date-time with a zone. Stricter than `Date.parse`, which silently rolls
- * 2025-02-30 over into March: an impossible date in evidence is a problem to report, not to repair.
- * Digits past milliseconds are truncated.
- */
-export const parseIsoDateTime = (text: string): Date | undefined => {
-  const match = isoDateTime.exec(text);
-  if (!match) return undefined;
-  const [, year, month, day, hour, minute, second, fraction, sign, offsetHour, offsetMinute] = match;
-  const numbers = [year, month, day, hour, minute, second].map(Number) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  const [y, mo, d, h, mi, s] = numbers;
-  if (mo < 1 || mo > 12 || d < 1 || d > daysInMonth(y, mo) || h > 23 || mi > 59 || s > 59) return undefined;
-  const offsetMinutes =
-    sign === undefined ? 0 : (sign === '-' ? -1 : 1) * (Number(offsetHour) * 60 + Number(offsetMinute));
-  if (sign !== undefined && (Number(offsetHour) > 23 || Number(offsetMinute) > 59)) return undefined;
-  const milliseconds = fraction === undefined ? 0 : Number(fraction.padEnd(3, '0').slice(0, 3));
-  // Not Date.UTC: it reads years 0-99 as 1900-1999.
-  const date = new Date(0);
-  date.setUTCFullYear(y, mo - 1, d);
-  date.setUTCHours(h, mi, s, milliseconds);
-  date.setTime(date.getTime() - offsetMinutes * 60_000);
-  return Number.isNaN(date.getTime()) ? undefined : date;
-};
 
 /** Epoch milliseconds (already range-checked by the schema) as ISO 8601 UTC. */
 export const isoFromEpochMilliseconds = (milliseconds: number): string =>

@@ -8,17 +8,6 @@ import Type from 'typebox';
 import type { AppDependencies } from '../app.ts';
 import { requireApiToken } from '../audit/authentication.ts';
 
-export interface ProjectionStatus {
-  readonly projection: string;
-  readonly caughtUp: boolean;
-  readonly lagEvents: number;
-  readonly lagSeconds: number;
-}
-
-export interface ProjectionStatusSource {
-  status(): readonly ProjectionStatus[];
-}
-
 const Check = Type.Object({ ok: Type.Boolean(), detail: Type.Optional(Type.String()) });
 
 export const healthRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app, dependencies) => {

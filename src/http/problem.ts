@@ -1,11 +1,12 @@
 /**
  * Errors as `application/problem+json` (RFC 9457): the few typed errors routes throw, and the one
- * place that maps every error to a response. A 4xx names the field and why; a 5xx never shows
+ * place that maps every error (the domain errors of `errors.ts` included) to a response. A 4xx names the field and why; a 5xx never shows
  * internals.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import { Problem } from '../archive/archived-event.ts';
+import { InvalidArgumentError, NotFoundError, UnavailableError } from '../errors.ts';
 import { EventStoreUnavailableError } from '../event-store/event-store.ts';
 
 export const ProblemDetails = Type.Object({
@@ -95,6 +96,14 @@ export const registerProblemHandlers = (app: FastifyInstance): void => {
     if (error instanceof HttpProblem) {
       if (error.status >= 500) request.log.warn({ err: error }, error.title);
       return sendProblem(reply, error);
+    }
+    if (error instanceof InvalidArgumentError) return sendProblem(reply, badRequest(error.problems));
+    if (error instanceof NotFoundError) {
+      return sendProblem(reply, new HttpProblem(404, 'Not Found', error.message));
+    }
+    if (error instanceof UnavailableError) {
+      request.log.warn({ err: error }, 'Service Unavailable');
+      return sendProblem(reply, serviceUnavailable(error.message, error.retryAfterSeconds));
     }
     if (error instanceof EventStoreUnavailableError) {
       request.log.error({ err: error }, 'event store unavailable');

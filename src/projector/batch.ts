@@ -6,10 +6,12 @@
  */
 import type pg from 'pg';
 import type { GlobalPosition, RecordedEvent } from '../event-store/event-store.ts';
-import { decodeCallEvent, type CallEvent } from './call-event.ts';
+import { decodeCallEvent, type CallEvent } from '../archive/call-event.ts';
+import { projectionDeadLetters } from './schema.ts';
 import { advanceCheckpoint, lockForTransactionStatement } from './checkpoints.ts';
-import type { Projection, RejectedEvent } from './projection.ts';
-import { bigintText, describeError, isDataError, unnestInsert, type UnnestColumn } from './sql.ts';
+import type { Projection, RejectedEvent } from '../../projections/projection.ts';
+import { describeError, isDataError } from '../database/errors.ts';
+import { tableName, unnestColumnsOf, unnestInsert } from '../database/sql.ts';
 
 export interface Batch {
   readonly events: readonly RecordedEvent[];
@@ -47,17 +49,7 @@ interface DeadLetter {
 // Postgres text cannot hold NUL, and a dead letter must always be writable.
 const storable = (text: string): string => text.replaceAll(String.fromCharCode(0), '\\u0000');
 
-const deadLetterColumns: readonly UnnestColumn<DeadLetter & { projection: string; recordedAt: string }>[] = [
-  { name: 'projection', type: 'text', value: (row) => row.projection },
-  { name: 'event_id', type: 'uuid', value: (row) => row.event.id },
-  { name: 'stream_name', type: 'text', value: (row) => storable(row.event.streamName) },
-  { name: 'stream_revision', type: 'int8', value: (row) => bigintText(row.event.revision) },
-  { name: 'commit_position', type: 'numeric', value: (row) => bigintText(row.event.position.commit) },
-  { name: 'prepare_position', type: 'numeric', value: (row) => bigintText(row.event.position.prepare) },
-  { name: 'event_type', type: 'text', value: (row) => storable(row.event.type) },
-  { name: 'error', type: 'text', value: (row) => storable(row.error) },
-  { name: 'recorded_at', type: 'timestamptz', value: (row) => row.recordedAt },
-];
+const deadLetterColumns = unnestColumnsOf(projectionDeadLetters, ['id']);
 
 const recordDeadLetters = async (
   client: pg.ClientBase,
@@ -66,15 +58,21 @@ const recordDeadLetters = async (
   now: Date,
 ): Promise<number> => {
   if (deadLetters.length === 0) return 0;
-  const rows = deadLetters.map((deadLetter) => ({
-    ...deadLetter,
+  const rows = deadLetters.map(({ event, error }) => ({
     projection,
-    recordedAt: now.toISOString(),
+    eventId: event.id,
+    streamName: storable(event.streamName),
+    streamRevision: event.revision,
+    commitPosition: event.position.commit,
+    preparePosition: event.position.prepare,
+    eventType: storable(event.type),
+    error: storable(error),
+    recordedAt: now,
   }));
   // A replay (or a rebuild) meets the same poison again; it is recorded once.
   const result = await client.query(
     unnestInsert(
-      'projection_dead_letters',
+      tableName(projectionDeadLetters),
       deadLetterColumns,
       rows,
       'ON CONFLICT (projection, event_id) DO NOTHING',

@@ -15,7 +15,7 @@
  */
 import type pg from 'pg';
 import { comparePositions, formatPosition, type GlobalPosition } from '../event-store/event-store.ts';
-import { bigintText } from './sql.ts';
+import { bigintText } from '../database/sql.ts';
 
 const lockClasses = { leader: 0x43_54_01, write: 0x43_54_02, rebuild: 0x43_54_03 } as const;
 export type LockKind = keyof typeof lockClasses;

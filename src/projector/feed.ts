@@ -9,6 +9,7 @@ import type {
   Subscription,
   SubscriptionMessage,
 } from '../event-store/event-store.ts';
+import { setTimeout as delay } from 'node:timers/promises';
 import { laterPosition } from './checkpoints.ts';
 
 export interface Feed {
@@ -56,14 +57,12 @@ export const feedBatch = (messages: readonly SubscriptionMessage[]): FeedBatch =
 const closeTimeoutMs = 5_000;
 
 const settleWithin = async (work: Promise<unknown>, ms: number): Promise<void> => {
-  let timer: NodeJS.Timeout | undefined;
+  const settled = new AbortController();
   await Promise.race([
     work.catch(() => {}),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, ms);
-    }),
+    delay(ms, undefined, { signal: settled.signal }).catch(() => {}),
   ]);
-  clearTimeout(timer);
+  settled.abort();
 };
 
 export class SubscriptionEndedError extends Error {
@@ -119,12 +118,19 @@ export const openFeed = (
   const next = async (max: number, idleMs?: number): Promise<SubscriptionMessage[] | 'idle'> => {
     const deadline = idleMs === undefined ? undefined : options.now() + idleMs;
     while (queue.length === 0 && !ended && !closed) {
-      let timer: NodeJS.Timeout | undefined;
-      await new Promise<void>((resolve) => {
+      const woken = new Promise<void>((resolve) => {
         wakeConsumer = resolve;
-        if (deadline !== undefined) timer = setTimeout(resolve, Math.max(0, deadline - options.now()));
       });
-      clearTimeout(timer);
+      if (deadline === undefined) {
+        await woken;
+      } else {
+        const idle = new AbortController();
+        await Promise.race([
+          woken,
+          delay(Math.max(0, deadline - options.now()), undefined, { signal: idle.signal }).catch(() => {}),
+        ]);
+        idle.abort();
+      }
       if (deadline !== undefined && queue.length === 0 && !ended && !closed && options.now() >= deadline) {
         return 'idle';
       }

@@ -10,10 +10,10 @@
 import { callStreamPrefix } from '../archive/streams.ts';
 import type { Database } from '../database/database.ts';
 import type { EventStore } from '../event-store/event-store.ts';
-import type { ProjectionStatusSource } from '../http/health.ts';
+import type { ProjectionStatusSource } from './status.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
-import { projectionNamed, projections } from './projections.ts';
+import { projectionNamed, projections } from '../../projections/registry.ts';
 import { startRunner, type ProjectionRunner, type RunnerOptions } from './runner.ts';
 
 export interface ProjectorDependencies {

@@ -11,6 +11,7 @@
  * subscription does not), another writer moving a checkpoint (a rebuild swap), a lost database
  * session (which also gives up the leadership, so a standby may take over).
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import type pg from 'pg';
 import {
   comparePositions,
@@ -19,14 +20,14 @@ import {
   type GlobalPosition,
   type RecordedEvent,
 } from '../event-store/event-store.ts';
-import type { ProjectionStatus } from '../http/health.ts';
+import type { ProjectionStatus } from './status.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { applyBatch } from './batch.ts';
 import { CheckpointMovedError, laterPosition, loadCheckpoint, samePosition, tryLock } from './checkpoints.ts';
 import { feedBatch, openFeed, type Feed } from './feed.ts';
 import { measureLag, readHead, type Lag } from './lag.ts';
-import type { Projection } from './projection.ts';
+import type { Projection } from '../../projections/projection.ts';
 
 export interface RunnerDependencies {
   readonly eventStore: EventStore;
@@ -109,19 +110,11 @@ export const startRunner = (
   let stopping = false;
   let feed: Feed | undefined;
   let lastLagLog = 0;
-  let wakeSleepers: () => void = () => {};
-  const stopSignal = new Promise<void>((resolve) => {
-    wakeSleepers = resolve;
-  });
+  /** Aborted on stop: wakes whatever sleeps. */
+  const stopped = new AbortController();
 
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      void stopSignal.then(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+  const sleep = (ms: number): Promise<void> =>
+    delay(ms, undefined, { signal: stopped.signal }).catch(() => {});
 
   // A checked-out client has no error listener of the pool's; without one a lost connection would
   // crash the process instead of failing the next query.
@@ -135,18 +128,16 @@ export const startRunner = (
 
   /** Whether the session still answers (a connection lost to a dead network may never fail by itself). */
   const answers = async (client: pg.ClientBase): Promise<boolean> => {
-    let timer: NodeJS.Timeout | undefined;
+    const answered = new AbortController();
     try {
       return await Promise.race([
         client.query('SELECT 1').then(() => true),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(false), sessionCheckTimeoutMs);
-        }),
+        delay(sessionCheckTimeoutMs, false, { signal: answered.signal }),
       ]);
     } catch {
       return false;
     } finally {
-      clearTimeout(timer);
+      answered.abort();
     }
   };
 
@@ -441,7 +432,7 @@ export const startRunner = (
       if (!stopping) {
         stopping = true;
         clearInterval(watchdog);
-        wakeSleepers();
+        stopped.abort();
         await feed?.close();
       }
       await running;

@@ -11,13 +11,13 @@ import {
   parsePositionParameter,
   parseTimeRange,
 } from '../../src/audit/parameters.ts';
-import { HttpProblem } from '../../src/http/problem.ts';
+import { InvalidArgumentError } from '../../src/errors.ts';
 
-const refusal = (run: () => unknown): HttpProblem => {
+const refusal = (run: () => unknown): InvalidArgumentError => {
   try {
     run();
   } catch (error) {
-    if (error instanceof HttpProblem) return error;
+    if (error instanceof InvalidArgumentError) return error;
     throw error;
   }
   throw new Error('expected a refusal');
@@ -47,8 +47,9 @@ describe('page cursors', () => {
           fc.pre(cursor[index] !== replacement);
           const edited = `${cursor.slice(0, index)}${replacement}${cursor.slice(index + 1)}`;
           const problem = refusal(() => decodeCursor(edited, CallsPageKey));
-          expect(problem.status).toBe(400);
-          expect(problem.errors?.[0]?.field).toBe('querystring/cursor');
+          expect(problem.problems).toEqual([
+            { field: 'querystring/cursor', message: 'is not a cursor this API issued' },
+          ]);
         },
       ),
     );
@@ -57,10 +58,12 @@ describe('page cursors', () => {
   it('refuses truncated, foreign and non-base64url cursors', () => {
     const cursor = encodeCursor([null, 'call-1']);
     for (const bad of [cursor.slice(0, -3), 'bm90IGEgY3Vyc29yIGF0IGFsbA', `${cursor}!`, '', 'a b']) {
-      expect(refusal(() => decodeCursor(bad, CallsPageKey)).errors?.[0]?.field).toBe('querystring/cursor');
+      expect(refusal(() => decodeCursor(bad, CallsPageKey)).problems[0]?.field).toBe('querystring/cursor');
     }
     // Well-formed and checksummed, but not the key shape this listing uses.
-    expect(refusal(() => decodeCursor(encodeCursor({ offset: 100 }), CallsPageKey)).status).toBe(400);
+    expect(refusal(() => decodeCursor(encodeCursor({ offset: 100 }), CallsPageKey)).problems[0]?.field).toBe(
+      'querystring/cursor',
+    );
   });
 });
 
@@ -74,7 +77,20 @@ describe('time ranges', () => {
       { from: '2026-03-02T00:00:00Z', to: '2026-03-01T00:00:00Z' },
       { from: '2026-03-01T00:00:00Z', to: '2026-03-01T00:00:00Z' },
     ]) {
-      expect(refusal(() => parseTimeRange(range)).errors?.[0]?.field).toBe('querystring/from');
+      expect(refusal(() => parseTimeRange(range)).problems[0]?.field).toBe('querystring/from');
+    }
+  });
+
+  it('refuse times without a zone and impossible dates, naming the field', () => {
+    for (const to of [
+      '2026-03-01T00:00:00',
+      '2026-02-30T00:00:00Z',
+      '2026-03-01 00:00:00Z',
+      '1772323200000',
+    ]) {
+      expect(refusal(() => parseTimeRange({ to }, '--')).message).toMatch(
+        /^--to: must be an ISO 8601 date-time with a time zone/,
+      );
     }
   });
 });
@@ -86,7 +102,7 @@ describe('positions', () => {
       prepare: 0n,
     });
     for (const bad of ['18446744073709551616/0', '-1/0', '1', '1/2/3', 'a/b']) {
-      expect(refusal(() => parsePositionParameter(bad, 'querystring/after')).errors?.[0]?.field).toBe(
+      expect(refusal(() => parsePositionParameter(bad, 'querystring/after')).problems[0]?.field).toBe(
         'querystring/after',
       );
     }

@@ -10,10 +10,10 @@ import { migrateReadModels, openDatabase, type Database } from '../../src/databa
 import type { EventStore, ProposedEvent, RecordedEvent } from '../../src/event-store/event-store.ts';
 import { connectEventStoreDb } from '../../src/event-store/eventstoredb.ts';
 import { openPostgresEventStore } from '../../src/event-store/postgres/postgres-event-store.ts';
-import { decodeCallEvent } from '../../src/projector/call-event.ts';
-import { callTimeline, timelineEntries } from '../../projections/call-timeline.ts';
-import { calls, evolveCall, type CallRow } from '../../projections/calls.ts';
-import { terminationOfCall, terminations } from '../../projections/terminations.ts';
+import { decodeCallEvent } from '../../src/archive/call-event.ts';
+import { callTimeline, timelineEntries } from '../../projections/call-timeline/read-model.ts';
+import { calls, evolveCall, type CallRow } from '../../projections/calls/read-model.ts';
+import { terminationOfCall, terminations } from '../../projections/terminations/read-model.ts';
 import { startEventStoreDbTestServer, type EventStoreDbTestServer } from '../eventstoredb-server/server.ts';
 import { buildTestApp, testApiToken, testConfig, type TestApp } from '../support/app.ts';
 import { createTestDatabase } from '../support/database.ts';

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { terminations, type TerminationRow } from '../../projections/terminations.ts';
+import { terminations, type TerminationRow } from '../../projections/terminations/read-model.ts';
 import { parseExportOptions, runExport } from '../../src/cli/export.ts';
 import {
   recordedCallEvent,

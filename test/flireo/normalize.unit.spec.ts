@@ -7,7 +7,7 @@ import {
   uuidFromDigest,
 } from '../../src/flireo/event-id.ts';
 import { normalizeFlireoEvent, type Normalization } from '../../src/flireo/normalize.ts';
-import { parseIsoDateTime } from '../../src/flireo/time.ts';
+import { parseIsoDateTime } from '../../src/iso-date-time.ts';
 import {
   allExamples,
   callSession,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { timelineEntries, timelineRecords } from '../../projections/call-timeline.ts';
-import { decodeCallEvent } from '../../src/projector/call-event.ts';
+import { timelineEntries, timelineRecords } from '../../projections/call-timeline/read-model.ts';
+import { decodeCallEvent } from '../../src/archive/call-event.ts';
 import { endOfCallReport, recordedCallEvent, statusUpdate } from '../support/call-events.ts';
 
 const callId = 'c0ffee00-0000-4000-8000-000000000003';

@@ -6,10 +6,10 @@ import {
   renderCall,
   type CallFold,
   type CallRow,
-} from '../../projections/calls.ts';
-import { terminationOfCall } from '../../projections/terminations.ts';
+} from '../../projections/calls/read-model.ts';
+import { terminationOfCall } from '../../projections/terminations/read-model.ts';
 import type { CallEventType, CallStatus } from '../../src/archive/archived-event.ts';
-import { decodeCallEvent } from '../../src/projector/call-event.ts';
+import { decodeCallEvent } from '../../src/archive/call-event.ts';
 import {
   endOfCallReport,
   recordedCallEvent,

@@ -5,8 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RecordedEvent } from '../../src/event-store/event-store.ts';
 import { applyBatch } from '../../src/projector/batch.ts';
-import { callTimelineProjection } from '../../src/projector/call-timeline-projection.ts';
-import { callsProjection } from '../../src/projector/calls-projection.ts';
+import { callTimelineProjection } from '../../projections/call-timeline/projection.ts';
+import { callsProjection } from '../../projections/calls/projection.ts';
 import { CheckpointMovedError, loadCheckpoint } from '../../src/projector/checkpoints.ts';
 import { recordedCallEvent, statusUpdate } from '../support/call-events.ts';
 import { deadLetters, openReadModels, type ReadModels } from '../support/projector-harness.ts';

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it, inject, onTestFinished } fro
 import type pg from 'pg';
 import { migrateReadModels, openDatabase } from '../../src/database/database.ts';
 import { createMetrics } from '../../src/metrics.ts';
-import { projections } from '../../src/projector/projections.ts';
+import { projections } from '../../projections/registry.ts';
 import { defaultRebuildOptions, rebuildProjection } from '../../src/projector/rebuild.ts';
 import { callStreamName } from '../../src/archive/streams.ts';
 import { comparePositions, type RecordedEvent } from '../../src/event-store/event-store.ts';
@@ -24,7 +24,6 @@ import {
   newScope,
   openEventStore,
   openReadModels,
-  sleep,
   waitFor,
   type OpenedEventStore,
 } from '../support/projector-harness.ts';
@@ -218,7 +217,7 @@ describe.each(adapterKinds)('calltrail project on the %s event store, killed mid
       },
       90_000,
     );
-    await sleep(200);
+    // Caught up (the wait above) is the state to stop from: no fixed pause before the signal.
     survivor.child.kill('SIGTERM');
     expect(await survivor.exited, survivor.output()).toEqual({ code: 0, signal: null });
 

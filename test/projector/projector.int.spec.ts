@@ -11,9 +11,9 @@ import { connectEventStoreDb } from '../../src/event-store/eventstoredb.ts';
 import { createMetrics, type Metrics } from '../../src/metrics.ts';
 import { applyBatch } from '../../src/projector/batch.ts';
 import { CheckpointMovedError, loadCheckpoint } from '../../src/projector/checkpoints.ts';
-import { callsProjection } from '../../src/projector/calls-projection.ts';
+import { callsProjection } from '../../projections/calls/projection.ts';
 import { startProjector, type RunningProjector } from '../../src/projector/projector.ts';
-import { projections } from '../../src/projector/projections.ts';
+import { projections } from '../../projections/registry.ts';
 import { defaultRebuildOptions, rebuildProjection } from '../../src/projector/rebuild.ts';
 import { startEventStoreDbTestServer } from '../eventstoredb-server/server.ts';
 import {

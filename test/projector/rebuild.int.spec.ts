@@ -6,19 +6,19 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import type pg from 'pg';
 import type { EventStore } from '../../src/event-store/event-store.ts';
 import { createMetrics } from '../../src/metrics.ts';
-import { callTimelineProjection } from '../../src/projector/call-timeline-projection.ts';
+import { callTimelineProjection } from '../../projections/call-timeline/projection.ts';
 import { lockArguments } from '../../src/projector/checkpoints.ts';
-import type { Projection } from '../../src/projector/projection.ts';
+import type { Projection } from '../../projections/projection.ts';
 import { startProjector } from '../../src/projector/projector.ts';
-import { projectionNamed, projections } from '../../src/projector/projections.ts';
+import { projectionNamed, projections } from '../../projections/registry.ts';
 import {
   defaultRebuildOptions,
   rebuildProjection,
   rebuildProjections,
   RebuildInProgressError,
-  shadowSchemaFor,
   type RebuildProgress,
 } from '../../src/projector/rebuild.ts';
+import { shadowSchemaFor } from '../../src/projector/shadow-tables.ts';
 import { endOfCallReport, proposedCallEvent, statusUpdate, toolCalls } from '../support/call-events.ts';
 import {
   adapterKinds,
@@ -33,6 +33,7 @@ import {
   snapshotReadModels,
   type ReadModelSnapshot,
   testProjectorOptions,
+  waitFor,
   waitUntilCaughtUp,
   type OpenedEventStore,
   type ReadModels,
@@ -217,7 +218,9 @@ describe.each(adapterKinds)('rebuild on the %s event store', (kind) => {
     );
     // Ingest really went on during the rebuild.
     expect(next).toBeGreaterThan(callsBefore);
-    await sleep(300);
+    // Ingest goes on past the swap too, so the live runner has to resume from the moved checkpoint.
+    const callsAtSwap = next;
+    await waitFor('more calls appended after the swap', async () => next >= callsAtSwap + 5);
     appending = false;
     await appender;
     await waitUntilCaughtUp(projector);

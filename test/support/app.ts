@@ -8,7 +8,7 @@ import { buildApp, type App } from '../../src/app.ts';
 import type { Config } from '../../src/config.ts';
 import type { Database } from '../../src/database/database.ts';
 import type { EventStore } from '../../src/event-store/event-store.ts';
-import type { ProjectionStatusSource } from '../../src/http/health.ts';
+import type { ProjectionStatusSource } from '../../src/projector/status.ts';
 import { createMetrics, type Metrics } from '../../src/metrics.ts';
 
 export const testWebhookSecret = 'test-webhook-secret-0123456789abcdef';

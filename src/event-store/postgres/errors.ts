@@ -3,63 +3,14 @@
  * every database operation of the adapter runs under.
  */
 import type pg from 'pg';
+import { isDatabaseUnavailable } from '../../database/errors.ts';
 import { EventStoreUnavailableError } from '../event-store.ts';
 
-/** SQLSTATEs that say the server cannot serve us now, as opposed to a bug in what we sent. */
-const unavailableStates = new Set([
-  '53300', // too_many_connections
-  '53400', // configuration_limit_exceeded
-  '55P03', // lock_not_available: lock_timeout while another process holds the append lock
-  '57014', // query_canceled: statement_timeout
-  '57P01', // admin_shutdown
-  '57P02', // crash_shutdown
-  '57P03', // cannot_connect_now: starting up or in recovery
-  '57P05', // idle_session_timeout
-  '25P03', // idle_in_transaction_session_timeout
-  '3D000', // invalid_catalog_name: the configured database does not exist
-]);
-
-const unavailableClasses = ['08', '28']; // connection exception, invalid authorization
-
-const networkCodes = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'EPIPE',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENETDOWN',
-]);
-
-// node-postgres reports a lost or unusable connection with plain Errors carrying only a message.
-const lostConnectionMessages = [
-  'Connection terminated',
-  'timeout exceeded when trying to connect',
-  'Client has encountered a connection error and is not queryable',
-  'Client was closed and is not queryable',
-  'Cannot use a pool after calling end on the pool',
-  'Query read timeout',
-];
-
-const errorCode = (error: unknown): string | undefined => {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
-};
-
-export const isUnavailable = (error: unknown): boolean => {
-  if (error instanceof EventStoreUnavailableError) return true;
-  if (error instanceof AggregateError) return error.errors.some(isUnavailable);
-  const code = errorCode(error);
-  if (code !== undefined) {
-    if (unavailableStates.has(code) || networkCodes.has(code)) return true;
-    if (code.length === 5 && unavailableClasses.includes(code.slice(0, 2))) return true;
-  }
-  const message = error instanceof Error ? error.message : '';
-  return lostConnectionMessages.some((text) => message.includes(text));
-};
+/** Whether the failure means the event store cannot serve us now (see `database/errors.ts`). */
+export const isUnavailable = (error: unknown): boolean =>
+  error instanceof EventStoreUnavailableError ||
+  (error instanceof AggregateError && error.errors.some(isUnavailable)) ||
+  isDatabaseUnavailable(error);
 
 const describe = (error: unknown): string =>
   error instanceof AggregateError

@@ -1,11 +1,12 @@
 /**
- * What the runner needs from a projection: its name, the tables it owns, and how to apply a batch of
- * decoded call events inside the runner's transaction. The folds themselves are pure and live in
- * `projections/`; a projection here loads the rows a batch touches once, folds in memory and writes
- * the changes back with multi-row statements.
+ * The one interface through which the projector's runner knows a projection: its name, the tables
+ * it owns, and how to apply a batch of decoded call events inside the runner's transaction. Each
+ * projection is a folder here: `read-model.ts` (its drizzle table and pure fold) and
+ * `projection.ts` (how its rows are written: it loads the rows a batch touches once, folds in
+ * memory and writes the changes back with multi-row statements).
  */
 import type pg from 'pg';
-import type { CallEvent } from './call-event.ts';
+import type { CallEvent } from '../src/archive/call-event.ts';
 
 export interface RejectedEvent {
   readonly eventId: string;

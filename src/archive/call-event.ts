@@ -10,9 +10,10 @@ import {
   ReceptionMetadata,
   type CallEventType,
   type CallStatus,
-} from '../archive/archived-event.ts';
-import { callStreamPrefix } from '../archive/streams.ts';
+} from './archived-event.ts';
+import { callStreamPrefix } from './streams.ts';
 import type { GlobalPosition, RecordedEvent } from '../event-store/event-store.ts';
+import { normalizeIsoDateTime } from '../iso-date-time.ts';
 
 export interface CallEvent {
   readonly eventId: string;
@@ -42,47 +43,11 @@ export class PoisonEventError extends Error {
   override readonly name = 'PoisonEventError';
 }
 
-// Strict ISO 8601 with a zone: `Date.parse` alone accepts too much (and local times) to be evidence.
-const isoTimestamp = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/;
-// What ingest writes: UTC with milliseconds, already in normal form.
-const canonicalTimestamp = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
-
-const daysInMonth = (year: number, month: number): number =>
-  month === 2
-    ? year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0)
-      ? 29
-      : 28
-    : [4, 6, 9, 11].includes(month)
-      ? 30
-      : 31;
-
-const digits = (value: string, from: number, to: number): number => Number(value.slice(from, to));
-
-// `Date.parse` rolls 2026-02-30 over into March instead of refusing it, so the fields are checked
-// one by one (which also makes the common, canonical case cheap: no Date at all).
-const isValidDateTime = (value: string): boolean => {
-  const year = digits(value, 0, 4);
-  const month = digits(value, 5, 7);
-  const day = digits(value, 8, 10);
-  return (
-    month >= 1 &&
-    month <= 12 &&
-    day >= 1 &&
-    day <= daysInMonth(year, month) &&
-    digits(value, 11, 13) <= 23 &&
-    digits(value, 14, 16) <= 59 &&
-    (value.length < 19 || value[16] !== ':' || digits(value, 17, 19) <= 59)
-  );
-};
-
 const normalizeTime = (field: string, value: string | null): string | null => {
   if (value === null) return null;
-  const valid = isoTimestamp.test(value) && isValidDateTime(value);
-  if (valid && canonicalTimestamp.test(value)) return value;
-  const time = valid ? Date.parse(value) : Number.NaN;
-  if (Number.isNaN(time))
+  const normalized = normalizeIsoDateTime(value);
+  if (normalized === undefined)
     throw new PoisonEventError(`${field}: not an ISO 8601 timestamp: ${JSON.stringify(value)}`);
-  const normalized = new Date(time).toISOString();
   // Years outside 0000-9999 would not sort as text and do not fit the read models' timestamps.
   if (normalized.length !== 24)
     throw new PoisonEventError(`${field}: out of range: ${JSON.stringify(value)}`);

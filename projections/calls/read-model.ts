@@ -10,9 +10,9 @@
  * to know the time behind each value; they are kept small, since every batch rewrites them.
  */
 import { bigint, doublePrecision, index, integer, json, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
-import type { CallStatus } from '../src/archive/archived-event.ts';
-import { positionColumn } from '../src/database/columns.ts';
-import type { CallEvent } from '../src/projector/call-event.ts';
+import type { CallStatus } from '../../src/archive/archived-event.ts';
+import { positionColumn } from '../../src/database/columns.ts';
+import type { CallEvent } from '../../src/archive/call-event.ts';
 
 /** A value and the event time it was seen at. */
 export type Register<T extends string | number> = readonly [at: string | null, value: T];

@@ -3,8 +3,8 @@
  * event, keyed by the event id, so applying an event twice changes nothing.
  */
 import { bigint, boolean, index, pgTable, smallint, text, timestamp, uuid } from 'drizzle-orm/pg-core';
-import { positionColumn } from '../src/database/columns.ts';
-import type { CallEvent } from '../src/projector/call-event.ts';
+import { positionColumn } from '../../src/database/columns.ts';
+import type { CallEvent } from '../../src/archive/call-event.ts';
 
 export const callTimeline = pgTable(
   'call_timeline',

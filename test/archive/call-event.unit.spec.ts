@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeCallEvent, PoisonEventError } from '../../src/projector/call-event.ts';
+import { decodeCallEvent, PoisonEventError } from '../../src/archive/call-event.ts';
 import { recordedCallEvent, statusUpdate } from '../support/call-events.ts';
 
 const callId = 'c0ffee00-0000-4000-8000-000000000002';

@@ -2,8 +2,8 @@
  * Every projection the projector runs, by name. Each has its own checkpoint, so one can be rebuilt
  * (or fall behind) without touching the others.
  */
-import { callTimelineProjection } from './call-timeline-projection.ts';
-import { callsProjection } from './calls-projection.ts';
+import { callTimelineProjection } from './call-timeline/projection.ts';
+import { callsProjection } from './calls/projection.ts';
 import type { Projection } from './projection.ts';
 
 export const projections: readonly Projection[] = [callsProjection, callTimelineProjection];

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../src/database/database.ts';
-import { unnestInsert, type UnnestColumn } from '../../src/projector/sql.ts';
+import { unnestInsert, type UnnestColumn } from '../../src/database/sql.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 
 interface Row {

@@ -1,10 +1,14 @@
 /**
- * Read model `terminations`: one row per ended call, the source of the CSV export. It is fed by the
- * `calls` fold (same transaction, same checkpoint), so it always agrees with the `calls` table.
+ * Read model `terminations`: one row per ended call, the source of the CSV export. It has no
+ * projection of its own: the `calls` projection renders each ended call into it (same transaction,
+ * same checkpoint), so it always agrees with the `calls` table.
  */
+import { getTableColumns } from 'drizzle-orm';
 import { doublePrecision, index, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
-import { positionColumn } from '../src/database/columns.ts';
-import type { CallRow } from './calls.ts';
+import type pg from 'pg';
+import { positionColumn } from '../../src/database/columns.ts';
+import { tableName, unnestColumnsOf, unnestInsert, updateAllOnConflict } from '../../src/database/sql.ts';
+import type { CallRow } from '../calls/read-model.ts';
 
 export const terminations = pgTable(
   'terminations',
@@ -47,3 +51,25 @@ export const terminationOfCall = (call: CallRow): TerminationRow | undefined =>
         lastCommitPosition: call.lastCommitPosition,
         lastPreparePosition: call.lastPreparePosition,
       };
+
+const terminationColumns = unnestColumnsOf(terminations);
+const upsertTerminations = updateAllOnConflict(terminations.callId.name, terminationColumns);
+
+/**
+ * Writes the terminations of calls that changed, in the caller's transaction (the `calls`
+ * projection's: same checkpoint). A call's termination is replaced by its latest rendering.
+ */
+export const writeTerminations = async (
+  client: pg.ClientBase,
+  rows: readonly TerminationRow[],
+): Promise<void> => {
+  if (rows.length === 0) return;
+  await client.query(unnestInsert(tableName(terminations), terminationColumns, rows, upsertTerminations));
+};
+
+/**
+ * The columns the terminations export shows, in table order: all but the projector's bookkeeping.
+ */
+export const terminationsExportColumns = Object.values(getTableColumns(terminations)).filter(
+  (column) => column !== terminations.lastCommitPosition && column !== terminations.lastPreparePosition,
+);
