@@ -4,7 +4,7 @@
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
-import { migrationsFolder } from '../migrations-folder.ts';
+import { migrationsFolder } from '../migrations/folder.ts';
 import * as schema from './schema.ts';
 
 export type ReadModelDb = NodePgDatabase<typeof schema>;
@@ -29,9 +29,15 @@ export class MigrationError extends Error {
 }
 
 /** Applies the committed read-model migrations; throws `MigrationError` saying which step failed. */
-export const migrateReadModels = async (database: Database): Promise<void> => {
+export const migrateReadModels = async (
+  database: Database,
+  options: { folder?: string } = {},
+): Promise<void> => {
   try {
-    await migrate(database.db, { migrationsFolder: readModelMigrations, migrationsSchema: 'public' });
+    await migrate(database.db, {
+      migrationsFolder: options.folder ?? readModelMigrations,
+      migrationsSchema: 'public',
+    });
   } catch (error) {
     throw new MigrationError(
       `read-model migration failed: ${error instanceof Error ? error.message : String(error)}`,

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
-import { migrationsFolder } from '../../migrations-folder.ts';
+import { migrationsFolder } from '../../migrations/folder.ts';
 import { isUnavailable, translateError, withTimeout } from './errors.ts';
 
 export const eventStoreMigrationsFolder = migrationsFolder('event-store');
