@@ -353,6 +353,8 @@ export const openStores = async (
 export interface MigrationReport {
   /** Event-store migrations applied now; undefined when the event store is EventStoreDB. */
   readonly eventStore: readonly string[] | undefined;
+  /** Read-model migrations applied now. */
+  readonly readModels: readonly string[];
   readonly locations: StoreLocations;
 }
 
@@ -380,13 +382,15 @@ export const migrateStores = async (config: Config, logger: Logger): Promise<Mig
       eventStoreLocation = `EventStoreDB at ${describeUrl(plan.eventStore.url)} (nothing to migrate)`;
     }
     const database = openDatabase(urlOf(plan.readModels), { max: 1 });
+    let readModels: string[];
     try {
-      await migrateReadModels(database);
+      readModels = await migrateReadModels(database);
     } finally {
       await database.close();
     }
     return {
       eventStore: applied,
+      readModels,
       locations: { eventStore: eventStoreLocation, readModels: `PostgreSQL in ${describe(plan.readModels)}` },
     };
   } finally {
