@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { createLogger } from '../logger.ts';
-import { migrateStores } from '../runtime.ts';
+import { migrateStores } from '../stores/migrate.ts';
 import { loadConfigOrReport, oneLine } from './command-setup.ts';
 
 const describeApplied = (applied: readonly string[]): string =>

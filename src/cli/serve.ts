@@ -11,7 +11,8 @@ import type { Config } from '../config.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { createMetrics } from '../metrics.ts';
 import { startProjector } from '../projector/projector.ts';
-import { openStores, planStores, type Stores } from '../runtime.ts';
+import { openStores, type Stores } from '../stores/open.ts';
+import { planStores } from '../stores/plan.ts';
 import { listen, trapShutdownSignals } from '../server.ts';
 import { loadConfigOrReport, oneLine } from './command-setup.ts';
 
