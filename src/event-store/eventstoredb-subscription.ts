@@ -47,17 +47,19 @@ export const openSubscription = (
     queue.push({ kind: 'checkpoint', position: { commit: position.commit, prepare: position.prepare } });
     notify();
   });
-  const confirmationTimer = setTimeout(() => {
+  const confirmation = AbortSignal.timeout(timeoutMs);
+  const unconfirmed = () => {
     if (confirmed || closed) return;
     failure ??= new EventStoreUnavailableError(
       `event store did not confirm a subscription within ${timeoutMs} ms`,
     );
     void subscription.unsubscribe().catch(() => undefined);
     notify();
-  }, timeoutMs);
+  };
+  confirmation.addEventListener('abort', unconfirmed, { once: true });
   subscription.on('confirmation', () => {
     confirmed = true;
-    clearTimeout(confirmationTimer);
+    confirmation.removeEventListener('abort', unconfirmed);
   });
   subscription.on('caughtUp', () => {
     pull(true);
@@ -82,7 +84,7 @@ export const openSubscription = (
   const close = async () => {
     if (closed) return;
     closed = true;
-    clearTimeout(confirmationTimer);
+    confirmation.removeEventListener('abort', unconfirmed);
     notify();
     await subscription.unsubscribe().catch(() => undefined);
   };

@@ -46,6 +46,7 @@ import {
   type SubscribeToAllOptions,
   type Subscription,
 } from './event-store.ts';
+import { withDeadline } from './deadline.ts';
 import { toRecordedEvent, translate } from './eventstoredb-events.ts';
 import { openSubscription } from './eventstoredb-subscription.ts';
 
@@ -151,20 +152,14 @@ export const connectEventStoreDb = (url: string, options: EventStoreDbOptions): 
 
   /** Bounds a call: past `timeoutMs` the store counts as unavailable, whatever the client does. */
   const bounded = async <T>(what: string, run: () => Promise<T>): Promise<T> => {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(new EventStoreUnavailableError(`event store did not answer ${what} within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-    });
     try {
-      return await Promise.race([run(), timeout]);
+      return await withDeadline(
+        run(),
+        timeoutMs,
+        () => new EventStoreUnavailableError(`event store did not answer ${what} within ${timeoutMs} ms`),
+      );
     } catch (error) {
       throw translate(error, what);
-    } finally {
-      clearTimeout(timer);
     }
   };
 

@@ -3,6 +3,7 @@
  * every database operation of the adapter runs under.
  */
 import type pg from 'pg';
+import { withDeadline } from '../deadline.ts';
 import { EventStoreUnavailableError } from '../event-store.ts';
 
 /** SQLSTATEs that say the server cannot serve us now, as opposed to a bug in what we sent. */
@@ -96,21 +97,13 @@ export const withTimeout = async <T>(
   doing: string,
   onTimeout?: () => void,
 ): Promise<T> => {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      onTimeout?.();
-      reject(timedOut(doing, timeoutMs));
-    }, timeoutMs);
-  });
   try {
-    return await Promise.race([operation, deadline]);
+    return await withDeadline(operation, timeoutMs, () => {
+      onTimeout?.();
+      return timedOut(doing, timeoutMs);
+    });
   } catch (error) {
     throw translateError(error, doing);
-  } finally {
-    clearTimeout(timer);
-    // The loser of the race may still reject later; it has been answered already.
-    operation.catch(() => {});
   }
 };
 
