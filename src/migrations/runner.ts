@@ -61,6 +61,15 @@ const checksumOf = (text: string): string => createHash('sha256').update(text).d
 
 const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
+const createHistoryTable = async (
+  client: pg.ClientBase,
+  schema: string,
+  qualified: string,
+  columns: string,
+): Promise<void> => {
+  await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}; CREATE TABLE IF NOT EXISTS ${qualified} (${columns});`);
+};
+
 // --- The event store's set: numbered files, recorded by name ------------------------------------
 
 const numberedFilePattern = /^\d{4}_[a-z0-9_]+\.sql$/;
@@ -88,15 +97,13 @@ export const readNumberedMigrations = async (
 export const namedHistory = (schema: string, table: string): MigrationHistory<Migration> => {
   const qualified = `${schema}.${table}`;
   return {
-    create: async (client) => {
-      await client.query(`
-        CREATE SCHEMA IF NOT EXISTS ${schema};
-        CREATE TABLE IF NOT EXISTS ${qualified} (
-          name text PRIMARY KEY,
-          checksum text NOT NULL,
-          applied_at timestamptz NOT NULL DEFAULT now()
-        );`);
-    },
+    create: (client) =>
+      createHistoryTable(
+        client,
+        schema,
+        qualified,
+        'name text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now()',
+      ),
     read: async (client) =>
       (await client.query<AppliedMigration>(`SELECT name, checksum FROM ${qualified} ORDER BY name`)).rows,
     record: async (client, migration) => {
@@ -161,15 +168,8 @@ export const drizzleHistory = (
   const qualified = `${schema}.__drizzle_migrations`;
   const byCreatedAt = new Map(migrations.map((migration) => [migration.createdAt, migration.name]));
   return {
-    create: async (client) => {
-      await client.query(`
-        CREATE SCHEMA IF NOT EXISTS ${schema};
-        CREATE TABLE IF NOT EXISTS ${qualified} (
-          id SERIAL PRIMARY KEY,
-          hash text NOT NULL,
-          created_at bigint
-        );`);
-    },
+    create: (client) =>
+      createHistoryTable(client, schema, qualified, 'id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint'),
     read: async (client) => {
       const { rows } = await client.query<{ hash: string; created_at: string | null }>(
         `SELECT hash, created_at FROM ${qualified} ORDER BY created_at`,
