@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import pino from 'pino';
 import { ConfigError, loadConfig, type Config } from '../config.ts';
 import { createLogger, type Logger } from '../logger.ts';
-import { openStores, type Stores } from '../runtime.ts';
+import { openStores, type Stores } from '../stores/open.ts';
 
 /** One line, whatever the error: start-up failures are read by people, not parsed. */
 export const oneLine = (error: unknown): string =>

@@ -5,8 +5,11 @@
  */
 import type { Command } from 'commander';
 import { createLogger } from '../logger.ts';
-import { migrateStores } from '../runtime.ts';
+import { migrateStores } from '../stores/migrate.ts';
 import { loadConfigOrReport, oneLine } from './command-setup.ts';
+
+const describeApplied = (applied: readonly string[]): string =>
+  applied.length === 0 ? 'up to date' : `applied ${applied.join(', ')}`;
 
 export const registerMigrateCommand = (program: Command): void => {
   program
@@ -19,14 +22,10 @@ export const registerMigrateCommand = (program: Command): void => {
       try {
         const report = await migrateStores(config, logger);
         const eventStore =
-          report.eventStore === undefined
-            ? 'nothing to migrate'
-            : report.eventStore.length === 0
-              ? 'up to date'
-              : `applied ${report.eventStore.join(', ')}`;
+          report.eventStore === undefined ? 'nothing to migrate' : describeApplied(report.eventStore);
         process.stdout.write(
           `event store: ${eventStore} (${report.locations.eventStore})\n` +
-            `read models: up to date (${report.locations.readModels})\n`,
+            `read models: ${describeApplied(report.readModels)} (${report.locations.readModels})\n`,
         );
       } catch (error) {
         logger.debug({ err: error }, 'migration failed');

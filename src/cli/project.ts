@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { createLogger } from '../logger.ts';
 import { createMetrics } from '../metrics.ts';
 import { startProjector } from '../projector/projector.ts';
-import { openStores } from '../runtime.ts';
+import { openStores } from '../stores/open.ts';
 import { trapShutdownSignals } from '../server.ts';
 import { loadConfigOrReport, oneLine } from './command-setup.ts';
 

@@ -5,13 +5,15 @@
  * Shutdown on SIGINT/SIGTERM, in reverse: stop accepting and let in-flight requests finish, stop the
  * projector after its batch, close the stores, stop the embedded PostgreSQL, exit 0.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { buildApp } from '../app.ts';
 import type { Config } from '../config.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { createMetrics } from '../metrics.ts';
 import { startProjector } from '../projector/projector.ts';
-import { openStores, planStores, type Stores } from '../runtime.ts';
+import { openStores, type Stores } from '../stores/open.ts';
+import { planStores } from '../stores/plan.ts';
 import { listen, trapShutdownSignals } from '../server.ts';
 import { loadConfigOrReport, oneLine } from './command-setup.ts';
 
@@ -162,11 +164,15 @@ export const serve = async (options: ServeOptions): Promise<number> => {
     process.stderr.write(`calltrail: could not start: ${oneLine(error)}\n`);
     exitCode = 1;
   } finally {
-    const forced = setTimeout(() => {
-      logger.error({ timeoutMs: shutdownTimeoutMs }, 'shutdown took too long; exiting');
-      process.exit(1);
-    }, shutdownTimeoutMs);
-    forced.unref();
+    const shutdown = new AbortController();
+    // Unref'd: it bounds the shutdown without keeping a finished process alive.
+    void sleep(shutdownTimeoutMs, undefined, { signal: shutdown.signal, ref: false }).then(
+      () => {
+        logger.error({ timeoutMs: shutdownTimeoutMs }, 'shutdown took too long; exiting');
+        process.exit(1);
+      },
+      () => {},
+    );
     for (const step of teardown.reverse()) {
       try {
         await step.run();
@@ -175,7 +181,7 @@ export const serve = async (options: ServeOptions): Promise<number> => {
         exitCode = exitCode === 0 ? 1 : exitCode;
       }
     }
-    clearTimeout(forced);
+    shutdown.abort();
     untrap();
     if (teardown.length > 0) logger.info('stopped');
   }

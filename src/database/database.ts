@@ -2,9 +2,14 @@
  * The read-model database: a pg pool and the drizzle client over it, opened once and passed down.
  */
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
-import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
-import { migrationsFolder } from '../migrations-folder.ts';
+import { migrationsFolder } from '../migrations/folder.ts';
+import {
+  applyMigrations,
+  drizzleHistory,
+  MigrationError,
+  readDrizzleMigrations,
+} from '../migrations/runner.ts';
 import * as schema from './schema.ts';
 
 export type ReadModelDb = NodePgDatabase<typeof schema>;
@@ -24,16 +29,44 @@ export const openDatabase = (connectionString: string, options: { max?: number }
 
 const readModelMigrations = migrationsFolder('read-models');
 
-export class MigrationError extends Error {
-  override readonly name = 'MigrationError';
+export class ReadModelMigrationError extends MigrationError {
+  override readonly name = 'ReadModelMigrationError';
 }
 
-/** Applies the committed read-model migrations; throws `MigrationError` saying which step failed. */
-export const migrateReadModels = async (database: Database): Promise<void> => {
+/**
+ * Applies the committed read-model migrations (drizzle-kit's, recorded in drizzle's history table)
+ * and returns the names applied; throws `MigrationError` saying which step failed.
+ */
+export const migrateReadModels = async (
+  database: Database,
+  options: { folder?: string } = {},
+): Promise<string[]> => {
   try {
-    await migrate(database.db, { migrationsFolder: readModelMigrations, migrationsSchema: 'public' });
+    const migrations = await readDrizzleMigrations(
+      options.folder ?? readModelMigrations,
+      'read-model',
+      ReadModelMigrationError,
+    );
+    const client = await database.pool.connect();
+    let broken: Error | undefined;
+    try {
+      return await applyMigrations(client, {
+        label: 'read-model',
+        subject: 'the read models were',
+        migrations,
+        history: drizzleHistory('public', migrations),
+        error: ReadModelMigrationError,
+      });
+    } catch (error) {
+      // Whatever state the session is in (a lock still held), it is not handed out again.
+      broken = error instanceof Error ? error : new Error(String(error));
+      throw error;
+    } finally {
+      client.release(broken);
+    }
   } catch (error) {
-    throw new MigrationError(
+    if (error instanceof MigrationError) throw error;
+    throw new ReadModelMigrationError(
       `read-model migration failed: ${error instanceof Error ? error.message : String(error)}`,
       { cause: error },
     );

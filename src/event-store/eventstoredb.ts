@@ -10,30 +10,26 @@
  * - the client never gives up on a dead server by itself (reads have no deadline), so every call is
  *   bounded here and a store that cannot answer becomes `EventStoreUnavailableError`;
  * - positions stay bigint end to end.
+ *
+ * Its subscriptions are in `eventstoredb-subscription.ts`; what the client's errors and events mean
+ * in the port's terms, in `eventstoredb-events.ts`.
  */
 import {
   ANY,
   BACKWARDS,
-  CancelledError,
-  DeadlineExceededError,
   END,
   EventStoreDBClient,
   FORWARDS,
   NO_STREAM,
-  NotLeaderError,
   START,
   STREAM_EXISTS,
   StreamNotFoundError,
-  TimeoutError,
-  UnavailableError,
   WrongExpectedVersionError,
   AccessDeniedError,
   jsonEvent,
   streamNameFilter,
   type AllStreamResolvedEvent,
-  type AllStreamSubscription,
   type AppendExpectedRevision,
-  type ResolvedEvent,
   type StreamingRead,
 } from '@eventstore/db-client';
 import {
@@ -49,8 +45,10 @@ import {
   type RecordedEvent,
   type SubscribeToAllOptions,
   type Subscription,
-  type SubscriptionMessage,
 } from './event-store.ts';
+import { withDeadline } from './deadline.ts';
+import { toRecordedEvent, translate } from './eventstoredb-events.ts';
+import { openSubscription } from './eventstoredb-subscription.ts';
 
 export interface EventStoreDbOptions {
   /** Upper bound on any single call (and on the wait for each read or subscription message). */
@@ -61,28 +59,6 @@ export interface EventStoreDbOptions {
 export class EventStoreDbConnectionError extends Error {
   override readonly name = 'EventStoreDbConnectionError';
 }
-
-// gRPC status codes that mean "no answer from the store" rather than "the store said no".
-const unreachableStatusCodes = new Set([1 /* CANCELLED */, 4 /* DEADLINE_EXCEEDED */, 14 /* UNAVAILABLE */]);
-
-const isUnreachable = (error: unknown): boolean =>
-  error instanceof UnavailableError ||
-  error instanceof DeadlineExceededError ||
-  error instanceof CancelledError ||
-  error instanceof TimeoutError ||
-  error instanceof NotLeaderError ||
-  (typeof error === 'object' &&
-    error !== null &&
-    'code' in error &&
-    typeof error.code === 'number' &&
-    unreachableStatusCodes.has(error.code));
-
-const translate = (error: unknown, what: string): unknown =>
-  error instanceof EventStoreUnavailableError
-    ? error
-    : isUnreachable(error)
-      ? new EventStoreUnavailableError(`event store unavailable during ${what}`, { cause: error })
-      : error;
 
 /** The client only knows `esdb` schemes; KurrentDB's are the same protocol. */
 export const toClientConnectionString = (url: string): string =>
@@ -133,20 +109,6 @@ const assertJson = (value: unknown, field: string): unknown => {
 /** Metadata goes as bytes: the client would silently drop a falsy value such as `null` or `0`. */
 const jsonBytes = (value: unknown, field: string): Uint8Array => utf8.encode(jsonText(value, field));
 
-const toRecordedEvent = (event: NonNullable<ResolvedEvent['event']>): RecordedEvent => {
-  if (!event.position) throw new Error(`event ${event.id} in ${event.streamId} came without a position`);
-  return {
-    streamName: event.streamId,
-    id: event.id,
-    type: event.type,
-    revision: event.revision,
-    position: { commit: event.position.commit, prepare: event.position.prepare },
-    data: event.data,
-    metadata: event.metadata ?? null,
-    created: event.created,
-  };
-};
-
 const validatePrefixes = (prefixes: readonly string[]): string[] => {
   if (prefixes.length === 0 || prefixes.some((prefix) => typeof prefix !== 'string' || prefix === '')) {
     throw new TypeError('streamPrefixes must list at least one non-empty prefix');
@@ -190,20 +152,14 @@ export const connectEventStoreDb = (url: string, options: EventStoreDbOptions): 
 
   /** Bounds a call: past `timeoutMs` the store counts as unavailable, whatever the client does. */
   const bounded = async <T>(what: string, run: () => Promise<T>): Promise<T> => {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(new EventStoreUnavailableError(`event store did not answer ${what} within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-    });
     try {
-      return await Promise.race([run(), timeout]);
+      return await withDeadline(
+        run(),
+        timeoutMs,
+        () => new EventStoreUnavailableError(`event store did not answer ${what} within ${timeoutMs} ms`),
+      );
     } catch (error) {
       throw translate(error, what);
-    } finally {
-      clearTimeout(timer);
     }
   };
 
@@ -370,109 +326,5 @@ export const connectEventStoreDb = (url: string, options: EventStoreDbOptions): 
     subscribeToAll,
     ping,
     close: () => client.dispose(),
-  };
-};
-
-/**
- * Adapts a client subscription to the port: events, checkpoints and `caught-up` in the order the
- * server sent them. The client reports checkpoints and `caughtUp` through callbacks, ahead of events
- * still in its buffer, so the buffer is drained into one queue before each of them is queued.
- */
-const openSubscription = (
-  open: (
-    checkpointReached: (_subscription: unknown, position: GlobalPosition) => void,
-  ) => AllStreamSubscription,
-  timeoutMs: number,
-): Subscription => {
-  const queue: SubscriptionMessage[] = [];
-  let failure: Error | undefined;
-  let ended = false;
-  let closed = false;
-  let confirmed = false;
-  let wake: (() => void) | undefined;
-  const notify = () => {
-    const resolve = wake;
-    wake = undefined;
-    resolve?.();
-  };
-  const highWater = 64;
-
-  const pull = (force: boolean) => {
-    while (force || queue.length < highWater) {
-      const resolved = subscription.read() as AllStreamResolvedEvent | null;
-      if (resolved === null) break;
-      if (resolved.event) queue.push({ kind: 'event', event: toRecordedEvent(resolved.event) });
-    }
-    notify();
-  };
-  const subscription = open((_subscription, position) => {
-    pull(true);
-    queue.push({ kind: 'checkpoint', position: { commit: position.commit, prepare: position.prepare } });
-    notify();
-  });
-  const confirmationTimer = setTimeout(() => {
-    if (confirmed || closed) return;
-    failure ??= new EventStoreUnavailableError(
-      `event store did not confirm a subscription within ${timeoutMs} ms`,
-    );
-    void subscription.unsubscribe().catch(() => undefined);
-    notify();
-  }, timeoutMs);
-  subscription.on('confirmation', () => {
-    confirmed = true;
-    clearTimeout(confirmationTimer);
-  });
-  subscription.on('caughtUp', () => {
-    pull(true);
-    queue.push({ kind: 'caught-up' });
-    notify();
-  });
-  subscription.on('readable', () => pull(false));
-  subscription.on('error', (error: unknown) => {
-    const translated = translate(error, 'subscription to $all');
-    failure ??= translated instanceof Error ? translated : new Error(String(translated));
-    notify();
-  });
-  subscription.on('end', () => {
-    ended = true;
-    notify();
-  });
-  subscription.on('close', () => {
-    ended = true;
-    notify();
-  });
-
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    clearTimeout(confirmationTimer);
-    notify();
-    await subscription.unsubscribe().catch(() => undefined);
-  };
-
-  async function* messages(): AsyncGenerator<SubscriptionMessage> {
-    try {
-      for (;;) {
-        if (closed) return;
-        const next = queue.shift();
-        if (next) {
-          if (queue.length < highWater / 2) pull(false);
-          yield next;
-          continue;
-        }
-        if (failure !== undefined) throw failure;
-        if (ended) throw new EventStoreUnavailableError('subscription to $all ended unexpectedly');
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
-      }
-    } finally {
-      await close();
-    }
-  }
-
-  return {
-    [Symbol.asyncIterator]: () => messages(),
-    close,
   };
 };

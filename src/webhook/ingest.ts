@@ -18,6 +18,7 @@
  *   writer got in first. This matters most for the per-day streams (assistant requests,
  *   quarantine), which grow all day.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   EventStoreUnavailableError,
   type EventStore,
@@ -168,9 +169,6 @@ const abortable = <T>(promise: Promise<T>, signal: AbortSignal): Promise<T> =>
     );
   });
 
-const sleep = (milliseconds: number, signal: AbortSignal): Promise<void> =>
-  abortable(new Promise<void>((resolve) => setTimeout(resolve, milliseconds)), signal);
-
 export const createArchiveWriter = (eventStore: EventStore, options: ArchiveWriterOptions): ArchiveWriter => {
   const maxAttempts = options.maxAttempts ?? 10;
   const random = options.random ?? Math.random;
@@ -223,28 +221,27 @@ export const createArchiveWriter = (eventStore: EventStore, options: ArchiveWrit
         throw new AppendContentionError(`${streamName}: still contended after ${maxAttempts} attempts`);
       }
       mustRead = true;
-      if (attempt > 1) await sleep(1 + random() * 4 * attempt, signal);
+      if (attempt > 1) {
+        // An aborted wait rejects with its own error; the deadline's reason is the one to report.
+        await sleep(1 + random() * 4 * attempt, undefined, { signal }).catch(() => signal.throwIfAborted());
+      }
     }
   };
 
   return {
     append: async (streamName, event) => {
-      const controller = new AbortController();
-      const timer = setTimeout(
-        () =>
-          controller.abort(new AppendTimeoutError(`${streamName}: append took over ${options.timeoutMs} ms`)),
-        options.timeoutMs,
-      );
+      const deadline = AbortSignal.timeout(options.timeoutMs);
       try {
-        return await queue.run(streamName, controller.signal, () =>
-          appendOnce(streamName, event, controller.signal),
-        );
+        return await queue.run(streamName, deadline, () => appendOnce(streamName, event, deadline));
       } catch (error) {
         // Whatever an abandoned read or append did is unknown here: re-read the stream next time.
         tails.forget(streamName);
+        if (deadline.aborted && error === deadline.reason) {
+          throw new AppendTimeoutError(`${streamName}: append took over ${options.timeoutMs} ms`, {
+            cause: error,
+          });
+        }
         throw error;
-      } finally {
-        clearTimeout(timer);
       }
     },
   };

@@ -44,7 +44,7 @@ describe('calltrail migrate', () => {
     const first = await migrate(database.url);
     expect(first.code).toBe(0);
     expect(first.stdout).toContain('event store: applied 0000_init.sql');
-    expect(first.stdout).toContain('read models: up to date');
+    expect(first.stdout).toContain('read models: applied 0000_init.sql');
     expect(first.stdout).not.toContain(new URL(database.url).password || '\u0000');
 
     const client = new pg.Client(database.url);
@@ -61,6 +61,7 @@ describe('calltrail migrate', () => {
     const again = await migrate(database.url);
     expect(again.code).toBe(0);
     expect(again.stdout).toContain('event store: up to date');
+    expect(again.stdout).toContain('read models: up to date');
   });
 
   it('fails with one clear line when an applied migration was changed', async () => {

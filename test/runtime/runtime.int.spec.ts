@@ -11,7 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import type { Config } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
-import { applyGeneratedSecrets, openStores, planStores, SecretsFileError } from '../../src/runtime.ts';
+import { applyGeneratedSecrets, SecretsFileError } from '../../src/stores/credentials.ts';
+import { openStores } from '../../src/stores/open.ts';
+import { planStores } from '../../src/stores/plan.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 
 const logger = createLogger({ level: 'silent' });

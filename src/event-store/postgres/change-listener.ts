@@ -3,6 +3,7 @@
  * "something was committed, read again". Subscribers never learn positions from it, so coalesced or
  * late notifications cannot make them skip anything; polling covers notifications that never come.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { EventStoreUnavailableError } from '../event-store.ts';
 import { withTimeout } from './errors.ts';
@@ -35,17 +36,15 @@ export class ListenSession {
   async waitForChange(sinceVersion: number, pollMs: number, signal: AbortSignal): Promise<void> {
     if (this.lost) throw this.lost;
     if (this.version !== sinceVersion || signal.aborted) return;
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.waiters.delete(done);
-        signal.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = setTimeout(done, pollMs);
-      this.waiters.add(done);
-      signal.addEventListener('abort', done, { once: true });
-    });
+    const woken = new AbortController();
+    const wake = () => woken.abort();
+    this.waiters.add(wake);
+    try {
+      // Ends early, rejecting, when woken or aborted; either way it is time to look again.
+      await sleep(pollMs, undefined, { signal: AbortSignal.any([signal, woken.signal]) }).catch(() => {});
+    } finally {
+      this.waiters.delete(wake);
+    }
     const lost = this.lostError();
     if (lost && !signal.aborted) throw lost;
   }

@@ -4,6 +4,7 @@
  */
 import type pg from 'pg';
 import { isDatabaseUnavailable } from '../../database/errors.ts';
+import { withDeadline } from '../deadline.ts';
 import { EventStoreUnavailableError } from '../event-store.ts';
 
 /** Whether the failure means the event store cannot serve us now (see `database/errors.ts`). */
@@ -47,21 +48,13 @@ export const withTimeout = async <T>(
   doing: string,
   onTimeout?: () => void,
 ): Promise<T> => {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      onTimeout?.();
-      reject(timedOut(doing, timeoutMs));
-    }, timeoutMs);
-  });
   try {
-    return await Promise.race([operation, deadline]);
+    return await withDeadline(operation, timeoutMs, () => {
+      onTimeout?.();
+      return timedOut(doing, timeoutMs);
+    });
   } catch (error) {
     throw translateError(error, doing);
-  } finally {
-    clearTimeout(timer);
-    // The loser of the race may still reject later; it has been answered already.
-    operation.catch(() => {});
   }
 };
 

@@ -155,14 +155,16 @@ export class GroupCommitWriter {
         (sum, event) => sum + event.data.length + event.metadata.length + event.type.length + 64,
         request.streamName.length,
       );
-      const timer = setTimeout(() => {
+      const deadline = AbortSignal.timeout(this.options.timeoutMs);
+      const expire = () => {
         if (pending.settled) return;
         // Still queued: it will not be written at all. Already in flight: its outcome is unknown to
         // us, which is why callers re-append with the same ids and an exact expected revision.
         const index = this.queue.indexOf(pending);
         if (index >= 0) this.queue.splice(index, 1);
         pending.reject(timedOut('appending', this.options.timeoutMs));
-      }, this.options.timeoutMs);
+      };
+      deadline.addEventListener('abort', expire, { once: true });
       const pending: PendingAppend = {
         ...request,
         bytes,
@@ -171,13 +173,13 @@ export class GroupCommitWriter {
         resolve: (result) => {
           if (pending.settled) return;
           pending.settled = true;
-          clearTimeout(timer);
+          deadline.removeEventListener('abort', expire);
           resolve(result);
         },
         reject: (error) => {
           if (pending.settled) return;
           pending.settled = true;
-          clearTimeout(timer);
+          deadline.removeEventListener('abort', expire);
           reject(error);
         },
       };
