@@ -70,6 +70,7 @@ const configFor = (app: Extract<ChildSpec, { role: 'app' }>): Config => ({
     bodyLimitBytes: 1_048_576,
   },
   appendTimeoutMs: 3_000,
+  journal: { dir: undefined, maxBytes: 1_073_741_824 },
   apiTokens: [app.apiToken],
 });
 

@@ -35,6 +35,7 @@ describe('loadConfig', () => {
         bodyLimitBytes: 1_048_576,
       },
       appendTimeoutMs: 3_000,
+      journal: { dir: undefined, maxBytes: 1_073_741_824 },
       apiTokens: [],
     });
   });
