@@ -55,6 +55,8 @@ export interface DurableArchiveOptions {
   readonly writer: ArchiveWriter;
   readonly journal: Journal;
   readonly maxBytes: number;
+  /** How long a live event waits for its stream's journaled events to drain before it is journaled. */
+  readonly waitForDrainMs: number;
   readonly logger: Logger;
   readonly clock?: () => number;
   readonly drain?: { readonly batchSize?: number; readonly concurrency?: number };
@@ -145,7 +147,13 @@ export const startDurableArchive = (options: DurableArchiveOptions): DurableArch
   const durableWriter: DurableArchiveWriter = {
     append: (stream, event) =>
       order.run(stream, async () => {
-        if (journaling || journal.pendingIn(stream) > 0) return toJournal(stream, event);
+        if (journaling) return toJournal(stream, event);
+        // The stream's journaled events go first: give the drain the budget to store them, so a
+        // busy stream is not journaled for ever behind its own backlog; past it, journal behind them.
+        if (journal.pendingIn(stream) > 0 && !(await journal.whenDrained(stream, options.waitForDrainMs))) {
+          return toJournal(stream, event);
+        }
+        if (journaling) return toJournal(stream, event);
         try {
           const { duplicate } = await writer.append(stream, event);
           return { duplicate, journaled: false };

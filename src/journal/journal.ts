@@ -120,6 +120,8 @@ export interface Journal {
   bytes(): number;
   /** Journaled events of this stream not yet drained. */
   pendingIn(stream: string): number;
+  /** Resolves true once the stream has nothing journaled, or false after `timeoutMs`. */
+  whenDrained(stream: string, timeoutMs: number): Promise<boolean>;
   /** When the oldest journaled event was journaled (epoch ms), undefined when empty. */
   oldestJournaledAt(): number | undefined;
   /** Writes the event durably (synced) unless the stream's event is already journaled. */
@@ -157,12 +159,19 @@ export const openJournal = (options: JournalOptions): Journal => {
   let nextSequence = 1;
   let closed = false;
   const listeners = new Set<() => void>();
+  const drainWaiters = new Map<string, Set<() => void>>();
   const unreadableAtOpen: { sequence: number; reason: string }[] = [];
 
   const count = (stream: string, delta: number) => {
     const next = (pending.get(stream) ?? 0) + delta;
-    if (next <= 0) pending.delete(stream);
-    else pending.set(stream, next);
+    if (next > 0) {
+      pending.set(stream, next);
+      return;
+    }
+    pending.delete(stream);
+    const waiters = drainWaiters.get(stream);
+    drainWaiters.delete(stream);
+    for (const waiter of waiters ?? []) waiter();
   };
 
   for (const { key, value } of records.getRange()) {
@@ -203,6 +212,24 @@ export const openJournal = (options: JournalOptions): Journal => {
     depth: () => sizes.size,
     bytes: () => totalBytes,
     pendingIn: (stream) => pending.get(stream) ?? 0,
+    whenDrained: (stream, timeoutMs) =>
+      new Promise<boolean>((resolve) => {
+        if (!pending.has(stream)) {
+          resolve(true);
+          return;
+        }
+        const waiters = drainWaiters.get(stream) ?? new Set<() => void>();
+        drainWaiters.set(stream, waiters);
+        const done = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(done);
+          resolve(false);
+        }, timeoutMs);
+        waiters.add(done);
+      }),
     oldestJournaledAt: () => {
       for (const { value } of records.getRange({ limit: 8 })) {
         const decoded = decodeRecord(value);

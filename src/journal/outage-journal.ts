@@ -73,7 +73,7 @@ const adopt = async (directory: string, into: Journal, logger: Logger): Promise<
 };
 
 export const openOutageJournal = async (options: {
-  readonly config: Pick<Config, 'dataDir' | 'journal'>;
+  readonly config: Pick<Config, 'dataDir' | 'journal' | 'appendTimeoutMs'>;
   readonly writer: ArchiveWriter;
   readonly logger: Logger;
   readonly metrics?: Metrics;
@@ -99,6 +99,7 @@ export const openOutageJournal = async (options: {
       writer: options.writer,
       journal,
       maxBytes: config.journal.maxBytes,
+      waitForDrainMs: config.appendTimeoutMs,
       logger: logger.child({ component: 'journal' }),
     });
     const started = archive;

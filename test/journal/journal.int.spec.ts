@@ -170,7 +170,7 @@ describe('a journal left by a process that is gone', () => {
 
     const { logger, lines } = capturingLogger();
     const outage = await openOutageJournal({
-      config: { dataDir: journalRoot, journal: { dir: journalRoot, maxBytes } },
+      config: { dataDir: journalRoot, journal: { dir: journalRoot, maxBytes }, appendTimeoutMs: 2_000 },
       writer: createArchiveWriter(store.eventStore, { timeoutMs: 2_000 }),
       logger,
     });
