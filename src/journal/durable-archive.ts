@@ -84,6 +84,8 @@ export const startDurableArchive = (options: DurableArchiveOptions): DurableArch
   const { writer, journal, logger } = options;
   const clock = options.clock ?? Date.now;
   const order = new StreamOrder();
+  /** Streams whose last wait for the drain ran out, until when their events skip the wait. */
+  const impatientUntil = new Map<string, number>();
   let journaling = false;
   let journaledTotal = 0;
   let setAsideTotal = journal.asideCount();
@@ -150,9 +152,16 @@ export const startDurableArchive = (options: DurableArchiveOptions): DurableArch
         if (journaling) return toJournal(stream, event);
         // The stream's journaled events go first: give the drain the budget to store them, so a
         // busy stream is not journaled for ever behind its own backlog; past it, journal behind them.
-        if (journal.pendingIn(stream) > 0 && !(await journal.whenDrained(stream, options.waitForDrainMs))) {
-          return toJournal(stream, event);
+        // One wait per budget and stream: the events queued behind a wait that ran out (a per-day
+        // stream has many) are journaled at once rather than each waiting in turn.
+        if (journal.pendingIn(stream) > 0) {
+          if ((impatientUntil.get(stream) ?? 0) > clock()) return toJournal(stream, event);
+          if (!(await journal.whenDrained(stream, options.waitForDrainMs))) {
+            impatientUntil.set(stream, clock() + options.waitForDrainMs);
+            return toJournal(stream, event);
+          }
         }
+        impatientUntil.delete(stream);
         if (journaling) return toJournal(stream, event);
         try {
           const { duplicate } = await writer.append(stream, event);
@@ -174,7 +183,11 @@ export const startDurableArchive = (options: DurableArchiveOptions): DurableArch
     return seconds > 0 ? (drainer.drained() - firstCount) / seconds : 0;
   };
   // Sampled once a second, so the rate does not depend on how often it is asked for.
-  const sampler = setInterval(drainRate, 1000);
+  const sampler = setInterval(() => {
+    drainRate();
+    const now = clock();
+    for (const [stream, until] of impatientUntil) if (until <= now) impatientUntil.delete(stream);
+  }, 1000);
   sampler.unref();
 
   return {

@@ -22,10 +22,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ProposedEvent } from '../../src/event-store/event-store.ts';
 import { openJournal } from '../../src/journal/journal.ts';
 import { claimJournalDirectories } from '../../src/journal/location.ts';
+import { startDurableArchive } from '../../src/journal/durable-archive.ts';
 import { openOutageJournal } from '../../src/journal/outage-journal.ts';
+import { createLogger } from '../../src/logger.ts';
 import { createArchiveWriter } from '../../src/webhook/ingest.ts';
 import { capturingLogger } from '../support/projector-harness.ts';
-import { openEventStoreDb, readStream, type StoreUnderTest } from '../webhook/stores.ts';
+import { openEventStoreDb, readStream, type EventStoreDbUnderTest } from '../webhook/stores.ts';
 
 const event = (label: string): ProposedEvent => ({
   id: randomUUID(),
@@ -133,7 +135,7 @@ describe('journal files', () => {
 });
 
 describe('a journal left by a process that is gone', () => {
-  let store: StoreUnderTest;
+  let store: EventStoreDbUnderTest;
 
   beforeAll(async () => {
     store = await openEventStoreDb({ timeoutMs: 2_000 });
@@ -145,6 +147,54 @@ describe('a journal left by a process that is gone', () => {
   let journalRoot: string | undefined;
   afterEach(async () => {
     if (journalRoot) await rm(journalRoot, { recursive: true, force: true });
+  });
+
+  it('keeps a busy call in order while its backlog drains slowly', async () => {
+    journalRoot = await freshDirectory();
+    const journal = openJournal({ path: journalRoot, maxBytes });
+    const archive = startDurableArchive({
+      writer: createArchiveWriter(store.eventStore, { timeoutMs: 2_000 }),
+      journal,
+      maxBytes,
+      waitForDrainMs: 150,
+      logger: createLogger({ level: 'silent' }),
+    });
+    const stream = `call-${randomUUID()}`;
+    const sent: ProposedEvent[] = [];
+    try {
+      await store.takeDown();
+      for (let i = 0; i < 10; i += 1) {
+        const e = event(`outage-${i}`);
+        sent.push(e);
+        expect(await archive.writer.append(stream, e)).toEqual({ duplicate: false, journaled: true });
+      }
+      // Back, but slow: the backlog takes longer to drain than a live event waits for it.
+      store.slowWrites(100);
+      await store.bringBack();
+      const outcomes: boolean[] = [];
+      for (let i = 0; i < 15; i += 1) {
+        const e = event(`live-${i}`);
+        sent.push(e);
+        outcomes.push((await archive.writer.append(stream, e)).journaled);
+      }
+      // Some waited in vain and were journaled behind the backlog; once it drained, they went direct.
+      expect(outcomes).toContain(true);
+      const deadline = Date.now() + 30_000;
+      while (journal.depth() > 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(journal.depth()).toBe(0);
+      store.slowWrites(0);
+      const last = event('after');
+      sent.push(last);
+      expect(await archive.writer.append(stream, last)).toEqual({ duplicate: false, journaled: false });
+      expect((await readStream(store.eventStore, stream)).map((e) => e.id)).toEqual(sent.map((e) => e.id));
+    } finally {
+      store.slowWrites(0);
+      await store.bringBack();
+      await archive.stop();
+      await journal.close();
+    }
   });
 
   it('drains into the store, with a corrupted record reported and kept aside', async () => {
