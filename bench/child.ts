@@ -70,6 +70,7 @@ const configFor = (app: Extract<ChildSpec, { role: 'app' }>): Config => ({
     bodyLimitBytes: 1_048_576,
   },
   appendTimeoutMs: 3_000,
+  journal: { dir: app.journalDir, maxBytes: 1_073_741_824 },
   apiTokens: [app.apiToken],
 });
 
@@ -82,12 +83,16 @@ const startApp = async (app: Extract<ChildSpec, { role: 'app' }>): Promise<Handl
     { openPostgresEventStore },
     { createLogger },
     { createMetrics },
+    { openOutageJournal },
+    { createArchiveWriter },
   ] = await Promise.all([
     import('../src/app.ts'),
     import('../src/database/database.ts'),
     import('../src/event-store/postgres/postgres-event-store.ts'),
     import('../src/logger.ts'),
     import('../src/metrics.ts'),
+    import('../src/journal/outage-journal.ts'),
+    import('../src/webhook/ingest.ts'),
   ]);
   const logger = createLogger({ level: app.logLevel });
   const config = configFor(app);
@@ -97,13 +102,24 @@ const startApp = async (app: Extract<ChildSpec, { role: 'app' }>): Promise<Handl
   });
   const database = openDatabase(app.databaseUrl);
   await migrateReadModels(database);
+  const metrics = createMetrics({ collectProcessMetrics: true });
+  const outageJournal =
+    app.journalDir === undefined
+      ? undefined
+      : await openOutageJournal({
+          config,
+          writer: createArchiveWriter(eventStore, { timeoutMs: config.appendTimeoutMs }),
+          logger,
+          metrics,
+        });
   const server = await buildApp(
     {
       config,
       eventStore,
       database,
-      metrics: createMetrics({ collectProcessMetrics: true }),
+      metrics,
       clock: () => new Date(),
+      ...(outageJournal ? { archive: outageJournal.archive } : {}),
     },
     { logger },
   );
@@ -113,6 +129,7 @@ const startApp = async (app: Extract<ChildSpec, { role: 'app' }>): Promise<Handl
   return async (command) => {
     if (command.command === 'exit') {
       await server.close();
+      await outageJournal?.close();
       await eventStore.close();
       await database.close();
     }

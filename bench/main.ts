@@ -13,6 +13,7 @@ import type { BenchContext, BenchOptions, Dataset } from './context.ts';
 import { catchUpProjections, seedDataset } from './dataset.ts';
 import { benchExport } from './export.ts';
 import { benchIngest } from './ingest.ts';
+import { benchJournal } from './journal.ts';
 import { describeMachine } from './measure.ts';
 import { startBenchPostgres } from './postgres.ts';
 import { benchProjection } from './projection.ts';
@@ -22,6 +23,7 @@ import { renderTable, type BenchmarkResult } from './report.ts';
 
 const benchmarks = {
   ingest: benchIngest,
+  journal: benchJournal,
   projection: benchProjection,
   export: benchExport,
   queries: benchQueries,

@@ -14,6 +14,8 @@ export type ChildSpec =
       readonly logLevel: string;
       readonly webhookSecret: string;
       readonly apiToken: string;
+      /** With an outage journal in this directory, as `calltrail serve` runs. */
+      readonly journalDir?: string;
     }
   | { readonly role: 'noop'; readonly logLevel: string }
   | {

@@ -41,6 +41,7 @@ export const checkSeedMatchesIngest = async (url: string, deliveries = 40): Prom
       bodyLimitBytes: 1_048_576,
     },
     appendTimeoutMs: 3_000,
+    journal: { dir: undefined, maxBytes: 1_073_741_824 },
     apiTokens: [apiToken],
   };
   const eventStore = await openPostgresEventStore(url, { timeoutMs: 3_000 });

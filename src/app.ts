@@ -24,6 +24,7 @@ import type { EventStore } from './event-store/event-store.ts';
 import { healthRoutes } from './http/health.ts';
 import type { ProjectionStatusSource } from './projector/status.ts';
 import { registerProblemHandlers } from './http/problem.ts';
+import type { DurableArchive } from './journal/durable-archive.ts';
 import type { Metrics } from './metrics.ts';
 import { webhookRoutes } from './webhook/routes.ts';
 import { auditRoutes } from './audit/routes.ts';
@@ -37,6 +38,8 @@ export interface AppDependencies {
   readonly clock: () => Date;
   /** Present when this process runs the projector; `/readyz` reports its lag. */
   readonly projections?: ProjectionStatusSource;
+  /** The store with the outage journal behind it (serve); without it, webhooks go to the store alone. */
+  readonly archive?: DurableArchive;
 }
 
 export type App = FastifyInstance<

@@ -33,6 +33,12 @@ const Env = Type.Object({
   CALLTRAIL_SIGNATURE_TOLERANCE_SECONDS: Type.Integer({ minimum: 1, maximum: 86_400, default: 300 }),
   CALLTRAIL_BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024, default: 1_048_576 }),
   CALLTRAIL_APPEND_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 3_000 }),
+  CALLTRAIL_JOURNAL_DIR: Type.Optional(Type.String({ minLength: 1 })),
+  CALLTRAIL_JOURNAL_MAX_BYTES: Type.Integer({
+    minimum: 1_048_576,
+    maximum: 2 ** 50,
+    default: 1_073_741_824,
+  }),
   CALLTRAIL_API_TOKENS: Type.Optional(
     Type.String({ pattern: '^[A-Za-z0-9._~-]{16,}(,[A-Za-z0-9._~-]{16,})*$' }),
   ),
@@ -67,6 +73,8 @@ const toConfig = (env: Env) =>
       bodyLimitBytes: env.CALLTRAIL_BODY_LIMIT_BYTES,
     },
     appendTimeoutMs: env.CALLTRAIL_APPEND_TIMEOUT_MS,
+    /** The outage journal: its root directory (default `<dataDir>/journal`) and size limit. */
+    journal: { dir: env.CALLTRAIL_JOURNAL_DIR, maxBytes: env.CALLTRAIL_JOURNAL_MAX_BYTES },
     apiTokens: (env.CALLTRAIL_API_TOKENS?.split(',') ?? []) as readonly string[],
   }) as const;
 

@@ -12,7 +12,7 @@ export const createMetrics = (options: { collectProcessMetrics?: boolean } = {})
     registry,
     webhooks: new Counter({
       name: 'calltrail_webhooks_total',
-      help: 'Webhook requests by outcome (accepted, duplicate, quarantined, unauthorized, rejected, unavailable)',
+      help: 'Webhook requests by outcome (accepted, journaled, duplicate, quarantined, unauthorized, rejected, unavailable)',
       labelNames: ['outcome'] as const,
       registers: [registry],
     }),

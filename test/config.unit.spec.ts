@@ -35,6 +35,7 @@ describe('loadConfig', () => {
         bodyLimitBytes: 1_048_576,
       },
       appendTimeoutMs: 3_000,
+      journal: { dir: undefined, maxBytes: 1_073_741_824 },
       apiTokens: [],
     });
   });
@@ -47,12 +48,15 @@ describe('loadConfig', () => {
       CALLTRAIL_API_TOKENS: 'first-token-0123456789,second-token-012345678',
       CALLTRAIL_WEBHOOK_SECRET: secret,
       CALLTRAIL_DATABASE_URL: '',
+      CALLTRAIL_JOURNAL_DIR: '/var/lib/calltrail/journal',
+      CALLTRAIL_JOURNAL_MAX_BYTES: '2147483648',
     });
     expect(config).toMatchObject({
       eventStoreUrl: 'kurrentdb://store.internal:2113?tls=true',
       databaseUrl: undefined,
       port: 8080,
       webhook: { insecure: true, secret },
+      journal: { dir: '/var/lib/calltrail/journal', maxBytes: 2_147_483_648 },
       apiTokens: ['first-token-0123456789', 'second-token-012345678'],
     });
   });
@@ -77,6 +81,8 @@ describe('loadConfig', () => {
     ['CALLTRAIL_API_TOKENS', 'short'],
     ['CALLTRAIL_WEBHOOK_TOKEN', 'has spaces in it, too many'],
     ['CALLTRAIL_INSECURE_WEBHOOKS', 'maybe'],
+    ['CALLTRAIL_JOURNAL_MAX_BYTES', '1000'],
+    ['CALLTRAIL_JOURNAL_MAX_BYTES', 'lots'],
   ])('refuses %s=%s', (name, value) => {
     expect(failure({ [name]: value })).toContain(name);
   });

@@ -1,7 +1,8 @@
 /**
  * `calltrail serve`: ingest (and, by default, the projector) in one process.
  *
- * Start-up: configuration, stores (the embedded default starts its own PostgreSQL), projector, HTTP.
+ * Start-up: configuration, stores (the embedded default starts its own PostgreSQL), projector, the
+ * outage journal (taking over any left by a process that is gone), HTTP.
  * Shutdown on SIGINT/SIGTERM, in reverse: stop accepting and let in-flight requests finish, stop the
  * projector after its batch, close the stores, stop the embedded PostgreSQL, exit 0.
  */
@@ -11,10 +12,12 @@ import { buildApp } from '../app.ts';
 import type { Config } from '../config.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { createMetrics } from '../metrics.ts';
+import { openOutageJournal } from '../journal/outage-journal.ts';
 import { startProjector } from '../projector/projector.ts';
 import { openStores, type Stores } from '../stores/open.ts';
 import { planStores } from '../stores/plan.ts';
 import { listen, trapShutdownSignals } from '../server.ts';
+import { createArchiveWriter } from '../webhook/ingest.ts';
 import { loadConfigOrReport, oneLine } from './command-setup.ts';
 
 /** Past this, shutdown gives up waiting and exits non-zero. */
@@ -127,6 +130,15 @@ export const serve = async (options: ServeOptions): Promise<number> => {
     if (projector) teardown.push({ name: 'projector', run: () => projector.stop() });
     if (stopping) return;
 
+    const outageJournal = await openOutageJournal({
+      config: effective,
+      writer: createArchiveWriter(stores.eventStore, { timeoutMs: effective.appendTimeoutMs }),
+      logger,
+      metrics,
+    });
+    teardown.push({ name: 'outage journal', run: () => outageJournal.close() });
+    if (stopping) return;
+
     const app = await buildApp(
       {
         config: effective,
@@ -135,6 +147,7 @@ export const serve = async (options: ServeOptions): Promise<number> => {
         metrics,
         clock,
         ...(projector ? { projections: projector } : {}),
+        archive: outageJournal.archive,
       },
       { logger },
     );
@@ -150,6 +163,7 @@ export const serve = async (options: ServeOptions): Promise<number> => {
         eventStore: stores.locations.eventStore,
         readModels: stores.locations.readModels,
         projector: projector ? 'running in this process' : 'not running (--no-projector)',
+        journal: outageJournal.journal.path,
       },
       'calltrail is serving',
     );

@@ -21,12 +21,24 @@ export const healthRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (a
     '/readyz',
     {
       schema: {
-        summary: 'Readiness: event store and Postgres reachability, projection lag',
+        summary: 'Readiness: event store and Postgres reachability, outage journal, projection lag',
         response: {
           '2xx': Type.Object({
             ready: Type.Boolean(),
             eventStore: Type.Intersect([Check, Type.Object({ kind: Type.String() })]),
             database: Check,
+            journal: Type.Optional(
+              Type.Object({
+                journaling: Type.Boolean(),
+                accepting: Type.Boolean(),
+                depth: Type.Integer(),
+                bytes: Type.Integer(),
+                maxBytes: Type.Integer(),
+                oldestAgeSeconds: Type.Number(),
+                drainRatePerSecond: Type.Number(),
+                setAside: Type.Integer(),
+              }),
+            ),
             projections: Type.Array(
               Type.Object({
                 projection: Type.String(),
@@ -52,11 +64,27 @@ export const healthRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (a
         probe(() => dependencies.eventStore.ping()),
         probe(() => dependencies.database.pool.query('select 1')),
       ]);
-      const ready = eventStore.ok && database.ok;
+      const journal = dependencies.archive?.status();
+      // With room in the outage journal, webhooks are still kept while the event store is away.
+      const ready = (eventStore.ok || journal?.accepting === true) && database.ok;
       return reply.code(ready ? 200 : 503).send({
         ready,
         eventStore: { ...eventStore, kind: dependencies.eventStore.kind },
         database,
+        ...(journal === undefined
+          ? {}
+          : {
+              journal: {
+                journaling: journal.journaling,
+                accepting: journal.accepting,
+                depth: journal.depth,
+                bytes: journal.bytes,
+                maxBytes: journal.maxBytes,
+                oldestAgeSeconds: journal.oldestAgeSeconds,
+                drainRatePerSecond: journal.drainRatePerSecond,
+                setAside: journal.setAsideTotal,
+              },
+            }),
         projections: [...(dependencies.projections?.status() ?? [])],
       });
     },

@@ -3,7 +3,8 @@
  * calltrail. In order: authenticate over the raw bytes, parse, validate and normalize, then append
  * exactly once to the call's stream. An authenticated request that cannot be accepted is evidence
  * Flireo may never send again, so it is quarantined before the 4xx; nothing unauthenticated is stored.
- * A 2xx means the event is durably stored.
+ * A 2xx means the event is durably stored: in the event store, or (while the store is away) in the
+ * outage journal, which drains into the store once it is back.
  */
 import type { IncomingMessage } from 'node:http';
 import { TypeBoxValidatorCompiler, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
@@ -33,6 +34,8 @@ import {
   unauthorized,
 } from '../http/problem.ts';
 import { authenticateDelivery, type Authenticated } from './authentication.ts';
+import { storeOnly } from '../journal/durable-archive.ts';
+import { JournalFullError } from '../journal/journal.ts';
 import { createArchiveWriter, isRetryableAppendFailure } from './ingest.ts';
 import {
   checkJsonMediaType,
@@ -79,6 +82,13 @@ const Accepted = Type.Object(
     }),
     stream: Type.String({ description: 'The stream that holds it' }),
     duplicate: Type.Boolean({ description: 'True when it was already archived: nothing was written' }),
+    journaled: Type.Optional(
+      Type.Literal(true, {
+        description:
+          'Present when the event store was unavailable: the event is kept in the outage journal and ' +
+          'stored as soon as the store is back',
+      }),
+    ),
   },
   { description: 'Archived (or already archived)' },
 );
@@ -99,7 +109,10 @@ const responses = {
       'size, SHA-256) is quarantined when authenticated (a body cut short cannot prove its signature).',
   ),
   415: problem('Not application/json. Quarantined when authenticated.'),
-  503: problem('The event store is unavailable: the event is NOT stored; retry after `Retry-After` seconds.'),
+  503: problem(
+    'The event store is unavailable and the outage journal cannot take the event: it is NOT stored; ' +
+      'retry after `Retry-After` seconds.',
+  ),
 };
 
 const TokenParams = Type.Object({
@@ -129,7 +142,12 @@ const description =
 
 export const webhookRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app, dependencies) => {
   const { config, eventStore, metrics, clock } = dependencies;
-  const writer = createArchiveWriter(eventStore, { timeoutMs: config.appendTimeoutMs });
+  const archive =
+    dependencies.archive?.writer ??
+    storeOnly(createArchiveWriter(eventStore, { timeoutMs: config.appendTimeoutMs }));
+  /** Neither the store nor the journal took it: the sender must try again. */
+  const isNotKept = (error: unknown): boolean =>
+    isRetryableAppendFailure(error) || error instanceof JournalFullError;
 
   // Every content type arrives as raw bytes: a signature covers the bytes, the archive keeps them,
   // and a wrong type from an authenticated sender is still quarantined (so it must be read).
@@ -157,7 +175,12 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
     reply.request.log.error({ err: error }, 'webhook request not stored: event store unavailable');
     return sendProblem(
       reply,
-      serviceUnavailable('the event store is unavailable; the event was not stored', retryAfterSeconds),
+      serviceUnavailable(
+        error instanceof JournalFullError
+          ? 'the event store is unavailable and the outage journal is full; the event was not stored'
+          : 'the event store is unavailable; the event was not stored',
+        retryAfterSeconds,
+      ),
     );
   };
 
@@ -210,10 +233,10 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
     });
     const stream = quarantineStreamName(record.receivedAt);
     try {
-      await writer.append(stream, { id, type: quarantinedRequestType, data, metadata: record.reception });
+      await archive.append(stream, { id, type: quarantinedRequestType, data, metadata: record.reception });
     } catch (error) {
       // Evidence must not be dropped silently: the sender learns it was not kept.
-      if (isRetryableAppendFailure(error)) return unavailable(reply, error);
+      if (isNotKept(error)) return unavailable(reply, error);
       throw error;
     }
     metrics.webhooks.inc({ outcome: 'quarantined' });
@@ -319,24 +342,25 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
 
     const stopTimer = metrics.appendSeconds.startTimer();
     let duplicate: boolean;
+    let journaled: boolean;
     try {
-      ({ duplicate } = await writer.append(stream, {
+      ({ duplicate, journaled } = await archive.append(stream, {
         id: eventId,
         type: event.eventType,
         data,
         metadata: reception,
       }));
     } catch (error) {
-      if (isRetryableAppendFailure(error)) return unavailable(reply, error);
+      if (isNotKept(error)) return unavailable(reply, error);
       throw error;
     } finally {
       stopTimer();
     }
-    metrics.webhooks.inc({ outcome: duplicate ? 'duplicate' : 'accepted' });
+    metrics.webhooks.inc({ outcome: duplicate ? 'duplicate' : journaled ? 'journaled' : 'accepted' });
     // tool-calls and assistant-request expect an answer (tool results, an assistant) from the
     // customer's own server; calltrail is an archive alongside it (an extra server URL, or sent
     // copies), never the assistant backend, so it acknowledges these like any other event.
-    return reply.code(202).send({ eventId, stream, duplicate });
+    return reply.code(202).send({ eventId, stream, duplicate, ...(journaled ? { journaled } : {}) });
   };
 
   app.post(

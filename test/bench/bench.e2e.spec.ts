@@ -65,6 +65,7 @@ describe('npm run bench', () => {
     expect(report.failures).toEqual([]);
     expect(report.results.map((result) => result.name)).toEqual([
       'ingest',
+      'journal',
       'projection',
       'export',
       'queries',
@@ -91,6 +92,9 @@ describe('npm run bench', () => {
       for (const run of runs) expect(run.rows).toBe(events);
     }
     expect(byName['ingest']!['storedEvents']).toBeGreaterThan(0);
+    // Every webhook sent while the store was away was answered 2xx (journaled), then drained.
+    expect(byName['journal']!['journaled']).toBeGreaterThan(0);
+    expect((byName['journal']!['journaling'] as { non2xx: number }).non2xx).toBe(0);
     expect(byName['rebuild']!['exitCode']).toBe(0);
     expect(byName['rebuild']!['rowsAfter']).toEqual(byName['rebuild']!['rowsBefore']);
   });

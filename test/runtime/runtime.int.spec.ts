@@ -45,6 +45,7 @@ const baseConfig = (overrides: Partial<Config> = {}): Config => ({
     bodyLimitBytes: 1_048_576,
   },
   appendTimeoutMs: 3_000,
+  journal: { dir: undefined, maxBytes: 1_073_741_824 },
   apiTokens: [],
   ...overrides,
 });

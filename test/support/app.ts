@@ -9,6 +9,7 @@ import type { Config } from '../../src/config.ts';
 import type { Database } from '../../src/database/database.ts';
 import type { EventStore } from '../../src/event-store/event-store.ts';
 import type { ProjectionStatusSource } from '../../src/projector/status.ts';
+import type { DurableArchive } from '../../src/journal/durable-archive.ts';
 import { createMetrics, type Metrics } from '../../src/metrics.ts';
 
 export const testWebhookSecret = 'test-webhook-secret-0123456789abcdef';
@@ -39,6 +40,7 @@ export interface TestConfigOverrides {
   readonly webhook?: Partial<Config['webhook']>;
   readonly appendTimeoutMs?: number;
   readonly apiTokens?: readonly string[];
+  readonly journal?: Config['journal'];
 }
 
 /** Both webhook secret and token configured, one API token, production limits. */
@@ -60,6 +62,7 @@ export const testConfig = (overrides: TestConfigOverrides = {}): Config => ({
   },
   appendTimeoutMs: overrides.appendTimeoutMs ?? 3_000,
   apiTokens: overrides.apiTokens ?? [testApiToken],
+  journal: overrides.journal ?? { dir: undefined, maxBytes: 1_073_741_824 },
 });
 
 export interface TestAppOptions {
@@ -69,6 +72,7 @@ export interface TestAppOptions {
   readonly clock?: TestClock;
   readonly metrics?: Metrics;
   readonly projections?: ProjectionStatusSource;
+  readonly archive?: DurableArchive;
   /** Silent unless given. */
   readonly logger?: FastifyBaseLogger;
 }
@@ -93,6 +97,7 @@ export const buildTestApp = async (options: TestAppOptions): Promise<TestApp> =>
       metrics,
       clock: clock.now,
       ...(options.projections === undefined ? {} : { projections: options.projections }),
+      ...(options.archive === undefined ? {} : { archive: options.archive }),
     },
     { logger: options.logger ?? false },
   );
