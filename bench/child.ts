@@ -54,7 +54,8 @@ const resetPeak = (): void => {
   }
 };
 
-const configFor = (app: Extract<ChildSpec, { role: 'app' }>): Config => ({
+/** `defaults`: the production configuration, for everything the benchmark does not set. */
+const configFor = (app: Extract<ChildSpec, { role: 'app' }>, defaults: Config): Config => ({
   eventStoreUrl: app.eventStoreUrl,
   databaseUrl: app.databaseUrl,
   dataDir: '.',
@@ -67,10 +68,15 @@ const configFor = (app: Extract<ChildSpec, { role: 'app' }>): Config => ({
     token: undefined,
     insecure: false,
     signatureToleranceSeconds: 300,
-    bodyLimitBytes: 1_048_576,
+    bodyLimitBytes: defaults.webhook.bodyLimitBytes,
+    bodyTimeoutMs: defaults.webhook.bodyTimeoutMs,
+    maxConcurrentBodies: defaults.webhook.maxConcurrentBodies,
+    rememberedEventIds: defaults.webhook.rememberedEventIds,
   },
   appendTimeoutMs: 3_000,
   apiTokens: [app.apiToken],
+  http: defaults.http,
+  readModels: defaults.readModels,
 });
 
 type Handler = (command: ChildCommand) => Promise<unknown>;
@@ -82,15 +88,17 @@ const startApp = async (app: Extract<ChildSpec, { role: 'app' }>): Promise<Handl
     { openPostgresEventStore },
     { createLogger },
     { createMetrics },
+    { loadConfig },
   ] = await Promise.all([
     import('../src/app.ts'),
     import('../src/database/database.ts'),
     import('../src/event-store/postgres/postgres-event-store.ts'),
     import('../src/logger.ts'),
     import('../src/metrics.ts'),
+    import('../src/config.ts'),
   ]);
   const logger = createLogger({ level: app.logLevel });
-  const config = configFor(app);
+  const config = configFor(app, loadConfig({}));
   const eventStore = await openPostgresEventStore(app.eventStoreUrl, {
     timeoutMs: config.appendTimeoutMs,
     logger: logger.child({ component: 'event-store' }),

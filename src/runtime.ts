@@ -333,7 +333,10 @@ export const openStores = async (
       eventStoreLocation = `PostgreSQL (schema event_store) in ${describe(plan.eventStore.location)}`;
     }
 
-    database = openDatabase(urlOf(plan.readModels));
+    database = openDatabase(urlOf(plan.readModels), {
+      connectTimeoutMs: config.readModels.connectTimeoutMs,
+      statementTimeoutMs: config.readModels.statementTimeoutMs,
+    });
     await migrateReadModels(database);
 
     return {

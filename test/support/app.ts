@@ -5,7 +5,7 @@
 import { createHmac } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { buildApp, type App } from '../../src/app.ts';
-import type { Config } from '../../src/config.ts';
+import { loadConfig, type Config } from '../../src/config.ts';
 import type { Database } from '../../src/database/database.ts';
 import type { EventStore } from '../../src/event-store/event-store.ts';
 import type { ProjectionStatusSource } from '../../src/http/health.ts';
@@ -39,7 +39,12 @@ export interface TestConfigOverrides {
   readonly webhook?: Partial<Config['webhook']>;
   readonly appendTimeoutMs?: number;
   readonly apiTokens?: readonly string[];
+  readonly http?: Partial<Config['http']>;
+  readonly readModels?: Partial<Config['readModels']>;
 }
+
+/** The production defaults, for everything a test does not set. */
+const defaults = loadConfig({});
 
 /** Both webhook secret and token configured, one API token, production limits. */
 export const testConfig = (overrides: TestConfigOverrides = {}): Config => ({
@@ -55,11 +60,16 @@ export const testConfig = (overrides: TestConfigOverrides = {}): Config => ({
     token: testWebhookToken,
     insecure: false,
     signatureToleranceSeconds: 300,
-    bodyLimitBytes: 1_048_576,
+    bodyLimitBytes: defaults.webhook.bodyLimitBytes,
+    bodyTimeoutMs: defaults.webhook.bodyTimeoutMs,
+    maxConcurrentBodies: defaults.webhook.maxConcurrentBodies,
+    rememberedEventIds: defaults.webhook.rememberedEventIds,
     ...overrides.webhook,
   },
   appendTimeoutMs: overrides.appendTimeoutMs ?? 3_000,
   apiTokens: overrides.apiTokens ?? [testApiToken],
+  http: { ...defaults.http, ...overrides.http },
+  readModels: { ...defaults.readModels, ...overrides.readModels },
 });
 
 export interface TestAppOptions {
