@@ -94,10 +94,15 @@ export const terminationsCopyStatement = (filter: TerminationsFilter): string =>
 
 /**
  * The session settings the finisher relies on: times as `YYYY-MM-DD HH:MM:SS[.fff]+00`, floats in
- * their shortest exact form. Set for the export's transaction only.
+ * their shortest exact form. Set for the export's transaction only. An export streams for as long as
+ * its rows take to read, so the pool's statement bound does not apply to it.
  */
 const exportSettings =
-  "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL extra_float_digits = 1";
+  "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL extra_float_digits = 1; " +
+  'SET LOCAL statement_timeout = 0';
+
+/** pg's client-side query timeout, lifted for the COPY (setTimeout's largest delay). */
+const unboundedQueryTimeoutMs = 2_147_483_647;
 
 /** How many rows the export will have (for progress bars); the export itself may see more. */
 export const countTerminations = async (pool: pg.Pool, filter: TerminationsFilter): Promise<number> => {
@@ -418,7 +423,9 @@ export const openTerminationsCsv = async (
   let copy;
   try {
     await client.query(`BEGIN READ ONLY; ${exportSettings}`);
-    copy = client.query(copyTo(terminationsCopyStatement(filter)));
+    copy = client.query(
+      Object.assign(copyTo(terminationsCopyStatement(filter)), { query_timeout: unboundedQueryTimeoutMs }),
+    );
   } catch (error) {
     client.release(error instanceof Error ? error : true);
     throw error;
