@@ -23,7 +23,7 @@ import { formatMicros, formatMs, formatRate, type BenchmarkResult } from './repo
 /** Calls in flight at once; each request takes the next event of one of them. */
 const callsInFlight = 1000;
 
-class LiveTraffic {
+export class LiveTraffic {
   private readonly random: () => number;
   private readonly slots: string[][] = Array.from({ length: callsInFlight }, () => []);
   private sent = 0;
