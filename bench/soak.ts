@@ -63,8 +63,8 @@ export const benchSoak = async (context: BenchContext): Promise<BenchmarkResult>
       ],
       details: { early, late, connections, started, afterEarly, afterLate, failed },
       notes: [
-        `soak: c=${connections}, RSS at start ${formatMiB(started.rss)}; the ratio is RSS after ${late.toLocaleString('en-US')} over RSS after ${early.toLocaleString('en-US')}`,
-        ...(failed > 0 ? [`soak: ${failed} webhooks failed or were refused (see JSON)`] : []),
+        `c=${connections}, RSS at start ${formatMiB(started.rss)}; the ratio is RSS after ${late.toLocaleString('en-US')} over RSS after ${early.toLocaleString('en-US')}`,
+        ...(failed > 0 ? [`${failed} webhooks failed or were refused (see JSON)`] : []),
       ],
     };
   } finally {
