@@ -101,8 +101,21 @@ const exportSettings =
   "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL extra_float_digits = 1; " +
   'SET LOCAL statement_timeout = 0';
 
-/** pg's client-side query timeout, lifted for the COPY (setTimeout's largest delay). */
-const unboundedQueryTimeoutMs = 2_147_483_647;
+/**
+ * pg's client-side query timeout cannot be lifted per query (0 means "the pool's"), and a COPY stream
+ * never clears its timer: it is unset on the connection while the COPY is submitted.
+ */
+const withoutQueryTimeout = <T>(client: pg.PoolClient, submit: () => T): T => {
+  const parameters = (client as unknown as { connectionParameters: { query_timeout?: number } })
+    .connectionParameters;
+  const saved = parameters.query_timeout;
+  delete parameters.query_timeout;
+  try {
+    return submit();
+  } finally {
+    if (saved !== undefined) parameters.query_timeout = saved;
+  }
+};
 
 /** How many rows the export will have (for progress bars); the export itself may see more. */
 export const countTerminations = async (pool: pg.Pool, filter: TerminationsFilter): Promise<number> => {
@@ -423,9 +436,7 @@ export const openTerminationsCsv = async (
   let copy;
   try {
     await client.query(`BEGIN READ ONLY; ${exportSettings}`);
-    copy = client.query(
-      Object.assign(copyTo(terminationsCopyStatement(filter)), { query_timeout: unboundedQueryTimeoutMs }),
-    );
+    copy = withoutQueryTimeout(client, () => client.query(copyTo(terminationsCopyStatement(filter))));
   } catch (error) {
     client.release(error instanceof Error ? error : true);
     throw error;
