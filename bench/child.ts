@@ -54,7 +54,8 @@ const resetPeak = (): void => {
   }
 };
 
-const configFor = (app: Extract<ChildSpec, { role: 'app' }>): Config => ({
+/** `defaults`: the production configuration, for everything the benchmark does not set. */
+const configFor = (app: Extract<ChildSpec, { role: 'app' }>, defaults: Config): Config => ({
   eventStoreUrl: app.eventStoreUrl,
   databaseUrl: app.databaseUrl,
   dataDir: '.',
@@ -67,11 +68,16 @@ const configFor = (app: Extract<ChildSpec, { role: 'app' }>): Config => ({
     token: undefined,
     insecure: false,
     signatureToleranceSeconds: 300,
-    bodyLimitBytes: 1_048_576,
+    bodyLimitBytes: defaults.webhook.bodyLimitBytes,
+    bodyTimeoutMs: defaults.webhook.bodyTimeoutMs,
+    maxConcurrentBodies: defaults.webhook.maxConcurrentBodies,
+    rememberedEventIds: defaults.webhook.rememberedEventIds,
   },
   appendTimeoutMs: 3_000,
   journal: { dir: app.journalDir, maxBytes: 1_073_741_824 },
   apiTokens: [app.apiToken],
+  http: defaults.http,
+  readModels: defaults.readModels,
 });
 
 type Handler = (command: ChildCommand) => Promise<unknown>;
@@ -85,6 +91,7 @@ const startApp = async (app: Extract<ChildSpec, { role: 'app' }>): Promise<Handl
     { createMetrics },
     { openOutageJournal },
     { createArchiveWriter },
+    { loadConfig },
   ] = await Promise.all([
     import('../src/app.ts'),
     import('../src/database/database.ts'),
@@ -93,9 +100,10 @@ const startApp = async (app: Extract<ChildSpec, { role: 'app' }>): Promise<Handl
     import('../src/metrics.ts'),
     import('../src/journal/outage-journal.ts'),
     import('../src/webhook/ingest.ts'),
+    import('../src/config.ts'),
   ]);
   const logger = createLogger({ level: app.logLevel });
-  const config = configFor(app);
+  const config = configFor(app, loadConfig({}));
   const eventStore = await openPostgresEventStore(app.eventStoreUrl, {
     timeoutMs: config.appendTimeoutMs,
     logger: logger.child({ component: 'event-store' }),
@@ -108,7 +116,10 @@ const startApp = async (app: Extract<ChildSpec, { role: 'app' }>): Promise<Handl
       ? undefined
       : await openOutageJournal({
           config,
-          writer: createArchiveWriter(eventStore, { timeoutMs: config.appendTimeoutMs }),
+          writer: createArchiveWriter(eventStore, {
+            timeoutMs: config.appendTimeoutMs,
+            rememberedIds: config.webhook.rememberedEventIds,
+          }),
           logger,
           metrics,
         });

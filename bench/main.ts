@@ -19,6 +19,7 @@ import { startBenchPostgres } from './postgres.ts';
 import { benchProjection } from './projection.ts';
 import { benchQueries } from './queries.ts';
 import { benchRebuild } from './rebuild.ts';
+import { benchSoak } from './soak.ts';
 import { renderTable, type BenchmarkResult } from './report.ts';
 
 const benchmarks = {
@@ -28,6 +29,7 @@ const benchmarks = {
   export: benchExport,
   queries: benchQueries,
   rebuild: benchRebuild,
+  soak: benchSoak,
 } satisfies Record<string, (context: BenchContext) => Promise<BenchmarkResult>>;
 type BenchmarkName = keyof typeof benchmarks;
 const benchmarkNames = Object.keys(benchmarks) as BenchmarkName[];

@@ -7,7 +7,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import pg from 'pg';
 import { buildApp } from '../src/app.ts';
-import type { Config } from '../src/config.ts';
+import { loadConfig, type Config } from '../src/config.ts';
 import { migrateReadModels, openDatabase } from '../src/database/database.ts';
 import { openPostgresEventStore } from '../src/event-store/postgres/postgres-event-store.ts';
 import { createMetrics } from '../src/metrics.ts';
@@ -25,6 +25,7 @@ export class SeedFidelityError extends Error {
 }
 
 export const checkSeedMatchesIngest = async (url: string, deliveries = 40): Promise<void> => {
+  const defaults = loadConfig({});
   const config: Config = {
     eventStoreUrl: url,
     databaseUrl: url,
@@ -38,11 +39,16 @@ export const checkSeedMatchesIngest = async (url: string, deliveries = 40): Prom
       token: undefined,
       insecure: false,
       signatureToleranceSeconds: 300,
-      bodyLimitBytes: 1_048_576,
+      bodyLimitBytes: defaults.webhook.bodyLimitBytes,
+      bodyTimeoutMs: defaults.webhook.bodyTimeoutMs,
+      maxConcurrentBodies: defaults.webhook.maxConcurrentBodies,
+      rememberedEventIds: defaults.webhook.rememberedEventIds,
     },
     appendTimeoutMs: 3_000,
     journal: { dir: undefined, maxBytes: 1_073_741_824 },
     apiTokens: [apiToken],
+    http: defaults.http,
+    readModels: defaults.readModels,
   };
   const eventStore = await openPostgresEventStore(url, { timeoutMs: 3_000 });
   const database = openDatabase(url, { max: 2 });

@@ -18,12 +18,15 @@ import Fastify, {
   type RawRequestDefaultExpression,
   type RawServerDefault,
 } from 'fastify';
+import underPressure from '@fastify/under-pressure';
 import type { Config } from './config.ts';
 import type { Database } from './database/database.ts';
 import type { EventStore } from './event-store/event-store.ts';
 import { healthRoutes } from './http/health.ts';
 import type { ProjectionStatusSource } from './projector/status.ts';
-import { registerProblemHandlers } from './http/problem.ts';
+import { HttpProblem, registerProblemHandlers } from './http/problem.ts';
+import { connectionLimits } from './http/connection-limits.ts';
+import { requestLogSerializers } from './http/request-log.ts';
 import type { DurableArchive } from './journal/durable-archive.ts';
 import type { Metrics } from './metrics.ts';
 import { webhookRoutes } from './webhook/routes.ts';
@@ -52,14 +55,29 @@ export type App = FastifyInstance<
 
 const requestIdPattern = /^[A-Za-z0-9._-]{1,64}$/;
 
+const overloadRetryAfterSeconds = 5;
+
+class Overloaded extends HttpProblem {
+  constructor() {
+    super(503, 'Service Unavailable', 'the server is overloaded; retry later', undefined, {
+      'retry-after': String(overloadRetryAfterSeconds),
+    });
+  }
+}
+
 registerAjvFormats();
 
 export const buildApp = async (
   dependencies: AppDependencies,
   options: { logger: FastifyBaseLogger | false },
 ): Promise<App> => {
+  const { config } = dependencies;
   const app = Fastify({
-    loggerInstance: options.logger === false ? undefined : options.logger,
+    // Every request line goes through serializers that never write a credential, whatever the path.
+    loggerInstance:
+      options.logger === false
+        ? undefined
+        : options.logger.child({}, { serializers: requestLogSerializers(config) }),
     logger: options.logger === false ? false : undefined,
     bodyLimit: dependencies.config.webhook.bodyLimitBytes,
     // A caller's request id is kept when it is safe to log; otherwise we make one.
@@ -70,7 +88,10 @@ export const buildApp = async (
     logController: new LogController({ requestIdLogLabel: 'requestId' }),
     // Call ids may be up to 128 characters (src/flireo/schemas.ts); Fastify's default is 100.
     routerOptions: { maxParamLength: 256 },
-    trustProxy: false,
+    // The sender's address (archived as `sourceAddress`) comes from X-Forwarded-For only through
+    // the configured proxies.
+    trustProxy: config.http.trustProxy,
+    ...connectionLimits(config.http),
     return503OnClosing: true,
   } as FastifyServerOptions).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
@@ -78,6 +99,14 @@ export const buildApp = async (
     reply.header('x-request-id', request.id);
   });
   registerProblemHandlers(app);
+  if (config.http.maxEventLoopDelayMs > 0) {
+    // Overloaded, every request is refused at once rather than every client served slowly.
+    await app.register(underPressure, {
+      maxEventLoopDelay: config.http.maxEventLoopDelayMs,
+      retryAfter: overloadRetryAfterSeconds,
+      customError: Overloaded,
+    });
+  }
 
   // Before every route, so the OpenAPI document sees them all.
   await app.register(apiDocs);

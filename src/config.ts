@@ -2,8 +2,10 @@
  * Configuration: every `CALLTRAIL_*` environment variable, declared once, parsed and validated once
  * at start-up into a typed object. A bad value stops start-up with a message naming the variable.
  */
+import { BlockList, isIP } from 'node:net';
 import Type from 'typebox';
 import Value from 'typebox/value';
+import { maxRecordBytes } from './archive/archived-event.ts';
 
 const urlWithScheme = (schemes: readonly string[]) =>
   Type.String({ pattern: `^(${schemes.map((s) => s.replace(/\+/g, '\\+')).join('|')})://` });
@@ -31,7 +33,26 @@ const Env = Type.Object({
   CALLTRAIL_WEBHOOK_TOKEN: Type.Optional(Type.String({ minLength: 16, pattern: '^[A-Za-z0-9._~-]+$' })),
   CALLTRAIL_INSECURE_WEBHOOKS: Type.Boolean({ default: false }),
   CALLTRAIL_SIGNATURE_TOLERANCE_SECONDS: Type.Integer({ minimum: 1, maximum: 86_400, default: 300 }),
-  CALLTRAIL_BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024, default: 1_048_576 }),
+  // Nothing larger can be archived as one record, so nothing larger is read.
+  CALLTRAIL_BODY_LIMIT_BYTES: Type.Integer({
+    minimum: 1024,
+    maximum: maxRecordBytes,
+    default: maxRecordBytes,
+  }),
+  CALLTRAIL_BODY_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
+  CALLTRAIL_MAX_CONCURRENT_BODIES: Type.Integer({ minimum: 1, maximum: 100_000, default: 64 }),
+  CALLTRAIL_REMEMBERED_EVENT_IDS: Type.Integer({ minimum: 0, maximum: 10_000_000, default: 50_000 }),
+  CALLTRAIL_HEADERS_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
+  CALLTRAIL_REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
+  CALLTRAIL_IDLE_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 5_000 }),
+  CALLTRAIL_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 1_000 }),
+  CALLTRAIL_TRUST_PROXY: Type.String({ minLength: 1, default: 'false' }),
+  CALLTRAIL_DATABASE_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 3_000 }),
+  CALLTRAIL_DATABASE_STATEMENT_TIMEOUT_MS: Type.Integer({
+    minimum: 100,
+    maximum: 3_600_000,
+    default: 30_000,
+  }),
   CALLTRAIL_APPEND_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 3_000 }),
   CALLTRAIL_JOURNAL_DIR: Type.Optional(Type.String({ minLength: 1 })),
   CALLTRAIL_JOURNAL_MAX_BYTES: Type.Integer({
@@ -44,6 +65,8 @@ const Env = Type.Object({
   ),
 });
 type Env = Type.Static<typeof Env>;
+
+export type TrustProxy = false | readonly string[];
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -71,14 +94,72 @@ const toConfig = (env: Env) =>
       insecure: env.CALLTRAIL_INSECURE_WEBHOOKS,
       signatureToleranceSeconds: env.CALLTRAIL_SIGNATURE_TOLERANCE_SECONDS,
       bodyLimitBytes: env.CALLTRAIL_BODY_LIMIT_BYTES,
+      /** Bound on reading one webhook body, from its first awaited byte to its last. */
+      bodyTimeoutMs: env.CALLTRAIL_BODY_TIMEOUT_MS,
+      /** Webhook bodies read at once; past it, 503. */
+      maxConcurrentBodies: env.CALLTRAIL_MAX_CONCURRENT_BODIES,
+      /** Event ids the idempotent append remembers across all streams (a cache: 0 reads every time). */
+      rememberedEventIds: env.CALLTRAIL_REMEMBERED_EVENT_IDS,
     },
     appendTimeoutMs: env.CALLTRAIL_APPEND_TIMEOUT_MS,
     /** The outage journal: its root directory (default `<dataDir>/journal`) and size limit. */
     journal: { dir: env.CALLTRAIL_JOURNAL_DIR, maxBytes: env.CALLTRAIL_JOURNAL_MAX_BYTES },
     apiTokens: (env.CALLTRAIL_API_TOKENS?.split(',') ?? []) as readonly string[],
+    http: {
+      /** Fastify's `trustProxy`: false, or the proxies' addresses and CIDR ranges. */
+      trustProxy: parseTrustProxy(env.CALLTRAIL_TRUST_PROXY),
+      headersTimeoutMs: env.CALLTRAIL_HEADERS_TIMEOUT_MS,
+      /** Bound on receiving a whole request, headers and body. */
+      requestTimeoutMs: env.CALLTRAIL_REQUEST_TIMEOUT_MS,
+      /** How long a kept-alive connection may sit idle between requests. */
+      idleTimeoutMs: env.CALLTRAIL_IDLE_TIMEOUT_MS,
+      /** Past this mean event-loop delay, requests are answered 503; 0 never. */
+      maxEventLoopDelayMs: env.CALLTRAIL_MAX_EVENT_LOOP_DELAY_MS,
+    },
+    /** Bounds on every read-model database call. */
+    readModels: {
+      connectTimeoutMs: env.CALLTRAIL_DATABASE_CONNECT_TIMEOUT_MS,
+      statementTimeoutMs: env.CALLTRAIL_DATABASE_STATEMENT_TIMEOUT_MS,
+    },
   }) as const;
 
 export type Config = ReturnType<typeof toConfig>;
+
+/** An address or a CIDR range of either family; throws naming the entry. */
+const checkProxyAddress = (entry: string): void => {
+  const [address = '', prefix, ...rest] = entry.split('/');
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) throw new Error(`${JSON.stringify(entry)} is not an address or CIDR`);
+  if (prefix === undefined) return;
+  const bits = /^\d{1,3}$/.test(prefix) ? Number(prefix) : -1;
+  if (bits < 0 || bits > (family === 4 ? 32 : 128)) {
+    throw new Error(`${JSON.stringify(entry)} has an invalid prefix length`);
+  }
+  new BlockList().addSubnet(address, bits, family === 4 ? 'ipv4' : 'ipv6');
+};
+
+/** proxy-addr's names for whole ranges, which Fastify accepts beside addresses. */
+const proxyRangeNames = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/**
+ * `false` (the default: the connecting address is the sender), or a comma-separated list of the
+ * proxies' addresses, CIDR ranges, or `loopback`, `linklocal`, `uniquelocal`. Only a connection
+ * from one of them may name the sender in X-Forwarded-For, hop by hop from the right. `true` (trust
+ * anyone) is refused: any client could then name any sender; so are hop counts, which Fastify
+ * cannot check against the connecting address.
+ */
+export const parseTrustProxy = (value: string): TrustProxy => {
+  const trimmed = value.trim();
+  if (trimmed === 'false') return false;
+  if (trimmed === 'true' || /^\d+$/.test(trimmed)) {
+    throw new Error(
+      "give the proxies' addresses or CIDR ranges (any client could otherwise name any sender)",
+    );
+  }
+  const entries = trimmed.split(',').map((entry) => entry.trim());
+  for (const entry of entries) if (!proxyRangeNames.has(entry)) checkProxyAddress(entry);
+  return entries;
+};
 
 const describeValue = (name: string, value: unknown): string =>
   /SECRET|TOKEN/.test(name) ? '(hidden)' : JSON.stringify(value);
@@ -110,5 +191,18 @@ export const loadConfig = (source: NodeJS.ProcessEnv): Config => {
   if (unknown.length > 0) {
     throw new ConfigError(`unknown configuration variable(s): ${unknown.join(', ')}`);
   }
-  return toConfig(converted as Env);
+  const env = converted as Env;
+  try {
+    parseTrustProxy(env.CALLTRAIL_TRUST_PROXY);
+  } catch (error) {
+    throw new ConfigError(
+      `invalid configuration:\n  CALLTRAIL_TRUST_PROXY=${JSON.stringify(env.CALLTRAIL_TRUST_PROXY)}: ${(error as Error).message}`,
+    );
+  }
+  if (env.CALLTRAIL_HEADERS_TIMEOUT_MS > env.CALLTRAIL_REQUEST_TIMEOUT_MS) {
+    throw new ConfigError(
+      `invalid configuration:\n  CALLTRAIL_HEADERS_TIMEOUT_MS=${env.CALLTRAIL_HEADERS_TIMEOUT_MS}: must not exceed CALLTRAIL_REQUEST_TIMEOUT_MS (${env.CALLTRAIL_REQUEST_TIMEOUT_MS})`,
+    );
+  }
+  return toConfig(env);
 };

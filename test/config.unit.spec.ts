@@ -32,11 +32,22 @@ describe('loadConfig', () => {
         token: undefined,
         insecure: false,
         signatureToleranceSeconds: 300,
-        bodyLimitBytes: 1_048_576,
+        bodyLimitBytes: 1_000_000,
+        bodyTimeoutMs: 10_000,
+        maxConcurrentBodies: 64,
+        rememberedEventIds: 50_000,
       },
       appendTimeoutMs: 3_000,
       journal: { dir: undefined, maxBytes: 1_073_741_824 },
       apiTokens: [],
+      http: {
+        trustProxy: false,
+        headersTimeoutMs: 10_000,
+        requestTimeoutMs: 30_000,
+        idleTimeoutMs: 5_000,
+        maxEventLoopDelayMs: 1_000,
+      },
+      readModels: { connectTimeoutMs: 3_000, statementTimeoutMs: 30_000 },
     });
   });
 

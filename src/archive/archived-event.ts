@@ -30,6 +30,14 @@ export type CallStatus = Type.Static<typeof CallStatus>;
 
 export const quarantinedRequestType = 'quarantined-request';
 
+/**
+ * The largest record one append may carry. EventStoreDB refuses an append over its maximum append
+ * size (1 MiB by default), so every record stays under that, with room for the metadata, whichever
+ * store runs, and any archive can be copied into any store. It also bounds the webhook body limit:
+ * a larger body could never be archived.
+ */
+export const maxRecordBytes = 1_000_000;
+
 const Nullable = <T extends Type.TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 
 /** The raw body: `utf8` when the bytes are valid UTF-8 (then the string is exact), else `base64`. */

@@ -97,10 +97,28 @@ export const terminationsCopyStatement = (filter: TerminationsFilter): string =>
 
 /**
  * The session settings the finisher relies on: times as `YYYY-MM-DD HH:MM:SS[.fff]+00`, floats in
- * their shortest exact form. Set for the export's transaction only.
+ * their shortest exact form. Set for the export's transaction only. An export streams for as long as
+ * its rows take to read, so the pool's statement bound does not apply to it.
  */
 const exportSettings =
-  "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL extra_float_digits = 1";
+  "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL extra_float_digits = 1; " +
+  'SET LOCAL statement_timeout = 0';
+
+/**
+ * pg's client-side query timeout cannot be lifted per query (0 means "the pool's"), and a COPY stream
+ * never clears its timer: it is unset on the connection while the COPY is submitted.
+ */
+const withoutQueryTimeout = <T>(client: pg.PoolClient, submit: () => T): T => {
+  const parameters = (client as unknown as { connectionParameters: { query_timeout?: number } })
+    .connectionParameters;
+  const saved = parameters.query_timeout;
+  delete parameters.query_timeout;
+  try {
+    return submit();
+  } finally {
+    if (saved !== undefined) parameters.query_timeout = saved;
+  }
+};
 
 /** How many rows the export will have (for progress bars); the export itself may see more. */
 export const countTerminations = async (pool: pg.Pool, filter: TerminationsFilter): Promise<number> => {
@@ -139,7 +157,7 @@ export const openTerminationsCsv = async (
   let copy;
   try {
     await client.query(`BEGIN READ ONLY; ${exportSettings}`);
-    copy = client.query(copyTo(terminationsCopyStatement(filter)));
+    copy = withoutQueryTimeout(client, () => client.query(copyTo(terminationsCopyStatement(filter))));
   } catch (error) {
     client.release(error instanceof Error ? error : true);
     throw error;

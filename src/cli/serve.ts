@@ -132,7 +132,10 @@ export const serve = async (options: ServeOptions): Promise<number> => {
 
     const outageJournal = await openOutageJournal({
       config: effective,
-      writer: createArchiveWriter(stores.eventStore, { timeoutMs: effective.appendTimeoutMs }),
+      writer: createArchiveWriter(stores.eventStore, {
+        timeoutMs: effective.appendTimeoutMs,
+        rememberedIds: effective.webhook.rememberedEventIds,
+      }),
       logger,
       metrics,
     });

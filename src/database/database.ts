@@ -20,8 +20,30 @@ export interface Database {
   close(): Promise<void>;
 }
 
-export const openDatabase = (connectionString: string, options: { max?: number } = {}): Database => {
-  const pool = new pg.Pool({ connectionString, max: options.max ?? 10 });
+export interface DatabaseOptions {
+  readonly max?: number;
+  /** Bound on getting a connection, a new one included. */
+  readonly connectTimeoutMs?: number;
+  /**
+   * Bound on one statement: the server cancels it past this, and the client gives up a little later
+   * still when the server itself does not answer (frozen, or the network gone).
+   */
+  readonly statementTimeoutMs?: number;
+}
+
+/** Past the statement timeout, how long the client waits for the server's own cancellation. */
+const clientGraceMs = 1_000;
+
+export const openDatabase = (connectionString: string, options: DatabaseOptions = {}): Database => {
+  const connectTimeoutMs = options.connectTimeoutMs ?? 3_000;
+  const statementTimeoutMs = options.statementTimeoutMs ?? 30_000;
+  const pool = new pg.Pool({
+    connectionString,
+    max: options.max ?? 10,
+    connectionTimeoutMillis: connectTimeoutMs,
+    statement_timeout: statementTimeoutMs,
+    query_timeout: statementTimeoutMs + clientGraceMs,
+  });
   // An idle client that loses its server must not crash the process; the next query reports it.
   pool.on('error', () => {});
   return { pool, db: drizzle(pool, { schema }), close: () => pool.end() };

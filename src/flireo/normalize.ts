@@ -221,6 +221,7 @@ interface Gen2Message {
   phoneNumber?: { number?: string | undefined } | undefined;
   customer?: { number?: string | undefined } | undefined;
   error?: string | undefined;
+  call?: { error?: string | undefined } | undefined;
 }
 
 const gen2Base = (eventType: NormalizedCallEvent['eventType'], message: Gen2Message) => ({
@@ -230,7 +231,10 @@ const gen2Base = (eventType: NormalizedCallEvent['eventType'], message: Gen2Mess
   payloadGeneration: 2 as const,
   fromCaller: message.customer?.number ?? null,
   toAssistant: message.phoneNumber?.number ?? null,
-  debuggingArtifact: message.error ?? null,
+  // Flireo does not document where `ended-with-error` keeps its `error`: on the message or on the
+  // call. The message's wins when both are present, as the message-level status does; the raw body
+  // keeps both.
+  debuggingArtifact: message.error ?? message.call?.error ?? null,
 });
 
 const gen2StatusUpdate = ({ message }: Gen2StatusUpdate): Normalization => {

@@ -131,15 +131,19 @@ export type Gen1UnknownEvent = Type.Static<typeof Gen1UnknownEvent>;
 
 // Generation 2: `{ message: {...} }` envelopes.
 
+/** `ended-with-error`'s error string; the documentation does not say where it sits, so both places are read. */
+const Gen2Error = Type.Optional(Text);
 const Gen2Call = Type.Object({
   id: CallId,
   type: Type.Optional(Text),
   status: Type.Optional(Text),
+  error: Gen2Error,
 });
 const Gen2OptionalCall = Type.Object({
   id: Type.Optional(CallId),
   type: Type.Optional(Text),
   status: Type.Optional(Text),
+  error: Gen2Error,
 });
 const Gen2Number = Type.Object({ number: Type.Optional(Type.String({ description: 'E.164' })) });
 
@@ -147,7 +151,7 @@ const gen2Common = {
   phoneNumber: Type.Optional(Gen2Number),
   customer: Type.Optional(Gen2Number),
   /** Generation 2's debugging artifact; documented on `ended-with-error`. */
-  error: Type.Optional(Text),
+  error: Gen2Error,
 };
 
 const gen2Envelope = <Message extends Type.TSchema>(message: Message, description: string) =>

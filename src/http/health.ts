@@ -51,18 +51,28 @@ export const healthRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (a
         },
       },
     },
-    async (_request, reply) => {
-      const probe = async (check: () => Promise<unknown>) => {
+    async (request, reply) => {
+      // Unauthenticated, so it answers only the state: why a store failed (which may name internal
+      // hosts) goes to the log. Each probe is bounded, also when a store does not answer at all.
+      const boundMs = dependencies.config.readModels.connectTimeoutMs;
+      const probe = async (store: string, check: () => Promise<unknown>) => {
+        let timer: NodeJS.Timeout | undefined;
+        const bound = new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within ${boundMs} ms`)), boundMs);
+        });
         try {
-          await check();
+          await Promise.race([check(), bound]);
           return { ok: true };
         } catch (error) {
-          return { ok: false, detail: error instanceof Error ? error.message : 'unreachable' };
+          request.log.warn({ err: error, store }, 'readiness check failed');
+          return { ok: false };
+        } finally {
+          clearTimeout(timer);
         }
       };
       const [eventStore, database] = await Promise.all([
-        probe(() => dependencies.eventStore.ping()),
-        probe(() => dependencies.database.pool.query('select 1')),
+        probe('event store', () => dependencies.eventStore.ping()),
+        probe('read-model database', () => dependencies.database.pool.query('select 1')),
       ]);
       const journal = dependencies.archive?.status();
       // With room in the outage journal, webhooks are still kept while the event store is away.

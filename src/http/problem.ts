@@ -8,6 +8,13 @@ import Type from 'typebox';
 import { Problem } from '../archive/archived-event.ts';
 import { InvalidArgumentError, NotFoundError, UnavailableError } from '../errors.ts';
 import { EventStoreUnavailableError } from '../event-store/event-store.ts';
+import { isUnavailable as isPostgresUnavailable } from '../event-store/postgres/errors.ts';
+
+/** A read-model query that failed because PostgreSQL did not answer in time, or at all. */
+const isDatabaseUnavailable = (error: unknown, depth = 0): boolean =>
+  error instanceof Error &&
+  depth < 4 &&
+  (isPostgresUnavailable(error) || isDatabaseUnavailable(error.cause, depth + 1));
 
 export const ProblemDetails = Type.Object({
   type: Type.String(),
@@ -111,6 +118,10 @@ export const registerProblemHandlers = (app: FastifyInstance): void => {
     }
     if (error.validation) {
       return sendProblem(reply, fromValidation(error));
+    }
+    if (isDatabaseUnavailable(error)) {
+      request.log.error({ err: error }, 'database unavailable');
+      return sendProblem(reply, serviceUnavailable('the database is unavailable; retry later', 5));
     }
     const status = error.statusCode ?? 500;
     if (status >= 400 && status < 500) {

@@ -75,7 +75,10 @@ export const openStores = async (
       : { config, generated: undefined };
 
     eventStore = await openEventStore(plan.eventStore, locations, config, logger);
-    database = openDatabase(locations.url(plan.readModels));
+    database = openDatabase(locations.url(plan.readModels), {
+      connectTimeoutMs: config.readModels.connectTimeoutMs,
+      statementTimeoutMs: config.readModels.statementTimeoutMs,
+    });
     await migrateReadModels(database);
 
     return {

@@ -172,7 +172,7 @@ const abortable = <T>(promise: Promise<T>, signal: AbortSignal): Promise<T> =>
 export const createArchiveWriter = (eventStore: EventStore, options: ArchiveWriterOptions): ArchiveWriter => {
   const maxAttempts = options.maxAttempts ?? 10;
   const random = options.random ?? Math.random;
-  const tails = new StreamTails(options.rememberedIds ?? 200_000);
+  const tails = new StreamTails(options.rememberedIds ?? 50_000);
   const queue = new KeyedQueue();
 
   /** Reads what this process does not know of the stream yet; returns its last revision. */

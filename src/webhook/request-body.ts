@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Problem } from '../archive/archived-event.ts';
+import { HttpProblem } from '../http/problem.ts';
 
 const contentLengthPattern = /^\d{1,15}$/;
 
@@ -61,7 +62,12 @@ export const isReceivedBody = (value: unknown): value is ReceivedBody =>
 export const readRequestBody = (
   payload: Readable,
   headers: IncomingHttpHeaders,
-  limits: { readonly bodyLimitBytes: number; readonly prefixBytes: number },
+  limits: {
+    readonly bodyLimitBytes: number;
+    readonly prefixBytes: number;
+    /** Bound on the whole body's arrival: a sender that stalls or trickles gets a 408 and a close. */
+    readonly timeoutMs?: number;
+  },
 ): Promise<ReceivedBody> =>
   new Promise((resolve, reject) => {
     const declaredBytes = declaredLength(headers);
@@ -70,7 +76,24 @@ export const readRequestBody = (
     const chunks: Buffer[] = [];
     let receivedBytes = 0;
 
+    const timer =
+      limits.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            stop();
+            payload.pause();
+            reject(
+              new HttpProblem(
+                408,
+                'Request Timeout',
+                `the body did not arrive within ${limits.timeoutMs} ms`,
+                undefined,
+                { connection: 'close' },
+              ),
+            );
+          }, limits.timeoutMs);
     const stop = () => {
+      clearTimeout(timer);
       payload.removeListener('data', onData);
       payload.removeListener('end', onEnd);
       payload.removeListener('error', onError);

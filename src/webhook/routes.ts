@@ -14,6 +14,7 @@ import type { AppDependencies } from '../app.ts';
 import {
   archivedEventSchemaVersion,
   encodeRawBody,
+  maxRecordBytes,
   quarantinedRequestType,
   type ArchivedCallEvent,
   type Problem,
@@ -54,14 +55,10 @@ const maxUserAgentLength = 512;
 const retryAfterSeconds = 5;
 
 /**
- * The largest record one append may carry. EventStoreDB refuses an append over its maximum append
- * size (1 MiB by default), so calltrail keeps every record under that, with room for the metadata,
- * whichever store runs: an event too large to archive whole gets a 413 and a truncated quarantine
- * record rather than a store error, and any archive can be copied into any store. A body can grow up
- * to six times when stored as a JSON string; below `alwaysFitsBytes` even that fits, so only larger
- * bodies pay for measuring.
+ * An event too large to archive whole (over `maxRecordBytes` once encoded) gets a 413 and a truncated
+ * quarantine record rather than a store error. A body can grow up to six times when stored as a JSON
+ * string; below `alwaysFitsBytes` even that fits, so only larger bodies pay for measuring.
  */
-const maxRecordBytes = 1_000_000;
 const alwaysFitsBytes = 64 * 1024;
 const fitsInOneRecord = (rawBody: Buffer, record: unknown): boolean =>
   rawBody.length <= alwaysFitsBytes || Buffer.byteLength(JSON.stringify(record)) <= maxRecordBytes;
@@ -126,14 +123,15 @@ const TokenParams = Type.Object({
 const validatorCompiler: FastifySchemaCompiler<TSchema> = (route) =>
   route.httpPart === 'body' ? () => true : TypeBoxValidatorCompiler(route);
 
-/** The token route's URL is a credential: its log lines name the route, never the token. */
-const maskedRequest = (request: FastifyRequest) => ({
-  method: request.method,
-  url: '/webhooks/flireo/[redacted]',
-  host: request.host,
-  remoteAddress: request.ip,
-});
-const tokenRouteLogSerializers = { req: maskedRequest, request: maskedRequest };
+/**
+ * The Content-Type as the sender gave it. Fastify refuses a header it cannot parse (an empty one, say)
+ * with its own 415 before any route runs, so an authenticated sender's refusal would leave no record;
+ * the webhook routes therefore take the header aside on arrival, read every body as bytes, and check
+ * the type themselves after authentication.
+ */
+const declaredContentTypes = new WeakMap<IncomingMessage, string>();
+const declaredContentType = (request: FastifyRequest): string | undefined =>
+  declaredContentTypes.get(request.raw);
 
 const description =
   'Receives a Flireo server event (status-update, end-of-call-report, tool-calls, assistant-request, ' +
@@ -144,20 +142,51 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
   const { config, eventStore, metrics, clock } = dependencies;
   const archive =
     dependencies.archive?.writer ??
-    storeOnly(createArchiveWriter(eventStore, { timeoutMs: config.appendTimeoutMs }));
+    storeOnly(
+      createArchiveWriter(eventStore, {
+        timeoutMs: config.appendTimeoutMs,
+        rememberedIds: config.webhook.rememberedEventIds,
+      }),
+    );
   /** Neither the store nor the journal took it: the sender must try again. */
   const isNotKept = (error: unknown): boolean =>
     isRetryableAppendFailure(error) || error instanceof JournalFullError;
 
+  app.addHook('onRequest', async (request) => {
+    const contentType = request.raw.headers['content-type'];
+    if (contentType === undefined) return;
+    declaredContentTypes.set(request.raw, contentType);
+    delete request.raw.headers['content-type'];
+  });
+
   // Every content type arrives as raw bytes: a signature covers the bytes, the archive keeps them,
   // and a wrong type from an authenticated sender is still quarantined (so it must be read).
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', (request: FastifyRequest, payload: IncomingMessage) =>
-    readRequestBody(payload, request.headers, {
-      bodyLimitBytes: config.webhook.bodyLimitBytes,
-      prefixBytes: oversizedPrefixBytes,
-    }),
-  );
+  // Bodies are read before the sender is known, so how many are read at once, and for how long, is
+  // bounded: past the bound a request is refused at once rather than holding memory and a socket.
+  let bodiesBeingRead = 0;
+  app.addContentTypeParser('*', async (request: FastifyRequest, payload: IncomingMessage) => {
+    if (bodiesBeingRead >= config.webhook.maxConcurrentBodies) {
+      metrics.webhooks.inc({ outcome: 'unavailable' });
+      throw new HttpProblem(
+        503,
+        'Service Unavailable',
+        'too many requests are being received at once; retry later',
+        undefined,
+        { 'retry-after': String(retryAfterSeconds), connection: 'close' },
+      );
+    }
+    bodiesBeingRead += 1;
+    try {
+      return await readRequestBody(payload, request.headers, {
+        bodyLimitBytes: config.webhook.bodyLimitBytes,
+        prefixBytes: oversizedPrefixBytes,
+        timeoutMs: config.webhook.bodyTimeoutMs,
+      });
+    } finally {
+      bodiesBeingRead -= 1;
+    }
+  });
 
   const receptionOf = (request: FastifyRequest, authentication: Authenticated, receivedAt: Date) =>
     ({
@@ -167,7 +196,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
       signatureVerified: authentication.signatureVerified,
       authentication: authentication.method,
       userAgent: request.headers['user-agent']?.slice(0, maxUserAgentLength) ?? null,
-      contentType: request.headers['content-type']?.slice(0, maxUserAgentLength) ?? null,
+      contentType: declaredContentType(request)?.slice(0, maxUserAgentLength) ?? null,
     }) satisfies ReceptionMetadata;
 
   const unavailable = (reply: FastifyReply, error: unknown): FastifyReply => {
@@ -196,7 +225,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
       readonly receivedAt: Date;
     },
   ): Promise<FastifyReply> => {
-    const contentType = reply.request.headers['content-type'] ?? null;
+    const contentType = declaredContentType(reply.request) ?? null;
     const recordOf = (body: ReceivedBody): QuarantinedRequest =>
       body.kind === 'complete'
         ? {
@@ -287,7 +316,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
         problems: overLimit,
       });
     }
-    const mediaType = checkJsonMediaType(request.headers['content-type']);
+    const mediaType = checkJsonMediaType(declaredContentType(request));
     if (!mediaType.ok) {
       const problems = [{ field: 'content-type', message: mediaType.message }];
       const refusal = new HttpProblem(
@@ -395,7 +424,6 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
         response: responses,
       },
       validatorCompiler,
-      logSerializers: tokenRouteLogSerializers,
     },
     async (request, reply) => {
       await receive(request, reply, request.params.token);

@@ -70,6 +70,7 @@ describe('npm run bench', () => {
       'export',
       'queries',
       'rebuild',
+      'soak',
     ]);
     expect(report.dataset.events).toBe(events);
     expect(report.dataset.endedCalls).toBeGreaterThan(0);

@@ -9,7 +9,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
-import type { Config } from '../../src/config.ts';
+import { loadConfig, type Config } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
 import { applyGeneratedSecrets, SecretsFileError } from '../../src/stores/credentials.ts';
 import { openStores } from '../../src/stores/open.ts';
@@ -29,6 +29,8 @@ const processesMentioning = async (text: string): Promise<string[]> => {
   return found;
 };
 
+const defaults = loadConfig({});
+
 const baseConfig = (overrides: Partial<Config> = {}): Config => ({
   eventStoreUrl: undefined,
   databaseUrl: undefined,
@@ -42,11 +44,16 @@ const baseConfig = (overrides: Partial<Config> = {}): Config => ({
     token: undefined,
     insecure: false,
     signatureToleranceSeconds: 300,
-    bodyLimitBytes: 1_048_576,
+    bodyLimitBytes: defaults.webhook.bodyLimitBytes,
+    bodyTimeoutMs: defaults.webhook.bodyTimeoutMs,
+    maxConcurrentBodies: defaults.webhook.maxConcurrentBodies,
+    rememberedEventIds: defaults.webhook.rememberedEventIds,
   },
   appendTimeoutMs: 3_000,
   journal: { dir: undefined, maxBytes: 1_073_741_824 },
   apiTokens: [],
+  http: defaults.http,
+  readModels: defaults.readModels,
   ...overrides,
 });
 

@@ -5,7 +5,7 @@
 import { createHmac } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { buildApp, type App } from '../../src/app.ts';
-import type { Config } from '../../src/config.ts';
+import { loadConfig, type Config } from '../../src/config.ts';
 import type { Database } from '../../src/database/database.ts';
 import type { EventStore } from '../../src/event-store/event-store.ts';
 import type { ProjectionStatusSource } from '../../src/projector/status.ts';
@@ -41,7 +41,12 @@ export interface TestConfigOverrides {
   readonly appendTimeoutMs?: number;
   readonly apiTokens?: readonly string[];
   readonly journal?: Config['journal'];
+  readonly http?: Partial<Config['http']>;
+  readonly readModels?: Partial<Config['readModels']>;
 }
+
+/** The production defaults, for everything a test does not set. */
+const defaults = loadConfig({});
 
 /** Both webhook secret and token configured, one API token, production limits. */
 export const testConfig = (overrides: TestConfigOverrides = {}): Config => ({
@@ -57,12 +62,18 @@ export const testConfig = (overrides: TestConfigOverrides = {}): Config => ({
     token: testWebhookToken,
     insecure: false,
     signatureToleranceSeconds: 300,
-    bodyLimitBytes: 1_048_576,
+    bodyLimitBytes: defaults.webhook.bodyLimitBytes,
+    bodyTimeoutMs: defaults.webhook.bodyTimeoutMs,
+    maxConcurrentBodies: defaults.webhook.maxConcurrentBodies,
+    rememberedEventIds: defaults.webhook.rememberedEventIds,
     ...overrides.webhook,
   },
   appendTimeoutMs: overrides.appendTimeoutMs ?? 3_000,
   apiTokens: overrides.apiTokens ?? [testApiToken],
   journal: overrides.journal ?? { dir: undefined, maxBytes: 1_073_741_824 },
+  // No overload refusals unless a test asks: a busy test machine is not an overloaded server.
+  http: { ...defaults.http, maxEventLoopDelayMs: 0, ...overrides.http },
+  readModels: { ...defaults.readModels, ...overrides.readModels },
 });
 
 export interface TestAppOptions {

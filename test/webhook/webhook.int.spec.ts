@@ -606,7 +606,7 @@ describe.each(storeSubjects)('POST /webhooks/flireo on $name', (subject) => {
       );
       const response = await withToken(test, body);
       expect(expectProblem(response, 413).errors).toEqual([
-        { field: 'body', message: 'exceeds the limit of 1048576 bytes' },
+        { field: 'body', message: 'exceeds the limit of 1000000 bytes' },
       ]);
       expect(response.headers['connection']).toBe('close');
 
