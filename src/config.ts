@@ -33,6 +33,12 @@ const Env = Type.Object({
   CALLTRAIL_SIGNATURE_TOLERANCE_SECONDS: Type.Integer({ minimum: 1, maximum: 86_400, default: 300 }),
   CALLTRAIL_BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024, default: 1_048_576 }),
   CALLTRAIL_APPEND_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 3_000 }),
+  CALLTRAIL_LIVE_MAX_CLIENTS: Type.Integer({ minimum: 1, maximum: 100_000, default: 1_000 }),
+  CALLTRAIL_LIVE_CLIENT_BUFFER_BYTES: Type.Integer({
+    minimum: 16_384,
+    maximum: 256 * 1024 * 1024,
+    default: 4 * 1024 * 1024,
+  }),
   CALLTRAIL_API_TOKENS: Type.Optional(
     Type.String({ pattern: '^[A-Za-z0-9._~-]{16,}(,[A-Za-z0-9._~-]{16,})*$' }),
   ),
@@ -58,7 +64,19 @@ export interface Config {
   };
   readonly appendTimeoutMs: number;
   readonly apiTokens: readonly string[];
+  /**
+   * `GET /live`: clients at once, and how much may wait unsent for one client before it is dropped.
+   * Always set by `loadConfig`; absent (in configurations built by hand), the defaults apply.
+   */
+  readonly live?: LiveConfig;
 }
+
+export interface LiveConfig {
+  readonly maxClients: number;
+  readonly clientBufferBytes: number;
+}
+
+export const defaultLiveConfig: LiveConfig = { maxClients: 1_000, clientBufferBytes: 4 * 1024 * 1024 };
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -81,6 +99,10 @@ const toConfig = (env: Env): Config => ({
   },
   appendTimeoutMs: env.CALLTRAIL_APPEND_TIMEOUT_MS,
   apiTokens: env.CALLTRAIL_API_TOKENS?.split(',') ?? [],
+  live: {
+    maxClients: env.CALLTRAIL_LIVE_MAX_CLIENTS,
+    clientBufferBytes: env.CALLTRAIL_LIVE_CLIENT_BUFFER_BYTES,
+  },
 });
 
 const describeValue = (name: string, value: unknown): string =>
