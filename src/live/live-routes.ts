@@ -163,9 +163,11 @@ export const liveRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app
             (types === undefined || types.has(event.type)) &&
             (assistant === undefined || field(event.data, 'toAssistant') === assistant),
           deliver: (event) => {
-            if (ended) return false;
+            // Judged before writing, so one event larger than the limit still reaches a client that
+            // keeps up; what waits for a client is bounded by the limit plus one event.
+            if (ended || !fits()) return false;
             response.write(`id: ${formatPosition(event.position)}\ndata: ${liveEventData(event)}\n\n`);
-            return fits();
+            return true;
           },
           drop: (reason) => {
             if (ended) return;
