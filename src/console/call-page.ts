@@ -53,7 +53,7 @@ const fact = (label: string, value: HtmlValue): Html =>
 
 const timelineTable = (timeline: readonly TimelineEntryView[]): Html =>
   html`<table class="timeline">
-    <caption>
+    <caption class="visually-hidden">
       Timeline, in event-time order
     </caption>
     <thead>

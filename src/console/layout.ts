@@ -26,7 +26,7 @@ export const page = (options: PageOptions): string =>
       <head>
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <meta name="referrer" content="no-referrer" />
+        <meta name="referrer" content="same-origin" />
         <title>${options.title} · calltrail</title>
         <link rel="stylesheet" href="/console/assets/console.css" />
         <script type="module" src="/console/assets/console.js"></script>

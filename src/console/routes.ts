@@ -116,7 +116,7 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
   app.addHook('onSend', async (_request, reply) => {
     reply.header('content-security-policy', contentSecurityPolicy);
     reply.header('x-content-type-options', 'nosniff');
-    reply.header('referrer-policy', 'no-referrer');
+    reply.header('referrer-policy', 'same-origin');
     reply.header('x-frame-options', 'DENY');
     if (reply.getHeader('cache-control') === undefined) reply.header('cache-control', 'no-store');
   });

@@ -70,8 +70,9 @@ export const requireSameOrigin = (request: FastifyRequest): void => {
   const origin = request.headers.origin;
   const host = request.headers.host;
   const sameSite = site === undefined || site === 'same-origin';
-  let sameOrigin = origin === undefined;
-  if (origin !== undefined && host !== undefined) {
+  // A privacy setting can make a browser send `Origin: null`; then `Sec-Fetch-Site` must vouch.
+  let sameOrigin = origin === undefined || (origin === 'null' && site === 'same-origin');
+  if (origin !== undefined && origin !== 'null' && host !== undefined) {
     try {
       sameOrigin = new URL(origin).host === host;
     } catch {
