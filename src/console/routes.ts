@@ -7,7 +7,7 @@
  * Pages send a Content-Security-Policy that allows scripts and styles from this origin only (no
  * inline script, no eval), and `no-store` (they show personal data).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fastifyFormbody from '@fastify/formbody';
@@ -57,20 +57,18 @@ const contentSecurityPolicy = [
   "frame-ancestors 'none'",
 ].join('; ');
 
+/**
+ * The assets ship as they are, in the package's `src/console/assets`, whether calltrail runs its
+ * sources or the compiled build (which runs from `dist/src/console` and copies no stylesheet).
+ */
 const assetsFolder = (() => {
-  // Beside this module in the sources; the compiled build runs from dist/src/console, where the
-  // assets are not copied, so it looks in the package's own src/console/assets.
   const here = path.dirname(fileURLToPath(import.meta.url));
   for (let folder = here; ;) {
     const candidate = path.join(folder, 'src', 'console', 'assets');
-    try {
-      readFileSync(path.join(candidate, 'console.js'));
-      return candidate;
-    } catch {
-      const parent = path.dirname(folder);
-      if (parent === folder) return path.join(here, 'assets');
-      folder = parent;
-    }
+    if (existsSync(path.join(candidate, 'console.css'))) return candidate;
+    const parent = path.dirname(folder);
+    if (parent === folder) return path.join(here, 'assets');
+    folder = parent;
   }
 })();
 
