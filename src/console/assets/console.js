@@ -9,6 +9,7 @@
  */
 
 const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+const minuteFormat = new Intl.DateTimeFormat(undefined, { timeStyle: 'short' });
 
 /** @param {ParentNode} root */
 const localizeTimes = (root) => {
@@ -111,7 +112,10 @@ const showRate = () => {
         const bar = document.createElement('span');
         bar.className = 'bar';
         bar.style.setProperty('--count', String(Math.min(count, 100)));
-        item.append(bar, document.createTextNode(` ${timeFormat.format(new Date(key * 60_000))}: ${count}`));
+        item.append(
+          bar,
+          document.createTextNode(` ${minuteFormat.format(new Date(key * 60_000))}: ${count}`),
+        );
         return item;
       }),
     );
