@@ -15,6 +15,8 @@ export interface CallPageModel {
   /** The time the call is shown as of (ISO), or undefined for now. */
   readonly asOf: string | undefined;
   readonly asOfInput: string | undefined;
+  /** More archived events exist than the page shows. */
+  readonly moreEvents: boolean;
   readonly errors: readonly { field: string; message: string }[];
 }
 
@@ -191,5 +193,12 @@ export const callPage = (model: CallPageModel): Html => {
     <h2>Timeline</h2>
     ${timelineTable(model.timeline)}
     <h2>Archived events</h2>
-    ${model.events.map(archivedEvent)}`;
+    ${model.events.map(archivedEvent)}
+    ${
+      model.moreEvents
+        ? html`<p class="notice">
+            Only the first ${model.events.length} events are shown here; the JSON lines download has them all.
+          </p>`
+        : ''
+    }`;
 };

@@ -9,6 +9,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import fastifyFormbody from '@fastify/formbody';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
@@ -82,6 +83,9 @@ const assets = new Map<string, { type: string; body: Buffer }>(
 );
 
 const callIdRegExp = new RegExp(callIdPattern);
+
+/** Archived events shown on one Call page; the JSON lines download has them all. */
+const maxEventsShown = 500;
 
 /** A path inside the console to go back to after signing in; anything else goes to Calls. */
 const safeNext = (next: unknown): string =>
@@ -278,9 +282,14 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
       timeline = entries.map(toTimelineEntryView);
     }
     const events = [];
+    let more = false;
     for await (const event of readCall(eventStore, callId)) {
-      if (asOf === undefined || receivedAtOf(event).getTime() <= asOf.getTime())
-        events.push(toArchivedEventView(event));
+      if (asOf !== undefined && receivedAtOf(event).getTime() > asOf.getTime()) continue;
+      if (events.length >= maxEventsShown) {
+        more = true;
+        break;
+      }
+      events.push(toArchivedEventView(event));
     }
     return sendPage(
       reply,
@@ -294,6 +303,7 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
           events,
           asOf: asOf?.toISOString(),
           asOfInput: typeof asOfInput === 'string' ? asOfInput : undefined,
+          moreEvents: more,
           errors,
         }),
       }),
@@ -306,16 +316,23 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
     if (token === undefined) return reply;
     const { callId } = request.params as { callId: string };
     if (!callIdRegExp.test(callId)) throw new HttpProblem(404, 'Not Found', 'not a call id');
-    const lines: string[] = [];
-    for await (const event of readCall(eventStore, callId)) lines.push(toJsonLine(event));
-    if (lines.length === 0) throw new HttpProblem(404, 'Not Found', 'no archived events for this call');
+    // Streamed: the first event decides between the file and a 404, the rest follow as read.
+    const events = readCall(eventStore, callId)[Symbol.asyncIterator]();
+    const first = await events.next();
+    if (first.done === true) throw new HttpProblem(404, 'Not Found', 'no archived events for this call');
+    const firstEvent = first.value;
+    async function* lines(): AsyncGenerator<string> {
+      yield toJsonLine(firstEvent);
+      for (let next = await events.next(); next.done !== true; next = await events.next())
+        yield toJsonLine(next.value);
+    }
     return reply
       .type('application/jsonl; charset=utf-8')
       .header(
         'content-disposition',
         `attachment; filename="call-${callId.replace(/[^A-Za-z0-9._-]/g, '_')}.jsonl"`,
       )
-      .send(lines.join(''));
+      .send(Readable.from(lines()));
   });
 
   app.get('/console/live', { schema: { hide: true } }, async (request, reply) => {
