@@ -36,7 +36,18 @@ describe('loadConfig', () => {
       },
       appendTimeoutMs: 3_000,
       apiTokens: [],
+      live: { maxClients: 1_000, clientBufferBytes: 4 * 1024 * 1024 },
     });
+  });
+
+  it('reads the live feed limits and refuses a buffer too small to hold an event', () => {
+    expect(
+      loadConfig({ CALLTRAIL_LIVE_MAX_CLIENTS: '50', CALLTRAIL_LIVE_CLIENT_BUFFER_BYTES: '65536' }).live,
+    ).toEqual({ maxClients: 50, clientBufferBytes: 65_536 });
+    expect(failure({ CALLTRAIL_LIVE_CLIENT_BUFFER_BYTES: '100' })).toMatch(
+      /CALLTRAIL_LIVE_CLIENT_BUFFER_BYTES=/,
+    );
+    expect(failure({ CALLTRAIL_LIVE_MAX_CLIENTS: '0' })).toMatch(/CALLTRAIL_LIVE_MAX_CLIENTS=/);
   });
 
   it('converts numbers, booleans and lists, and treats empty strings as unset', () => {
