@@ -78,6 +78,7 @@ const configFor = (app: Extract<ChildSpec, { role: 'app' }>, defaults: Config): 
   apiTokens: [app.apiToken],
   http: defaults.http,
   readModels: defaults.readModels,
+  live: defaults.live,
 });
 
 type Handler = (command: ChildCommand) => Promise<unknown>;

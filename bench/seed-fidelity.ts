@@ -49,6 +49,7 @@ export const checkSeedMatchesIngest = async (url: string, deliveries = 40): Prom
     apiTokens: [apiToken],
     http: defaults.http,
     readModels: defaults.readModels,
+    live: defaults.live,
   };
   const eventStore = await openPostgresEventStore(url, { timeoutMs: 3_000 });
   const database = openDatabase(url, { max: 2 });

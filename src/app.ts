@@ -32,6 +32,9 @@ import type { Metrics } from './metrics.ts';
 import { webhookRoutes } from './webhook/routes.ts';
 import { auditRoutes } from './audit/routes.ts';
 import { apiDocs } from './audit/api-docs.ts';
+import { consoleRoutes } from './console/routes.ts';
+import { sessionAuthentication } from './console/session.ts';
+import { liveRoutes } from './live/live-routes.ts';
 
 export interface AppDependencies {
   readonly config: Config;
@@ -110,8 +113,12 @@ export const buildApp = async (
 
   // Before every route, so the OpenAPI document sees them all.
   await app.register(apiDocs);
+  // Before any authenticated route: the console's session cookie stands in for a bearer token on reads.
+  await app.register(sessionAuthentication, dependencies);
   await app.register(healthRoutes, dependencies);
   await app.register(webhookRoutes, dependencies);
   await app.register(auditRoutes, dependencies);
+  await app.register(liveRoutes, dependencies);
+  await app.register(consoleRoutes, dependencies);
   return app;
 };

@@ -60,6 +60,12 @@ const Env = Type.Object({
     maximum: 2 ** 50,
     default: 1_073_741_824,
   }),
+  CALLTRAIL_LIVE_MAX_CLIENTS: Type.Integer({ minimum: 1, maximum: 100_000, default: 1_000 }),
+  CALLTRAIL_LIVE_CLIENT_BUFFER_BYTES: Type.Integer({
+    minimum: 16_384,
+    maximum: 256 * 1024 * 1024,
+    default: 4 * 1024 * 1024,
+  }),
   CALLTRAIL_API_TOKENS: Type.Optional(
     Type.String({ pattern: '^[A-Za-z0-9._~-]{16,}(,[A-Za-z0-9._~-]{16,})*$' }),
   ),
@@ -121,9 +127,15 @@ const toConfig = (env: Env) =>
       connectTimeoutMs: env.CALLTRAIL_DATABASE_CONNECT_TIMEOUT_MS,
       statementTimeoutMs: env.CALLTRAIL_DATABASE_STATEMENT_TIMEOUT_MS,
     },
+    /** `GET /live`: clients at once, and how much may wait unsent for one client before it is dropped. */
+    live: {
+      maxClients: env.CALLTRAIL_LIVE_MAX_CLIENTS,
+      clientBufferBytes: env.CALLTRAIL_LIVE_CLIENT_BUFFER_BYTES,
+    },
   }) as const;
 
 export type Config = ReturnType<typeof toConfig>;
+export type LiveConfig = Config['live'];
 
 /** An address or a CIDR range of either family; throws naming the entry. */
 const checkProxyAddress = (entry: string): void => {

@@ -48,7 +48,18 @@ describe('loadConfig', () => {
         maxEventLoopDelayMs: 1_000,
       },
       readModels: { connectTimeoutMs: 3_000, statementTimeoutMs: 30_000 },
+      live: { maxClients: 1_000, clientBufferBytes: 4 * 1024 * 1024 },
     });
+  });
+
+  it('reads the live feed limits and refuses a buffer too small to hold an event', () => {
+    expect(
+      loadConfig({ CALLTRAIL_LIVE_MAX_CLIENTS: '50', CALLTRAIL_LIVE_CLIENT_BUFFER_BYTES: '65536' }).live,
+    ).toEqual({ maxClients: 50, clientBufferBytes: 65_536 });
+    expect(failure({ CALLTRAIL_LIVE_CLIENT_BUFFER_BYTES: '100' })).toMatch(
+      /CALLTRAIL_LIVE_CLIENT_BUFFER_BYTES=/,
+    );
+    expect(failure({ CALLTRAIL_LIVE_MAX_CLIENTS: '0' })).toMatch(/CALLTRAIL_LIVE_MAX_CLIENTS=/);
   });
 
   it('converts numbers, booleans and lists, and treats empty strings as unset', () => {

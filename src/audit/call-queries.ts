@@ -6,7 +6,20 @@
  * an offset scan. Calls that have no event time at all (only possible for events Flireo sent
  * without one) sort after every dated call, by `call_id`; a time filter excludes them.
  */
-import { and, asc, desc, eq, getTableColumns, gte, isNull, isNotNull, lt, sql, type SQL } from 'drizzle-orm';
+import {
+  and,
+  asc,
+  desc,
+  eq,
+  getTableColumns,
+  gte,
+  ilike,
+  isNull,
+  isNotNull,
+  lt,
+  sql,
+  type SQL,
+} from 'drizzle-orm';
 import Type from 'typebox';
 import type { CallStatus } from '../archive/archived-event.ts';
 import type { ReadModelDb } from '../database/database.ts';
@@ -112,7 +125,12 @@ export interface CallFilter {
   readonly outcome?: TerminationOutcome | undefined;
   readonly caller?: string | undefined;
   readonly assistant?: string | undefined;
+  /** Text anywhere within the debugging artifact (Debug Info), case-insensitive. */
+  readonly debugInfo?: string | undefined;
 }
+
+/** `text` as a LIKE pattern that matches it literally, anywhere. */
+const containing = (text: string): string => `%${text.replace(/[\\%_]/g, (character) => `\\${character}`)}%`;
 
 /** Where a page starts: the sort key of the last call of the previous page. */
 export const CallsPageKey = Type.Tuple([Type.Union([Type.String(), Type.Null()]), Type.String()]);
@@ -132,6 +150,7 @@ const filterConditions = (filter: CallFilter): SQL[] =>
     filter.outcome && eq(calls.outcome, filter.outcome),
     filter.caller !== undefined && eq(calls.caller, filter.caller),
     filter.assistant !== undefined && eq(calls.assistant, filter.assistant),
+    filter.debugInfo !== undefined && ilike(calls.debuggingArtifact, containing(filter.debugInfo)),
   ].filter((condition): condition is SQL => typeof condition === 'object');
 
 /**

@@ -42,6 +42,9 @@ const ListCallsQuery = Type.Object(
     outcome: Type.Optional(CallOutcome),
     caller: Type.Optional(TextFilter('The calling number, exactly (E.164, e.g. +31612345678)')),
     assistant: Type.Optional(TextFilter("The assistant's number, exactly")),
+    debugInfo: Type.Optional(
+      TextFilter('Text anywhere within the debugging artifact (Debug Info), case-insensitive'),
+    ),
     limit: Type.Optional(Limit),
     cursor: Type.Optional(
       Type.String({ description: 'Opaque: `nextCursor` of the previous page, with the same filters' }),
@@ -113,6 +116,7 @@ export const callsRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (ap
             outcome: query.outcome,
             caller: query.caller,
             assistant: query.assistant,
+            debugInfo: query.debugInfo,
           },
           { limit: parseLimit(query.limit), after },
         ),

@@ -160,6 +160,7 @@ describe('the OpenAPI document', () => {
       'assistant',
       'caller',
       'cursor',
+      'debugInfo',
       'from',
       'limit',
       'outcome',
@@ -170,5 +171,7 @@ describe('the OpenAPI document', () => {
     expect(names('/exports/terminations.csv')).toEqual(['assistant', 'from', 'outcome', 'to']);
     expect(names('/replay')).toEqual(['after', 'from', 'prefix', 'to']);
     expect(names('/quarantine')).toEqual(['cursor', 'limit']);
+    expect(names('/live')).toEqual(['assistant', 'type']);
+    expect(document.paths['/live']!['get']!.security).toEqual([{ bearerAuth: [] }]);
   });
 });

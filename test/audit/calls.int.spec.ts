@@ -66,6 +66,11 @@ const fixtures: RecordedEvent[][] = [
   callEvents([statusUpdate(id('j'), 'ended', '2026-03-03T00:00:00.000Z')]),
   callEvents([{ callId: id('k'), eventType: 'tool-calls', at: null }]),
   callEvents([{ callId: id('l'), eventType: 'tool-calls', at: null }]),
+  callEvents([
+    statusUpdate(id('m'), 'ended-with-debugging', '2026-03-01T09:00:00.000Z', {
+      debuggingArtifact: 'pipeline-error: 50%_of TIMEOUT\\x',
+    }),
+  ]),
 ];
 
 /** The documented order: latest event time descending, then call id descending; undated last. */
@@ -159,12 +164,28 @@ describe('GET /calls', () => {
         .calls.map((call) => call.callId)
         .sort();
     expect(await ids('?status=ended')).toEqual([id('b'), id('g'), id('j')].sort());
-    expect(await ids('?outcome=ended-with-debugging')).toEqual([id('c')]);
+    expect(await ids('?outcome=ended-with-debugging')).toEqual([id('c'), id('m')].sort());
     expect(await ids('?outcome=ended')).toEqual([id('b'), id('g'), id('j')].sort());
     expect(await ids('?caller=%2B31611111111')).toEqual([id('a'), id('c')].sort());
     expect(await ids('?caller=%2B31611111111&status=in-progress')).toEqual([id('a')]);
     expect(await ids('?assistant=%2B4930999999')).toEqual([id('d')]);
     expect(await ids('?caller=%2B10000000000')).toEqual([]);
+  });
+
+  it('filters by text within Debug Info, case-insensitive, wildcards taken literally', async () => {
+    const ids = async (query: string) =>
+      (await list(query))
+        .json<CallsPageBody>()
+        .calls.map((call) => call.callId)
+        .sort();
+    expect(await ids('?debugInfo=BOOM')).toEqual([id('c')]);
+    expect(await ids('?debugInfo=timeout')).toEqual([id('m')]);
+    expect(await ids(`?debugInfo=${encodeURIComponent('50%_of')}`)).toEqual([id('m')]);
+    expect(await ids(`?debugInfo=${encodeURIComponent('%')}`)).toEqual([id('m')]);
+    expect(await ids(`?debugInfo=${encodeURIComponent('_')}`)).toEqual([id('m')]);
+    expect(await ids(`?debugInfo=${encodeURIComponent('\\x')}`)).toEqual([id('m')]);
+    expect(await ids('?debugInfo=5_')).toEqual([]);
+    expect(await ids('?debugInfo=boom&caller=%2B10000000000')).toEqual([]);
   });
 
   it.each([
@@ -181,6 +202,7 @@ describe('GET /calls', () => {
     ['?cursor=not-a-cursor', 'querystring/cursor'],
     ['?caller=', 'querystring/caller'],
     ['?caller=%00', 'querystring/caller'],
+    ['?debugInfo=', 'querystring/debugInfo'],
     ['?form=2026-03-01T00:00:00Z', 'querystring/form'],
     ['?status=ended&status=in-progress', 'querystring/status'],
   ])('%s is a 400 naming %s', async (query, field) => {

@@ -54,6 +54,7 @@ const baseConfig = (overrides: Partial<Config> = {}): Config => ({
   apiTokens: [],
   http: defaults.http,
   readModels: defaults.readModels,
+  live: defaults.live,
   ...overrides,
 });
 

@@ -74,6 +74,7 @@ export const testConfig = (overrides: TestConfigOverrides = {}): Config => ({
   // No overload refusals unless a test asks: a busy test machine is not an overloaded server.
   http: { ...defaults.http, maxEventLoopDelayMs: 0, ...overrides.http },
   readModels: { ...defaults.readModels, ...overrides.readModels },
+  live: defaults.live,
 });
 
 export interface TestAppOptions {
