@@ -22,7 +22,7 @@ import { ensureCluster, isRoot, loadBinaries, serverUser, superuser } from './em
 import { takeLock, type LockHolder } from './embedded-postgres/data-directory-lock.ts';
 import { EmbeddedPostgresError } from './embedded-postgres/errors.ts';
 import { readPostmasterPid, stopLeftoverServer } from './embedded-postgres/postmaster.ts';
-import { processIsAlive } from './embedded-postgres/processes.ts';
+import { processIsRunning } from './embedded-postgres/processes.ts';
 import { launch, startTimeoutMs, type RunningServer } from './embedded-postgres/server-process.ts';
 
 export { EmbeddedPostgresError };
@@ -75,7 +75,7 @@ const attach = async (
     if (
       postmaster?.status === 'ready' &&
       Number.isSafeInteger(postmaster.port) &&
-      processIsAlive(postmaster.pid)
+      (await processIsRunning(postmaster.pid))
     ) {
       const password = (
         await readFile(path.join(dataDir, 'postgres-password'), 'utf8').catch(() => '')
@@ -93,7 +93,7 @@ const attach = async (
         stop: async () => {},
       };
     }
-    if (Date.now() > deadline || !processIsAlive(holder.pid)) {
+    if (Date.now() > deadline || !(await processIsRunning(holder.pid))) {
       throw new EmbeddedPostgresError(
         `the data directory ${dataDir} is held by calltrail process ${holder.pid}, but its PostgreSQL is not running`,
       );

@@ -5,7 +5,7 @@
  */
 import { open, readFile, unlink } from 'node:fs/promises';
 import { EmbeddedPostgresError } from './errors.ts';
-import { processIsAlive, processStartTime } from './processes.ts';
+import { processIsRunning, processStartTime } from './processes.ts';
 
 export interface LockHolder {
   readonly pid: number;
@@ -54,7 +54,7 @@ export const takeLock = async (lockPath: string): Promise<LockAttempt> => {
       holder !== undefined &&
       Number.isSafeInteger(holder.pid) &&
       holder.pid !== process.pid &&
-      processIsAlive(holder.pid) &&
+      (await processIsRunning(holder.pid)) &&
       (holder.startTime === undefined || holder.startTime === (await processStartTime(holder.pid)));
     if (alive && holder) return { taken: false, holder };
     // Stale: its owner is gone. Remove it only if nobody replaced it meanwhile.

@@ -3,10 +3,10 @@
  * cluster, on which port, and whether it is ready. A server left running by a calltrail that was
  * killed is found here and shut down before a new one starts.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { EmbeddedPostgresError } from './errors.ts';
-import { processCommandLine, processIsAlive, waitUntil } from './processes.ts';
+import { processCommandLine, processIsRunning, processesWorkingIn, waitUntil } from './processes.ts';
 
 const stopTimeoutMs = 30_000;
 
@@ -24,13 +24,26 @@ export const readPostmasterPid = async (clusterDir: string): Promise<PostmasterS
 };
 
 /**
- * A server still running on our cluster while nobody holds the lock was left behind by a calltrail
- * that was killed: shut it down cleanly (fast shutdown: no data loss) before starting our own.
+ * Before starting, makes sure nothing else serves the cluster. A server still running on it while
+ * nobody holds the lock was left behind by a calltrail that was killed: shut it down cleanly (fast
+ * shutdown: no data loss). A postmaster that is dead or a zombie (killed with its process group, and
+ * never collected by its parent) serves nothing; PostgreSQL itself would still refuse to start while
+ * its pid is taken, so its postmaster.pid is removed, unless some of its server processes survived.
  */
 export const stopLeftoverServer = async (clusterDir: string, log: (line: string) => void): Promise<void> => {
   const postmaster = await readPostmasterPid(clusterDir);
-  if (postmaster === undefined || !Number.isSafeInteger(postmaster.pid) || !processIsAlive(postmaster.pid))
+  if (postmaster === undefined) return;
+  if (!Number.isSafeInteger(postmaster.pid) || !(await processIsRunning(postmaster.pid))) {
+    const survivors = await processesWorkingIn(clusterDir);
+    if (survivors.length > 0) {
+      throw new EmbeddedPostgresError(
+        `processes ${survivors.join(', ')} of a PostgreSQL server that is gone still run on ${clusterDir}; stop them first`,
+      );
+    }
+    log(`removing postmaster.pid of PostgreSQL server ${postmaster.pid}, which is no longer running`);
+    await rm(path.join(clusterDir, 'postmaster.pid'), { force: true });
     return;
+  }
   const commandLine = await processCommandLine(postmaster.pid);
   if (commandLine === undefined || !commandLine.includes(clusterDir)) {
     throw new EmbeddedPostgresError(
@@ -39,7 +52,7 @@ export const stopLeftoverServer = async (clusterDir: string, log: (line: string)
   }
   log(`stopping PostgreSQL server ${postmaster.pid} left running on ${clusterDir}`);
   process.kill(postmaster.pid, 'SIGINT');
-  if (!(await waitUntil(() => !processIsAlive(postmaster.pid), stopTimeoutMs))) {
+  if (!(await waitUntil(async () => !(await processIsRunning(postmaster.pid)), stopTimeoutMs))) {
     throw new EmbeddedPostgresError(
       `the PostgreSQL server ${postmaster.pid} left running on ${clusterDir} did not stop; stop it first`,
     );
