@@ -3,11 +3,14 @@
  */
 import { Command } from 'commander';
 import { registerExportCommand } from './export.ts';
+import { exitOnUncaughtErrors } from './fatal-errors.ts';
 import { registerMigrateCommand } from './migrate.ts';
 import { registerProjectCommand } from './project.ts';
 import { registerRebuildCommand } from './rebuild.ts';
 import { registerReplayCommand } from './replay.ts';
 import { registerServeCommand } from './serve.ts';
+
+exitOnUncaughtErrors();
 
 const program = new Command()
   .name('calltrail')
