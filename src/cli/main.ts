@@ -2,6 +2,7 @@
  * The `calltrail` command line. Each command lives in its own module and registers itself here.
  */
 import { Command } from 'commander';
+import { registerCredentialsCommand } from './credentials.ts';
 import { registerExportCommand } from './export.ts';
 import { exitOnUncaughtErrors } from './fatal-errors.ts';
 import { registerMigrateCommand } from './migrate.ts';
@@ -23,5 +24,6 @@ registerProjectCommand(program);
 registerRebuildCommand(program);
 registerExportCommand(program);
 registerReplayCommand(program);
+registerCredentialsCommand(program);
 
 await program.parseAsync(process.argv);
