@@ -22,6 +22,7 @@ import { ensureCluster, isRoot, loadBinaries, serverUser, superuser } from './em
 import { takeLock, type LockHolder } from './embedded-postgres/data-directory-lock.ts';
 import { EmbeddedPostgresError } from './embedded-postgres/errors.ts';
 import { readPostmasterPid, stopLeftoverServer } from './embedded-postgres/postmaster.ts';
+import { placeForServerUser, recordedClusterDir } from './embedded-postgres/root-placement.ts';
 import { processIsRunning } from './embedded-postgres/processes.ts';
 import { launch, startTimeoutMs, type RunningServer } from './embedded-postgres/server-process.ts';
 
@@ -32,6 +33,8 @@ export interface EmbeddedPostgresServer {
   readonly url: string;
   readonly port: number;
   readonly dataDir: string;
+  /** The PostgreSQL cluster: `<dataDir>/postgres`, unless root had to place it elsewhere. */
+  readonly clusterDir: string;
   /** False when this process uses a server another calltrail process started (and will stop). */
   readonly owned: boolean;
   urlFor(database: string): string;
@@ -88,6 +91,7 @@ const attach = async (
         url: urlFor('postgres'),
         port: postmaster.port,
         dataDir,
+        clusterDir,
         owned: false,
         urlFor,
         stop: async () => {},
@@ -103,7 +107,8 @@ const attach = async (
 };
 
 /**
- * Starts (initialising on first use) the Postgres cluster in `<dataDir>/postgres`. When another
+ * Starts (initialising on first use) the Postgres cluster in `<dataDir>/postgres` (as root, possibly
+ * elsewhere: see `root-placement.ts`). When another
  * calltrail process already owns the data directory, fails with `EmbeddedPostgresError` saying so,
  * or with `whenInUse: 'attach'` returns that process's server (whose `stop()` then does nothing).
  */
@@ -111,7 +116,6 @@ export const startEmbeddedPostgres = async (
   options: EmbeddedPostgresOptions,
 ): Promise<EmbeddedPostgresServer> => {
   const dataDir = path.resolve(options.dataDir);
-  const clusterDir = path.join(dataDir, 'postgres');
   const log = options.onLog ?? (() => {});
   await mkdir(dataDir, { recursive: true });
   // As root the server runs as the `postgres` user, which must be able to reach the cluster dir.
@@ -119,16 +123,17 @@ export const startEmbeddedPostgres = async (
 
   const lock = await takeLock(path.join(dataDir, 'calltrail.lock'));
   if (!lock.taken) {
-    if (options.whenInUse === 'attach') return attach(dataDir, clusterDir, lock.holder);
+    if (options.whenInUse === 'attach')
+      return attach(dataDir, await recordedClusterDir(dataDir), lock.holder);
     throw new EmbeddedPostgresError(
       `the data directory ${dataDir} is in use by another calltrail (pid ${lock.holder.pid}` +
         `${lock.holder.command ? `: ${lock.holder.command}` : ''}); stop it first, or choose another CALLTRAIL_DATA_DIR`,
     );
   }
   try {
-    await stopLeftoverServer(clusterDir, log);
-    const binaries = await loadBinaries();
     const user = await serverUser();
+    const { binaries, clusterDir } = await placeForServerUser(dataDir, await loadBinaries(), user, log);
+    await stopLeftoverServer(clusterDir, log);
     const password = await ensureCluster(dataDir, clusterDir, binaries, user, log);
 
     let server: RunningServer | undefined;
@@ -151,6 +156,7 @@ export const startEmbeddedPostgres = async (
       url: urlFor('postgres'),
       port,
       dataDir,
+      clusterDir,
       owned: true,
       urlFor,
       stop: async () => {

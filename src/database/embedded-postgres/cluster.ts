@@ -136,8 +136,9 @@ export const ensureCluster = async (
   await writeFile(`${passwordPath}.new`, `${password}\n`, { mode: 0o600 });
   await rename(`${passwordPath}.new`, passwordPath);
 
-  const staging = path.join(dataDir, 'postgres.initialising');
-  const passwordFile = path.join(dataDir, 'postgres.initdb-password');
+  // Beside the cluster, where the server user can reach them (not always the data directory).
+  const staging = `${clusterDir}.initialising`;
+  const passwordFile = `${clusterDir}.initdb-password`;
   await rm(staging, { recursive: true, force: true });
   await mkdir(staging, { mode: 0o700 });
   await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
