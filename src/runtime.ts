@@ -24,7 +24,7 @@ import Value from 'typebox/value';
 import type { Config } from './config.ts';
 import { migrateReadModels, openDatabase, type Database } from './database/database.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgresServer } from './database/embedded-postgres.ts';
-import type { EventStore } from './event-store/event-store.ts';
+import { EventStoreCredentialsError, type EventStore } from './event-store/event-store.ts';
 import { migrateEventStore, openPostgresEventStore } from './event-store/postgres/postgres-event-store.ts';
 import type { Logger } from './logger.ts';
 
@@ -345,6 +345,10 @@ export const openStores = async (
       // Loaded only when used: the gRPC client is heavy and Postgres deployments never need it.
       const { connectEventStoreDb } = await import('./event-store/eventstoredb.ts');
       eventStore = connectEventStoreDb(plan.eventStore.url, { timeoutMs: config.appendTimeoutMs });
+      // Refused credentials stop start-up with one clear line; an outage does not (readiness says it).
+      await eventStore.ping().catch((error: unknown) => {
+        if (error instanceof EventStoreCredentialsError) throw error;
+      });
       eventStoreLocation = `EventStoreDB at ${describeUrl(plan.eventStore.url)}`;
     } else {
       eventStore = await openPostgresEventStore(urlOf(plan.eventStore.location), {
