@@ -86,13 +86,18 @@ export const exportRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (a
       }
       // Completed only when the client got every byte; the query may finish before that.
       const delivered = new Promise<boolean>((resolve) => finished(reply.raw, (error) => resolve(!error)));
-      void Promise.all([csv.finished, delivered]).then(([query, complete]) =>
-        settle(
-          query.outcome === 'failed' ? 'failed' : complete ? 'completed' : 'aborted',
-          query.rows,
-          query.error,
-        ),
-      );
+      // Not awaited (the reply streams meanwhile), so its failure is logged here, never unhandled.
+      Promise.all([csv.finished, delivered])
+        .then(([query, complete]) =>
+          settle(
+            query.outcome === 'failed' ? 'failed' : complete ? 'completed' : 'aborted',
+            query.rows,
+            query.error,
+          ),
+        )
+        .catch((error: unknown) =>
+          request.log.error({ err: error }, 'terminations export bookkeeping failed'),
+        );
       return reply
         .header('content-type', 'text/csv; charset=utf-8; header=present')
         .header('content-disposition', 'attachment; filename="terminations.csv"')

@@ -2,12 +2,16 @@
  * The `calltrail` command line. Each command lives in its own module and registers itself here.
  */
 import { Command } from 'commander';
+import { registerCredentialsCommand } from './credentials.ts';
 import { registerExportCommand } from './export.ts';
+import { exitOnUncaughtErrors } from './fatal-errors.ts';
 import { registerMigrateCommand } from './migrate.ts';
 import { registerProjectCommand } from './project.ts';
 import { registerRebuildCommand } from './rebuild.ts';
 import { registerReplayCommand } from './replay.ts';
 import { registerServeCommand } from './serve.ts';
+
+exitOnUncaughtErrors();
 
 const program = new Command()
   .name('calltrail')
@@ -20,5 +24,6 @@ registerProjectCommand(program);
 registerRebuildCommand(program);
 registerExportCommand(program);
 registerReplayCommand(program);
+registerCredentialsCommand(program);
 
 await program.parseAsync(process.argv);

@@ -9,7 +9,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { buildApp } from '../app.ts';
-import type { Config } from '../config.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { createMetrics } from '../metrics.ts';
 import { openOutageJournal } from '../journal/outage-journal.ts';
@@ -19,46 +18,15 @@ import { planStores } from '../stores/plan.ts';
 import { listen, trapShutdownSignals } from '../server.ts';
 import { createArchiveWriter } from '../webhook/ingest.ts';
 import { loadConfigOrReport, oneLine } from './command-setup.ts';
+import { connectionInstructions, defaultPublicUrl, hasWebhookAuthentication } from './credentials.ts';
 
 /** Past this, shutdown gives up waiting and exits non-zero. */
 const shutdownTimeoutMs = 30_000;
-
-const hasWebhookAuthentication = (config: Config): boolean =>
-  config.webhook.secret !== undefined || config.webhook.token !== undefined;
 
 const missingWebhookAuthentication =
   'no webhook authentication configured: set CALLTRAIL_WEBHOOK_SECRET (signed requests) or ' +
   'CALLTRAIL_WEBHOOK_TOKEN (token in the URL), or CALLTRAIL_INSECURE_WEBHOOKS=true to accept ' +
   'unauthenticated webhooks';
-
-/** What to give Flireo (and API clients), printed for the operator on every start. */
-const connectionInstructions = (stores: Stores, publicUrl: string): string => {
-  const { config, generatedSecrets: generated } = stores;
-  const webhookUrl = `${publicUrl}/webhooks/flireo`;
-  const lines: string[] = [];
-  if (!hasWebhookAuthentication(config)) {
-    lines.push(`WARNING: webhooks are accepted WITHOUT authentication at ${webhookUrl}`);
-  } else {
-    lines.push('Server URL to give Flireo, either:');
-    if (config.webhook.secret !== undefined) {
-      const secret = generated?.webhookSecret ? config.webhook.secret : '<CALLTRAIL_WEBHOOK_SECRET>';
-      lines.push(`  signed requests:  ${webhookUrl}  with webhook secret ${secret}`);
-    }
-    if (config.webhook.token !== undefined) {
-      const token = generated?.webhookToken ? config.webhook.token : '<CALLTRAIL_WEBHOOK_TOKEN>';
-      lines.push(`  token in the URL: ${webhookUrl}/${token}`);
-    }
-  }
-  if (generated?.apiToken) {
-    lines.push(`API token (Authorization: Bearer <token>): ${config.apiTokens[0] ?? ''}`);
-  }
-  if (generated) {
-    lines.push(
-      `Generated credentials are kept in ${generated.file}; set them in the environment to replace them.`,
-    );
-  }
-  return `${lines.join('\n')}\n`;
-};
 
 export interface ServeOptions {
   readonly projector: boolean;
@@ -158,7 +126,7 @@ export const serve = async (options: ServeOptions): Promise<number> => {
     const listening = await listen(app, { host: effective.host, port: effective.port });
     if (stopping) return;
 
-    const publicUrl = (effective.publicUrl ?? `http://localhost:${listening.port}`).replace(/\/+$/, '');
+    const publicUrl = defaultPublicUrl(effective, listening.port);
     logger.info(
       {
         address: `${listening.address}:${listening.port}`,
@@ -170,7 +138,11 @@ export const serve = async (options: ServeOptions): Promise<number> => {
       },
       'calltrail is serving',
     );
-    process.stderr.write(connectionInstructions(stores, publicUrl));
+    // Generated credentials are shown on the start that generated them only.
+    const generated = stores.generatedSecrets;
+    process.stderr.write(
+      connectionInstructions(effective, generated, publicUrl, generated?.createdNow ?? false),
+    );
     await stopRequested;
   };
 

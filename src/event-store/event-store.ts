@@ -164,8 +164,33 @@ export interface EventStore {
  * with backoff (projector). Adapters translate their own transport errors into this one.
  */
 export class EventStoreUnavailableError extends Error {
-  override readonly name = 'EventStoreUnavailableError';
+  override readonly name: string = 'EventStoreUnavailableError';
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
   }
+}
+
+/**
+ * The store refused an operation to calltrail's own identity (an ACL without the right it needs).
+ * Nothing was written; like an outage, callers answer 503 (ingest) or retry (projector), and the
+ * stream and the missing right go in the log, so an operator can grant it.
+ */
+export class EventStoreAccessDeniedError extends EventStoreUnavailableError {
+  override readonly name: string = 'EventStoreAccessDeniedError';
+  constructor(
+    readonly stream: string,
+    /** The `$acl` right calltrail lacks: `$w` to append, `$r` to read. */
+    readonly missingRight: '$w' | '$r',
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `the event store denied ${missingRight === '$w' ? 'appending to' : 'reading'} ${stream}: calltrail's user lacks ${missingRight} in its $acl`,
+      options,
+    );
+  }
+}
+
+/** The store does not accept calltrail's credentials; nothing can work until they are fixed. */
+export class EventStoreCredentialsError extends Error {
+  override readonly name = 'EventStoreCredentialsError';
 }

@@ -33,6 +33,8 @@ import {
   type StreamingRead,
 } from '@eventstore/db-client';
 import {
+  EventStoreAccessDeniedError,
+  EventStoreCredentialsError,
   EventStoreUnavailableError,
   comparePositions,
   type AppendResult,
@@ -129,7 +131,33 @@ const validateMaxCount = (maxCount: number | undefined): number | undefined => {
   return maxCount;
 };
 
+// --- Authentication and ACL refusals -----------------------------------------------------------
+// The client reports both a refused login (gRPC UNAUTHENTICATED) and an ACL refusal as
+// AccessDeniedError; they are told apart by the status in its message.
+
+/** The user name in a connection string, for messages (never the password). */
+const userOf = (url: string): string | undefined => {
+  const match = /^[a-z+]+:\/\/([^:@/]+)(?::[^@/]*)?@/i.exec(url);
+  return match ? decodeURIComponent(match[1]!) : undefined;
+};
+
+const refusalFor =
+  (url: string) =>
+  (error: unknown, stream: string, right: '$w' | '$r'): Error | undefined => {
+    if (!(error instanceof AccessDeniedError)) return undefined;
+    if (/UNAUTHENTICATED/.test(error.message)) {
+      const user = userOf(url);
+      return new EventStoreCredentialsError(
+        `EventStoreDB refused the credentials in CALLTRAIL_EVENTSTORE_URL (${user === undefined ? 'no user' : `user "${user}"`}): unknown user or wrong password`,
+        { cause: error },
+      );
+    }
+    return new EventStoreAccessDeniedError(stream, right, { cause: error });
+  };
+// ---------------------------------------------------------------------------------------------------
+
 export const connectEventStoreDb = (url: string, options: EventStoreDbOptions): EventStore => {
+  const refusalOf = refusalFor(url);
   const { timeoutMs } = options;
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) {
     throw new RangeError(`timeoutMs must be a positive integer, got ${timeoutMs}`);
@@ -216,6 +244,9 @@ export const connectEventStoreDb = (url: string, options: EventStoreDbOptions): 
         position: { commit: result.position.commit, prepare: result.position.prepare },
       };
     } catch (error) {
+      // --- Authentication and ACL refusals (see `refusalOf`) ---
+      const refusal = refusalOf(error, streamName, '$w');
+      if (refusal) throw refusal;
       if (error instanceof WrongExpectedVersionError) {
         const actual = error.actualVersion;
         return {
@@ -311,6 +342,9 @@ export const connectEventStoreDb = (url: string, options: EventStoreDbOptions): 
         }
       });
     } catch (error) {
+      // Wrong credentials are not "up": nothing calltrail does can succeed with them.
+      const refusal = refusalOf(error, 'calltrail-ping', '$r');
+      if (refusal instanceof EventStoreCredentialsError) throw refusal;
       // Any answer from the store, even "no such stream" or "not allowed", means it is up.
       if (error instanceof StreamNotFoundError || error instanceof AccessDeniedError) return;
       throw error;

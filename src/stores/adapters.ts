@@ -3,7 +3,7 @@
  * Everything else sees the `EventStore` port.
  */
 import type { Config } from '../config.ts';
-import type { EventStore } from '../event-store/event-store.ts';
+import { EventStoreCredentialsError, type EventStore } from '../event-store/event-store.ts';
 import { migrateEventStore, openPostgresEventStore } from '../event-store/postgres/postgres-event-store.ts';
 import type { Logger } from '../logger.ts';
 import { describeUrl, type PostgresLocations } from './embedded.ts';
@@ -25,7 +25,17 @@ export const openEventStore = async (
   if (plan.kind === 'eventstoredb') {
     // Loaded only when used: the gRPC client is heavy and Postgres deployments never need it.
     const { connectEventStoreDb } = await import('../event-store/eventstoredb.ts');
-    return connectEventStoreDb(plan.url, { timeoutMs: config.appendTimeoutMs });
+    const eventStore = connectEventStoreDb(plan.url, { timeoutMs: config.appendTimeoutMs });
+    // Refused credentials stop start-up with one clear line; an outage does not (readiness says it).
+    try {
+      await eventStore.ping();
+    } catch (error) {
+      if (error instanceof EventStoreCredentialsError) {
+        await eventStore.close().catch(() => {});
+        throw error;
+      }
+    }
+    return eventStore;
   }
   return openPostgresEventStore(locations.url(plan.location), {
     timeoutMs: config.appendTimeoutMs,

@@ -84,6 +84,21 @@ const writeSecretsFile = async (file: string, secrets: SecretsFile): Promise<voi
   await rename(temporary, file);
 };
 
+const withSecrets = (
+  config: Config,
+  secrets: SecretsFile,
+  needsWebhook: boolean,
+  needsApiToken: boolean,
+): Config => ({
+  ...config,
+  webhook: {
+    ...config.webhook,
+    secret: needsWebhook ? secrets.webhookSecret : config.webhook.secret,
+    token: needsWebhook ? secrets.webhookToken : config.webhook.token,
+  },
+  apiTokens: needsApiToken && secrets.apiToken !== undefined ? [secrets.apiToken] : config.apiTokens,
+});
+
 /**
  * Fills in credentials the configuration lacks from `<dataDir>/secrets.json`, generating and storing
  * any that are missing there too: a webhook secret and token when neither is configured (and
@@ -92,6 +107,7 @@ const writeSecretsFile = async (file: string, secrets: SecretsFile): Promise<voi
 export const applyGeneratedSecrets = async (
   config: Config,
   logger: Logger,
+  options: { readonly generate?: boolean } = {},
 ): Promise<{ config: Config; generated: GeneratedSecrets | undefined }> => {
   const needsWebhook =
     config.webhook.secret === undefined && config.webhook.token === undefined && !config.webhook.insecure;
@@ -101,6 +117,19 @@ export const applyGeneratedSecrets = async (
   const file = path.resolve(config.dataDir, 'secrets.json');
   const stored = await readSecretsFile(file, logger);
   const updated: SecretsFile = { ...stored };
+  // Only reading (`calltrail credentials`): what is stored, nothing new.
+  if (options.generate === false) {
+    return {
+      config: withSecrets(config, stored, needsWebhook, needsApiToken),
+      generated: {
+        file,
+        webhookSecret: needsWebhook,
+        webhookToken: needsWebhook,
+        apiToken: needsApiToken,
+        createdNow: false,
+      },
+    };
+  }
   if (needsWebhook) {
     updated.webhookSecret ??= generateCredential();
     updated.webhookToken ??= generateCredential();
@@ -113,15 +142,7 @@ export const applyGeneratedSecrets = async (
     logger.info({ file }, 'generated credentials stored in the data directory');
   }
   return {
-    config: {
-      ...config,
-      webhook: {
-        ...config.webhook,
-        secret: needsWebhook ? updated.webhookSecret : config.webhook.secret,
-        token: needsWebhook ? updated.webhookToken : config.webhook.token,
-      },
-      apiTokens: needsApiToken && updated.apiToken !== undefined ? [updated.apiToken] : config.apiTokens,
-    },
+    config: withSecrets(config, updated, needsWebhook, needsApiToken),
     generated: {
       file,
       webhookSecret: needsWebhook,

@@ -26,7 +26,7 @@ export const embeddedDatabaseName = 'calltrail';
 export const describeUrl = (url: string): string => url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
 
 const describeEmbedded = (server: EmbeddedPostgresServer): string =>
-  `embedded PostgreSQL in ${path.join(server.dataDir, 'postgres')} (127.0.0.1:${server.port}, database ${embeddedDatabaseName})`;
+  `embedded PostgreSQL in ${server.clusterDir} (127.0.0.1:${server.port}, database ${embeddedDatabaseName})`;
 
 const ensureDatabase = async (server: EmbeddedPostgresServer, name: string): Promise<void> => {
   const client = new pg.Client({ connectionString: server.url, connectionTimeoutMillis: 10_000 });

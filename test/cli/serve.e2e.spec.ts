@@ -132,6 +132,19 @@ describe('calltrail serve', () => {
     };
   };
 
+  /** `calltrail credentials` on the same data directory, parsed like the first start's banner. */
+  const showCredentials = async () => {
+    const shown = run(['credentials'], { CALLTRAIL_DATA_DIR: dataDir, CALLTRAIL_PORT: String(port) });
+    expect(await withTimeout(shown.exited, 30_000, 'calltrail credentials')).toBe(0);
+    const { stdout } = shown.output();
+    expect(stdout).toContain(`http://localhost:${port}/webhooks/flireo`);
+    return {
+      secret: /with webhook secret (\S+)/.exec(stdout)?.[1],
+      token: /\/webhooks\/flireo\/([A-Za-z0-9._~-]+)/.exec(stdout)?.[1],
+      apiToken: /API token \(Authorization: Bearer <token>\): (\S+)/.exec(stdout)?.[1],
+    };
+  };
+
   const stop = async (started: Run, signal: NodeJS.Signals) => {
     // `npm start` is stopped like Ctrl-C stops it: the signal goes to its whole process group.
     if (started.child.spawnargs[0] === 'npm') process.kill(-started.child.pid!, signal);
@@ -185,6 +198,14 @@ describe('calltrail serve', () => {
   let firstCredentials: Awaited<ReturnType<typeof untilServing>>;
   let firstEventId: unknown;
 
+  it('has no credentials to show before the first start', async () => {
+    const shown = run(['credentials'], { CALLTRAIL_DATA_DIR: dataDir });
+    expect(await withTimeout(shown.exited, 30_000, 'calltrail credentials')).toBe(1);
+    expect(shown.output().stderr).toMatch(
+      /^calltrail: no credentials have been generated in \S+secrets\.json yet; start calltrail once/,
+    );
+  });
+
   it('starts from an empty data directory with generated credentials, and stores a webhook', async () => {
     const first = serve();
     firstCredentials = await untilServing(first);
@@ -234,8 +255,16 @@ describe('calltrail serve', () => {
 
   it('starts again through npm start with its data and credentials, and stores a redelivered webhook once', async () => {
     const again = serve({}, 'npm start');
-    const credentials = await untilServing(again);
-    expect(credentials).toEqual(firstCredentials);
+    const banner = await untilServing(again);
+    // Generated credentials are printed on the first start only; `calltrail credentials` shows them.
+    expect(banner).toEqual({ secret: '<shown', token: undefined, apiToken: '<shown' });
+    for (const credential of Object.values(firstCredentials)) {
+      expect(again.output().stderr).not.toContain(credential);
+      expect(again.output().stdout).not.toContain(credential);
+    }
+    const shown = await showCredentials();
+    expect(shown).toEqual(firstCredentials);
+    const credentials = shown;
 
     const stored = await queryArchive<{ event_id: string }>(
       'SELECT event_id::text FROM event_store.events WHERE stream_name = $1',

@@ -9,10 +9,14 @@
  * the same port again; `dropSubscriptions()` ends live subscriptions;
  * `setWriteDelay(ms)` makes writes slow (past the write timeout they fail with a timeout).
  */
+import { readFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Server, ServerCredentials, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import streamsGrpc from '@eventstore/db-client/generated/streams_grpc_pb.js';
 import serverFeaturesGrpc from '@eventstore/db-client/generated/serverfeatures_grpc_pb.js';
+import { authenticated } from './authorization.ts';
 import { CallRegistry } from './call-registry.ts';
 import { rpcExceptions } from './protocol.ts';
 import { createServerFeaturesService } from './server-features-service.ts';
@@ -29,10 +33,20 @@ export interface EventStoreDbTestServerOptions extends StoreOptions {
   readonly writeTimeoutMs?: number;
   /** What `GetSupportedMethods` reports as the server version. */
   readonly serverVersion?: string;
+  /**
+   * Serve TLS (with the certificate in `tls/`), authenticate callers and enforce ACLs, as a server
+   * started without `--insecure`. Clients connect with `url`, which trusts that certificate, and add
+   * credentials (`esdb://user:password@...`) or call anonymously.
+   */
+  readonly secure?: boolean;
 }
 
+const tlsFolder = fileURLToPath(new URL('./tls/', import.meta.url));
+/** The certificate a secure test server presents, for a client's `tlsCAFile`. */
+export const testServerCertificate = path.join(tlsFolder, 'cert.pem');
+
 export interface EventStoreDbTestServer {
-  /** `esdb://host:port?tls=false`. */
+  /** `esdb://host:port?tls=false`, or with `secure`, `esdb://host:port?tls=true&tlsCAFile=...`. */
   readonly url: string;
   readonly port: number;
   readonly store: InMemoryEventStore;
@@ -53,18 +67,29 @@ export interface EventStoreDbTestServer {
 
 const maxMessageLength = 17 * 1024 * 1024;
 
-const bind = (server: Server, address: string): Promise<number> =>
+const bind = (server: Server, address: string, secure: boolean): Promise<number> =>
   new Promise((resolve, reject) => {
-    server.bindAsync(address, ServerCredentials.createInsecure(), (error, port) =>
-      error ? reject(error) : resolve(port),
-    );
+    const credentials = secure
+      ? ServerCredentials.createSsl(
+          null,
+          [
+            {
+              private_key: readFileSync(path.join(tlsFolder, 'key.pem')),
+              cert_chain: readFileSync(testServerCertificate),
+            },
+          ],
+          false,
+        )
+      : ServerCredentials.createInsecure();
+    server.bindAsync(address, credentials, (error, port) => (error ? reject(error) : resolve(port)));
   });
 
 export const startEventStoreDbTestServer = async (
   options: EventStoreDbTestServerOptions = {},
 ): Promise<EventStoreDbTestServer> => {
   const host = options.host ?? '127.0.0.1';
-  const store = new InMemoryEventStore(options);
+  const secure = options.secure ?? false;
+  const store = new InMemoryEventStore({ ...options, enforceAcl: options.enforceAcl ?? secure });
   const calls = new CallRegistry();
   let writeDelayMs = 0;
   const appendDependencies = {
@@ -76,7 +101,7 @@ export const startEventStoreDbTestServer = async (
   const counted = <Handler extends (...args: never[]) => void>(method: string, handler: Handler) =>
     ((...args: Parameters<Handler>) => {
       callCounts[method] = (callCounts[method] ?? 0) + 1;
-      handler(...args);
+      (secure ? authenticated(handler) : handler)(...args);
     }) as Handler;
   const streams: UntypedServiceImplementation = {
     read: counted('read', createReadHandler({ store, calls })),
@@ -96,7 +121,7 @@ export const startEventStoreDbTestServer = async (
   });
   grpcServer.addService(streamsGrpc.StreamsService, streams);
   grpcServer.addService(serverFeaturesGrpc.ServerFeaturesService, serverFeatures);
-  const internalPort = await bind(grpcServer, '127.0.0.1:0');
+  const internalPort = await bind(grpcServer, '127.0.0.1:0', secure);
 
   // Clients connect through a TCP relay, so "down" can look like a real outage: the port refuses
   // connections and open ones are cut without any gRPC goodbye, while the data stays in memory.
@@ -137,7 +162,9 @@ export const startEventStoreDbTestServer = async (
   };
 
   return {
-    url: `esdb://${host}:${port}?tls=false`,
+    url: secure
+      ? `esdb://${host}:${port}?tls=true&tlsCAFile=${encodeURIComponent(testServerCertificate)}`
+      : `esdb://${host}:${port}?tls=false`,
     port,
     store,
     get isUp() {

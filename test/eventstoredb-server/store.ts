@@ -1,3 +1,5 @@
+import { anonymous, grants, type Caller } from './authorization.ts';
+
 /**
  * The in-memory database behind the EventStoreDB test server: streams, the `$all` log, stream
  * metadata, soft delete and tombstones, and the write-time checks (expected version, idempotency,
@@ -106,8 +108,8 @@ export interface StoreOptions {
   /** How many recently written event ids `any` appends can recognise (best effort). */
   readonly recentEventIds?: number;
   /**
-   * Enforce `$acl` for the anonymous caller (the only caller over an insecure connection). Off by
-   * default, like a server started `--insecure`, which does no authorization at all.
+   * Enforce `$acl` against the caller (anonymous over an insecure connection). Off by default, like
+   * a server started `--insecure`, which does no authorization at all; a secure server enforces it.
    */
   readonly enforceAcl?: boolean;
   /** Start with the system events a fresh database holds; true by default. */
@@ -274,21 +276,52 @@ export class InMemoryEventStore {
     return this.streamMetadata(streamName).truncateBefore === deletedStreamRevision;
   }
 
-  /** Whether the anonymous caller may do `operation` on the stream (always, unless enforcing). */
-  allowed(streamName: string, operation: 'read' | 'write'): boolean {
+  /**
+   * The default ACLs: the latest `$settings` event's `$userStreamAcl` / `$systemStreamAcl` when one
+   * was written, else the server's built-in ones (everyone for user streams, `$admins` for system
+   * streams). A fresh database has no `$settings` event.
+   */
+  private defaultAcl(system: boolean): StreamAcl {
+    const builtIn = system ? ['$admins'] : ['$all'];
+    const fallback: StreamAcl = { read: builtIn, write: builtIn, metaRead: builtIn, metaWrite: builtIn };
+    const latest = this.streams.get('$settings')?.events.at(-1);
+    if (!latest) return fallback;
+    const settings = parseStreamMetadata(
+      utf8.encode(
+        JSON.stringify({
+          $acl: (() => {
+            try {
+              const parsed = JSON.parse(utf8Decoder.decode(latest.data)) as Record<string, unknown>;
+              return parsed[system ? '$systemStreamAcl' : '$userStreamAcl'];
+            } catch {
+              return undefined;
+            }
+          })(),
+        }),
+      ),
+    ).acl;
+    return { ...fallback, ...settings };
+  }
+
+  /** Whether `caller` may do `operation` on the stream (always, unless enforcing). */
+  allowed(streamName: string, operation: 'read' | 'write', caller: Caller = anonymous): boolean {
     if (!this.enforceAcl) return true;
     // A metastream is governed by its stream's `$mr` / `$mw`.
     const meta = isMetastream(streamName);
     const subject = meta ? streamName.slice(2) : streamName;
-    const acl = this.streamMetadata(subject).acl;
+    const key = meta ? (operation === 'read' ? 'metaRead' : 'metaWrite') : operation;
     const granted =
-      (meta ? (operation === 'read' ? acl?.metaRead : acl?.metaWrite) : acl?.[operation]) ??
-      (isSystemStream(subject) ? ['$admins'] : ['$all']);
-    return granted.includes('$all');
+      this.streamMetadata(subject).acl?.[key] ?? this.defaultAcl(isSystemStream(subject))[key] ?? [];
+    return grants(caller, granted);
   }
 
-  append(streamName: string, expected: bigint, records: readonly ProposedRecord[]): WriteResult {
-    if (!this.allowed(streamName, 'write')) return { kind: 'access-denied' };
+  append(
+    streamName: string,
+    expected: bigint,
+    records: readonly ProposedRecord[],
+    caller: Caller = anonymous,
+  ): WriteResult {
+    if (!this.allowed(streamName, 'write', caller)) return { kind: 'access-denied' };
     const check = this.checkCommit(streamName, expected, records);
     switch (check.decision) {
       case 'deleted':
@@ -380,8 +413,13 @@ export class InMemoryEventStore {
   }
 
   /** Soft delete (`hardDelete` false) or tombstone (`hardDelete` true). */
-  delete(streamName: string, expected: bigint, hardDelete: boolean): DeleteResult {
-    if (!this.allowed(streamName, 'write')) return { kind: 'access-denied' };
+  delete(
+    streamName: string,
+    expected: bigint,
+    hardDelete: boolean,
+    caller: Caller = anonymous,
+  ): DeleteResult {
+    if (!this.allowed(streamName, 'write', caller)) return { kind: 'access-denied' };
     const currentVersion = this.lastRevision(streamName);
     if (currentVersion === deletedStreamRevision) return { kind: 'stream-deleted' };
     const versionOk =
@@ -420,8 +458,9 @@ export class InMemoryEventStore {
     fromRevision: bigint | undefined,
     direction: 'forwards' | 'backwards',
     maxCount: bigint,
+    caller: Caller = anonymous,
   ): StreamReadResult {
-    if (!this.allowed(streamName, 'read')) return { kind: 'access-denied' };
+    if (!this.allowed(streamName, 'read', caller)) return { kind: 'access-denied' };
     const stream = this.streams.get(streamName);
     if (stream?.tombstone) return { kind: 'stream-deleted' };
     if (!stream || stream.events.length === 0) return { kind: 'stream-not-found' };
@@ -538,7 +577,7 @@ export class InMemoryEventStore {
     for (const listener of [...this.listeners]) listener(events);
   }
 
-  /** What a fresh database already holds in `$all`: users, settings, projection bookkeeping. */
+  /** What a fresh database already holds in `$all`: users, scavenge settings, projection bookkeeping. */
   private seedSystemEvents() {
     const json = (value: unknown) => utf8.encode(JSON.stringify(value));
     const seed = (streamName: string, eventType: string, data: unknown) =>
@@ -563,11 +602,7 @@ export class InMemoryEventStore {
     seed('$$$users', '$metadata', { $acl: { $r: '$admins', $w: '$admins' } });
     user('admin', 'Event Store Administrator', ['$admins']);
     user('ops', 'Event Store Operations', ['$ops']);
-    const acl = (role: string) => ({ $r: role, $w: role, $d: role, $mr: role, $mw: role });
-    seed('$settings', 'update-default-acl', {
-      $userStreamAcl: acl('$all'),
-      $systemStreamAcl: acl('$admins'),
-    });
+    // No `$settings` event: a fresh server applies its built-in default ACLs (see `defaultAcl`).
     seed('$$$scavenges', '$metadata', { $maxAge: 2_592_000 });
     seed('$projections-$all', '$ProjectionsInitialized', {});
     for (const projection of [

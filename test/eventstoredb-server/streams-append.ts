@@ -14,6 +14,7 @@ import {
 import streamsPb from '@eventstore/db-client/generated/streams_pb.js';
 import sharedPb from '@eventstore/db-client/generated/shared_pb.js';
 import emptyPb from 'google-protobuf/google/protobuf/empty_pb.js';
+import { callerOf } from './authorization.ts';
 import {
   contentTypes,
   expectedVersion,
@@ -148,7 +149,7 @@ export const createAppendHandler = (dependencies: AppendDependencies) => {
               ? expectedVersion.noStream
               : undefined;
       if (expected === undefined) throw rpcError(status.INVALID_ARGUMENT, 'Expected revision is required.');
-      if (!store.allowed(streamName, 'write')) throw rpcExceptions.accessDenied();
+      if (!store.allowed(streamName, 'write', callerOf(call))) throw rpcExceptions.accessDenied();
       const records: ProposedRecord[] = [];
       let size = 0;
       for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
@@ -159,7 +160,7 @@ export const createAppendHandler = (dependencies: AppendDependencies) => {
         records.push(record);
       }
       const result = await delayedWrite(dependencies, dependencies.writeTimeoutMs, () =>
-        store.append(streamName, expected, records),
+        store.append(streamName, expected, records, callerOf(call)),
       );
       if (!result) throw rpcExceptions.timeout('CommitTimeout');
       switch (result.kind) {
@@ -227,7 +228,7 @@ export const createBatchAppendHandler = (dependencies: AppendDependencies) => {
       inFlight += 1;
       try {
         const result = await delayedWrite(dependencies, batch.timeoutMs, () =>
-          store.append(batch.streamName, batch.expected, batch.records),
+          store.append(batch.streamName, batch.expected, batch.records, callerOf(call)),
         );
         if (!result) return failure(batch.correlationId, batch.streamName, batchAppendErrors.timeout());
         switch (result.kind) {
@@ -278,7 +279,7 @@ export const createBatchAppendHandler = (dependencies: AppendDependencies) => {
         const options = request.getOptions();
         if (options) {
           streamName = streamNameOf(options.getStreamIdentifier());
-          if (!store.allowed(streamName, 'write')) {
+          if (!store.allowed(streamName, 'write', callerOf(call))) {
             return failure(correlationId, streamName, batchAppendErrors.accessDenied());
           }
           const deadline = options.getDeadline();

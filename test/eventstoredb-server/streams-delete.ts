@@ -5,6 +5,7 @@
 import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
 import streamsPb from '@eventstore/db-client/generated/streams_pb.js';
 import sharedPb from '@eventstore/db-client/generated/shared_pb.js';
+import { callerOf, type Caller } from './authorization.ts';
 import { expectedVersion, type DeleteResult, type InMemoryEventStore } from './store.ts';
 import { rpcExceptions, streamNameOf, uint64 } from './protocol.ts';
 
@@ -23,11 +24,16 @@ const expectedOf = (options: DeleteOptions): bigint => {
   throw rpcExceptions.unhandled();
 };
 
-const run = (store: InMemoryEventStore, options: DeleteOptions | undefined, hardDelete: boolean) => {
+const run = (
+  store: InMemoryEventStore,
+  options: DeleteOptions | undefined,
+  hardDelete: boolean,
+  caller: Caller,
+) => {
   if (!options) throw rpcExceptions.unhandled();
   const streamName = streamNameOf(options.getStreamIdentifier());
   const expected = expectedOf(options);
-  const result: DeleteResult = store.delete(streamName, expected, hardDelete);
+  const result: DeleteResult = store.delete(streamName, expected, hardDelete, caller);
   switch (result.kind) {
     case 'success':
       return result.position;
@@ -51,7 +57,7 @@ export const createDeleteHandler =
   (store: InMemoryEventStore) =>
   (call: ServerUnaryCall<DeleteReq, DeleteResp>, callback: sendUnaryData<DeleteResp>): void => {
     try {
-      const position = run(store, call.request.getOptions(), false);
+      const position = run(store, call.request.getOptions(), false, callerOf(call));
       const response = new streamsPb.DeleteResp();
       if (position === undefined) response.setNoPosition(new sharedPb.Empty());
       else
@@ -70,7 +76,7 @@ export const createTombstoneHandler =
   (store: InMemoryEventStore) =>
   (call: ServerUnaryCall<TombstoneReq, TombstoneResp>, callback: sendUnaryData<TombstoneResp>): void => {
     try {
-      const position = run(store, call.request.getOptions(), true);
+      const position = run(store, call.request.getOptions(), true, callerOf(call));
       const response = new streamsPb.TombstoneResp();
       if (position === undefined) response.setNoPosition(new sharedPb.Empty());
       else

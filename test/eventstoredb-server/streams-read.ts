@@ -27,6 +27,7 @@ import {
   uint64,
   uuidToDto,
 } from './protocol.ts';
+import { callerOf } from './authorization.ts';
 import type { CallRegistry } from './call-registry.ts';
 
 type ReadReq = InstanceType<typeof streamsPb.ReadReq>;
@@ -165,7 +166,13 @@ export const createReadHandler = ({ store, calls }: ReadDependencies) => {
         : direction === 'backwards'
           ? 0n
           : undefined;
-    const result = store.readStream(streamName, from, direction, uint64(options.getCount(), 'count'));
+    const result = store.readStream(
+      streamName,
+      from,
+      direction,
+      uint64(options.getCount(), 'count'),
+      callerOf(call),
+    );
     switch (result.kind) {
       case 'access-denied':
         throw rpcExceptions.accessDenied();
@@ -195,7 +202,7 @@ export const createReadHandler = ({ store, calls }: ReadDependencies) => {
   };
 
   const readAll = async (call: ReadCall, options: ReadOptions, structuredIds: boolean) => {
-    if (!store.allowed('$all', 'read')) throw rpcExceptions.accessDenied();
+    if (!store.allowed('$all', 'read', callerOf(call))) throw rpcExceptions.accessDenied();
     const allOptions = options.getAll()!;
     const backwards = options.getReadDirection() === Options.ReadDirection.BACKWARDS;
     const filter = options.hasFilter() ? toFilter(options).filter : undefined;
@@ -254,7 +261,7 @@ export const createReadHandler = ({ store, calls }: ReadDependencies) => {
   const subscribeToStream = async (call: ReadCall, options: ReadOptions, structuredIds: boolean) => {
     const streamOptions = options.getStream()!;
     const streamName = streamNameOf(streamOptions.getStreamIdentifier());
-    if (!store.allowed(streamName, 'read')) throw rpcExceptions.accessDenied();
+    if (!store.allowed(streamName, 'read', callerOf(call))) throw rpcExceptions.accessDenied();
     const resolveLinks = options.getResolveLinks();
     const feed = liveFeed((event) => event.streamName === streamName, undefined);
     const subscription = calls.track(call, feed.wakeUp);
@@ -301,7 +308,7 @@ export const createReadHandler = ({ store, calls }: ReadDependencies) => {
   };
 
   const subscribeToAll = async (call: ReadCall, options: ReadOptions, structuredIds: boolean) => {
-    if (!store.allowed('$all', 'read')) throw rpcExceptions.accessDenied();
+    if (!store.allowed('$all', 'read', callerOf(call))) throw rpcExceptions.accessDenied();
     const allOptions = options.getAll()!;
     const resolveLinks = options.getResolveLinks();
     const filtering = options.hasFilter() ? toFilter(options) : undefined;
