@@ -33,6 +33,7 @@ import {
   unauthorized,
 } from '../http/problem.ts';
 import { authenticateDelivery, type Authenticated } from './authentication.ts';
+import { provenanceOf } from './provenance.ts';
 import { createArchiveWriter, isRetryableAppendFailure } from './ingest.ts';
 import {
   checkJsonMediaType,
@@ -150,6 +151,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
       authentication: authentication.method,
       userAgent: request.headers['user-agent']?.slice(0, maxUserAgentLength) ?? null,
       contentType: request.headers['content-type']?.slice(0, maxUserAgentLength) ?? null,
+      provenance: provenanceOf(request.headers, authentication),
     }) satisfies ReceptionMetadata;
 
   const unavailable = (reply: FastifyReply, error: unknown): FastifyReply => {
