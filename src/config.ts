@@ -33,6 +33,11 @@ const Env = Type.Object({
   CALLTRAIL_SIGNATURE_TOLERANCE_SECONDS: Type.Integer({ minimum: 1, maximum: 86_400, default: 300 }),
   CALLTRAIL_BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024, default: 1_048_576 }),
   CALLTRAIL_APPEND_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 3_000 }),
+  CALLTRAIL_SEALING_KEY: Type.Optional(Type.String({ pattern: '-----BEGIN PRIVATE KEY-----' })),
+  CALLTRAIL_SEALING_KEY_FILE: Type.Optional(Type.String({ minLength: 1 })),
+  CALLTRAIL_SEAL_EVERY_EVENTS: Type.Integer({ minimum: 1, maximum: 100_000, default: 1_000 }),
+  CALLTRAIL_SEAL_EVERY_SECONDS: Type.Number({ exclusiveMinimum: 0, maximum: 86_400, default: 60 }),
+  CALLTRAIL_DIGEST_DIR: Type.Optional(Type.String({ minLength: 1 })),
   CALLTRAIL_API_TOKENS: Type.Optional(
     Type.String({ pattern: '^[A-Za-z0-9._~-]{16,}(,[A-Za-z0-9._~-]{16,})*$' }),
   ),
@@ -58,6 +63,16 @@ export interface Config {
   };
   readonly appendTimeoutMs: number;
   readonly apiTokens: readonly string[];
+  /** Absent in hand-built configurations: sealing then runs only with the embedded default's key. */
+  readonly sealing?: {
+    /** PKCS#8 PEM of the Ed25519 signing key, given directly or as a file. */
+    readonly key: string | undefined;
+    readonly keyFile: string | undefined;
+    readonly maxEvents: number;
+    readonly maxSeconds: number;
+    /** Where digest files are written; undefined: none. */
+    readonly digestDirectory: string | undefined;
+  };
 }
 
 export class ConfigError extends Error {
@@ -81,10 +96,17 @@ const toConfig = (env: Env): Config => ({
   },
   appendTimeoutMs: env.CALLTRAIL_APPEND_TIMEOUT_MS,
   apiTokens: env.CALLTRAIL_API_TOKENS?.split(',') ?? [],
+  sealing: {
+    key: env.CALLTRAIL_SEALING_KEY,
+    keyFile: env.CALLTRAIL_SEALING_KEY_FILE,
+    maxEvents: env.CALLTRAIL_SEAL_EVERY_EVENTS,
+    maxSeconds: env.CALLTRAIL_SEAL_EVERY_SECONDS,
+    digestDirectory: env.CALLTRAIL_DIGEST_DIR,
+  },
 });
 
 const describeValue = (name: string, value: unknown): string =>
-  /SECRET|TOKEN/.test(name) ? '(hidden)' : JSON.stringify(value);
+  /SECRET|TOKEN|SEALING_KEY$/.test(name) ? '(hidden)' : JSON.stringify(value);
 
 /** Throws `ConfigError` naming every bad variable. Empty strings count as unset. */
 export const loadConfig = (source: NodeJS.ProcessEnv): Config => {

@@ -7,7 +7,9 @@ import { registerMigrateCommand } from './migrate.ts';
 import { registerProjectCommand } from './project.ts';
 import { registerRebuildCommand } from './rebuild.ts';
 import { registerReplayCommand } from './replay.ts';
+import { registerSealCommand } from './seal.ts';
 import { registerServeCommand } from './serve.ts';
+import { registerVerifyCommand } from './verify.ts';
 
 const program = new Command()
   .name('calltrail')
@@ -20,5 +22,7 @@ registerProjectCommand(program);
 registerRebuildCommand(program);
 registerExportCommand(program);
 registerReplayCommand(program);
+registerSealCommand(program);
+registerVerifyCommand(program);
 
 await program.parseAsync(process.argv);
