@@ -36,6 +36,13 @@ describe('loadConfig', () => {
       },
       appendTimeoutMs: 3_000,
       apiTokens: [],
+      sealing: {
+        key: undefined,
+        keyFile: undefined,
+        maxEvents: 1000,
+        maxSeconds: 60,
+        digestDirectory: undefined,
+      },
     });
   });
 
