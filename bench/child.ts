@@ -79,6 +79,7 @@ const configFor = (app: Extract<ChildSpec, { role: 'app' }>, defaults: Config): 
   http: defaults.http,
   readModels: defaults.readModels,
   live: defaults.live,
+  sealing: defaults.sealing,
 });
 
 type Handler = (command: ChildCommand) => Promise<unknown>;

@@ -12,6 +12,7 @@ import {
   type ReceptionMetadata,
 } from '../src/archive/archived-event.ts';
 import { callStreamName } from '../src/archive/streams.ts';
+import { webhookSecret } from './context.ts';
 import { flireoEventId } from '../src/flireo/event-id.ts';
 import { normalizeFlireoEvent } from '../src/flireo/normalize.ts';
 
@@ -262,6 +263,12 @@ export const archivedRecordOf = (delivery: Delivery, requestId: string): Archive
       authentication: 'signature',
       userAgent: 'flireo-webhooks/2.4',
       contentType: 'application/json',
+      provenance: {
+        signature: signedHeaders(webhookSecret, delivery.body, delivery.receivedAtMs)['x-webhook-signature']!,
+        timestamp: String(Math.floor(delivery.receivedAtMs / 1000)),
+        event: null,
+        tokenName: null,
+      },
     },
   };
 };

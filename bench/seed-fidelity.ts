@@ -14,8 +14,9 @@ import { createMetrics } from '../src/metrics.ts';
 import { apiToken, webhookSecret } from './context.ts';
 import { archivedRecordOf, signedHeaders, trafficTimeline } from './flireo-traffic.ts';
 
-/** Reception details that differ by nature between two receptions of the same body. */
-const perReception = ['receivedAt', 'requestId', 'sourceAddress'];
+/** Reception details that differ by nature between two receptions of the same body (the signature
+ * covers the delivery's timestamp). */
+const perReception = ['receivedAt', 'requestId', 'sourceAddress', 'provenance'];
 
 const withoutPerReception = (metadata: Record<string, unknown>) =>
   Object.fromEntries(Object.entries(metadata).filter(([key]) => !perReception.includes(key)));
@@ -50,6 +51,7 @@ export const checkSeedMatchesIngest = async (url: string, deliveries = 40): Prom
     http: defaults.http,
     readModels: defaults.readModels,
     live: defaults.live,
+    sealing: defaults.sealing,
   };
   const eventStore = await openPostgresEventStore(url, { timeoutMs: 3_000 });
   const database = openDatabase(url, { max: 2 });

@@ -66,6 +66,11 @@ const Env = Type.Object({
     maximum: 256 * 1024 * 1024,
     default: 4 * 1024 * 1024,
   }),
+  CALLTRAIL_SEALING_KEY: Type.Optional(Type.String({ pattern: '-----BEGIN PRIVATE KEY-----' })),
+  CALLTRAIL_SEALING_KEY_FILE: Type.Optional(Type.String({ minLength: 1 })),
+  CALLTRAIL_SEAL_EVERY_EVENTS: Type.Integer({ minimum: 1, maximum: 100_000, default: 1_000 }),
+  CALLTRAIL_SEAL_EVERY_SECONDS: Type.Number({ exclusiveMinimum: 0, maximum: 86_400, default: 60 }),
+  CALLTRAIL_DIGEST_DIR: Type.Optional(Type.String({ minLength: 1 })),
   CALLTRAIL_API_TOKENS: Type.Optional(
     Type.String({ pattern: '^[A-Za-z0-9._~-]{16,}(,[A-Za-z0-9._~-]{16,})*$' }),
   ),
@@ -132,6 +137,15 @@ const toConfig = (env: Env) =>
       maxClients: env.CALLTRAIL_LIVE_MAX_CLIENTS,
       clientBufferBytes: env.CALLTRAIL_LIVE_CLIENT_BUFFER_BYTES,
     },
+    sealing: {
+      /** PKCS#8 PEM of the Ed25519 signing key, given directly or as a file. */
+      key: env.CALLTRAIL_SEALING_KEY,
+      keyFile: env.CALLTRAIL_SEALING_KEY_FILE,
+      maxEvents: env.CALLTRAIL_SEAL_EVERY_EVENTS,
+      maxSeconds: env.CALLTRAIL_SEAL_EVERY_SECONDS,
+      /** Where digest files are written; undefined: none. */
+      digestDirectory: env.CALLTRAIL_DIGEST_DIR,
+    },
   }) as const;
 
 export type Config = ReturnType<typeof toConfig>;
@@ -174,7 +188,7 @@ export const parseTrustProxy = (value: string): TrustProxy => {
 };
 
 const describeValue = (name: string, value: unknown): string =>
-  /SECRET|TOKEN/.test(name) ? '(hidden)' : JSON.stringify(value);
+  /SECRET|TOKEN|SEALING_KEY$/.test(name) ? '(hidden)' : JSON.stringify(value);
 
 /** Throws `ConfigError` naming every bad variable. Empty strings count as unset. */
 export const loadConfig = (source: NodeJS.ProcessEnv): Config => {

@@ -49,6 +49,13 @@ describe('loadConfig', () => {
       },
       readModels: { connectTimeoutMs: 3_000, statementTimeoutMs: 30_000 },
       live: { maxClients: 1_000, clientBufferBytes: 4 * 1024 * 1024 },
+      sealing: {
+        key: undefined,
+        keyFile: undefined,
+        maxEvents: 1000,
+        maxSeconds: 60,
+        digestDirectory: undefined,
+      },
     });
   });
 

@@ -120,6 +120,20 @@ export const ReceptionMetadata = Type.Object({
   userAgent: Nullable(Type.String()),
   /** The request's content type, so a replay re-posts the body exactly as it came. */
   contentType: Type.Optional(Nullable(Type.String())),
+  /**
+   * Flireo's signature material as received, so anyone holding the webhook secret can re-check,
+   * years later, that the stored raw body is exactly what Flireo signed. Absent on older records.
+   */
+  provenance: Type.Optional(
+    Type.Object({
+      /** `X-Webhook-Signature`, `X-Webhook-Timestamp`, `X-Webhook-Event` exactly as sent, or null. */
+      signature: Nullable(Type.String()),
+      timestamp: Nullable(Type.String()),
+      event: Nullable(Type.String()),
+      /** For token deliveries, the name of the token that matched (never the token itself). */
+      tokenName: Nullable(Type.String()),
+    }),
+  ),
 });
 export type ReceptionMetadata = Type.Static<typeof ReceptionMetadata>;
 

@@ -9,7 +9,9 @@ import { registerMigrateCommand } from './migrate.ts';
 import { registerProjectCommand } from './project.ts';
 import { registerRebuildCommand } from './rebuild.ts';
 import { registerReplayCommand } from './replay.ts';
+import { registerSealCommand } from './seal.ts';
 import { registerServeCommand } from './serve.ts';
+import { registerVerifyCommand } from './verify.ts';
 
 exitOnUncaughtErrors();
 
@@ -25,5 +27,7 @@ registerRebuildCommand(program);
 registerExportCommand(program);
 registerReplayCommand(program);
 registerCredentialsCommand(program);
+registerSealCommand(program);
+registerVerifyCommand(program);
 
 await program.parseAsync(process.argv);

@@ -13,6 +13,7 @@ import { createLogger, type Logger } from '../logger.ts';
 import { createMetrics } from '../metrics.ts';
 import { openOutageJournal } from '../journal/outage-journal.ts';
 import { startProjector } from '../projector/projector.ts';
+import { startSealing } from '../sealing/sealing-setup.ts';
 import { openStores, type Stores } from '../stores/open.ts';
 import { planStores } from '../stores/plan.ts';
 import { listen, trapShutdownSignals } from '../server.ts';
@@ -30,6 +31,8 @@ const missingWebhookAuthentication =
 
 export interface ServeOptions {
   readonly projector: boolean;
+  /** Run the sealer in this process; default true. */
+  readonly sealer?: boolean;
 }
 
 /** Runs until a shutdown signal; resolves with the exit code. */
@@ -96,6 +99,21 @@ export const serve = async (options: ServeOptions): Promise<number> => {
         })
       : undefined;
     if (projector) teardown.push({ name: 'projector', run: () => projector.stop() });
+    if (stopping) return;
+    const sealer =
+      (options.sealer ?? true)
+        ? await startSealing(
+            effective,
+            {
+              eventStore: stores.eventStore,
+              pool: stores.database.pool,
+              logger: logger.child({ component: 'sealer' }),
+              embeddedDefault: planStores(config).embeddedDefault,
+            },
+            (text) => process.stderr.write(text),
+          )
+        : undefined;
+    if (sealer) teardown.push({ name: 'sealer', run: () => sealer.stop() });
     if (stopping) return;
 
     const outageJournal = await openOutageJournal({
@@ -182,8 +200,9 @@ export const registerServeCommand = (program: Command): void => {
     .command('serve')
     .description('receive Flireo webhooks and serve the audit API (and run the projector)')
     .option('--no-projector', 'do not run the projector in this process (run `calltrail project` for it)')
-    .action(async (options: { projector: boolean }) => {
-      const code = await serve({ projector: options.projector });
+    .option('--no-sealer', 'do not run the sealer in this process (run `calltrail seal` for it)')
+    .action(async (options: { projector: boolean; sealer: boolean }) => {
+      const code = await serve({ projector: options.projector, sealer: options.sealer });
       // Explicit: a library handle left open must not keep a stopped server's process alive.
       process.exit(code);
     });

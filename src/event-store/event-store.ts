@@ -70,6 +70,12 @@ export interface RecordedEvent {
   readonly position: GlobalPosition;
   readonly data: unknown;
   readonly metadata: unknown;
+  /**
+   * `data` and `metadata` as the store holds them: the JSON text exactly as written, byte for byte,
+   * so a hash over them is reproducible from what any reader gets back (the archive's seals are).
+   */
+  readonly storedData: string;
+  readonly storedMetadata: string;
   /** When the store wrote it. */
   readonly created: Date;
 }

@@ -34,6 +34,20 @@ export const translate = (error: unknown, what: string): unknown =>
       ? new EventStoreUnavailableError(`event store unavailable during ${what}`, { cause: error })
       : error;
 
+const utf8Decoder = new TextDecoder();
+
+/**
+ * The stored bytes as text. The client parses JSON and does not keep the bytes; calltrail (like the
+ * client's own `jsonEvent`) writes exactly `JSON.stringify` of the value, and re-serializing the
+ * parsed value gives those bytes back. Bytes the client could not parse as JSON come through as-is.
+ */
+const storedText = (value: unknown, isJson: boolean): string => {
+  if (value === undefined) return '';
+  if (value instanceof Uint8Array) return utf8Decoder.decode(value);
+  if (!isJson && typeof value === 'string') return value;
+  return JSON.stringify(value);
+};
+
 export const toRecordedEvent = (event: NonNullable<ResolvedEvent['event']>): RecordedEvent => {
   if (!event.position) throw new Error(`event ${event.id} in ${event.streamId} came without a position`);
   return {
@@ -44,6 +58,8 @@ export const toRecordedEvent = (event: NonNullable<ResolvedEvent['event']>): Rec
     position: { commit: event.position.commit, prepare: event.position.prepare },
     data: event.data,
     metadata: event.metadata ?? null,
+    storedData: storedText(event.data, event.isJson),
+    storedMetadata: storedText(event.metadata, true),
     created: event.created,
   };
 };

@@ -37,6 +37,7 @@ import {
 import { authenticateDelivery, type Authenticated } from './authentication.ts';
 import { storeOnly } from '../journal/durable-archive.ts';
 import { JournalFullError } from '../journal/journal.ts';
+import { provenanceOf } from './provenance.ts';
 import { createArchiveWriter, isRetryableAppendFailure } from './ingest.ts';
 import {
   checkJsonMediaType,
@@ -197,6 +198,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
       authentication: authentication.method,
       userAgent: request.headers['user-agent']?.slice(0, maxUserAgentLength) ?? null,
       contentType: declaredContentType(request)?.slice(0, maxUserAgentLength) ?? null,
+      provenance: provenanceOf(request.headers, authentication),
     }) satisfies ReceptionMetadata;
 
   const unavailable = (reply: FastifyReply, error: unknown): FastifyReply => {

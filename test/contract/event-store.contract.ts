@@ -140,6 +140,36 @@ export const describeEventStoreContract = (name: string, open: () => Promise<Con
           expect(comparePositions(result.position, recorded!.position)).toBe(0);
       });
 
+      it('gives data and metadata as stored, the exact JSON text written, on every read path', async () => {
+        const streamName = newStream();
+        // Text a parse-and-reserialize round trip would change if it were not kept as written.
+        const event: ProposedEvent = {
+          id: randomUUID(),
+          type: 'status-update',
+          data: { b: 1, a: [1.5, 'é\u0000', { '10': true, '2': null }], z: 'x'.repeat(3000), n: 1e21 },
+          metadata: { receivedAt: '2026-03-01T10:00:00.000Z', list: [] },
+        };
+        await store.append(streamName, [event], 'no-stream');
+        const subscription = store.subscribeToAll({ streamPrefixes: [streamName] });
+        try {
+          const messages = await readUntil(subscription, (seen) => seen.some((m) => m.kind === 'caught-up'));
+          const reads: RecordedEvent[] = [
+            ...(await collect(store.readStream(streamName))),
+            ...(await collect(store.readAll({ streamPrefixes: [streamName] }))),
+            ...messages.flatMap((message) => (message.kind === 'event' ? [message.event] : [])),
+          ];
+          expect(reads).toHaveLength(3);
+          for (const read of reads) {
+            expect(read.storedData).toBe(JSON.stringify(event.data));
+            expect(read.storedMetadata).toBe(JSON.stringify(event.metadata));
+            expect(JSON.parse(read.storedData)).toEqual(read.data);
+            expect(JSON.parse(read.storedMetadata)).toEqual(read.metadata);
+          }
+        } finally {
+          await subscription.close();
+        }
+      });
+
       it('says whether an append wrote, when it claims to', async () => {
         const stream = newStream();
         const event = proposed();

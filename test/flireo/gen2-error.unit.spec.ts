@@ -36,25 +36,29 @@ const normalized = (body: Record<string, unknown>): NormalizedCallEvent => {
 /** The call row the projection makes of the one archived event. */
 const projected = (body: Record<string, unknown>): CallRow => {
   const event = normalized(body);
+  const data = {
+    schemaVersion: archivedEventSchemaVersion,
+    ...event,
+    ...encodeRawBody(Buffer.from(JSON.stringify(body))),
+  };
+  const metadata = {
+    receivedAt: '2025-08-28T08:02:04.000Z',
+    requestId: 'r1',
+    sourceAddress: '203.0.113.7',
+    signatureVerified: true,
+    authentication: 'signature',
+    userAgent: null,
+  };
   const recorded: RecordedEvent = {
     streamName: callStreamName(callId),
     id: 'a0000000-0000-4000-8000-000000000001',
     type: event.eventType,
     revision: 0n,
     position: { commit: 1n, prepare: 1n },
-    data: {
-      schemaVersion: archivedEventSchemaVersion,
-      ...event,
-      ...encodeRawBody(Buffer.from(JSON.stringify(body))),
-    },
-    metadata: {
-      receivedAt: '2025-08-28T08:02:04.000Z',
-      requestId: 'r1',
-      sourceAddress: '203.0.113.7',
-      signatureVerified: true,
-      authentication: 'signature',
-      userAgent: null,
-    },
+    data,
+    metadata,
+    storedData: JSON.stringify(data),
+    storedMetadata: JSON.stringify(metadata),
     created: new Date('2025-08-28T08:02:04.000Z'),
   };
   return evolveCall(undefined, decodeCallEvent(recorded));

@@ -55,6 +55,7 @@ const baseConfig = (overrides: Partial<Config> = {}): Config => ({
   http: defaults.http,
   readModels: defaults.readModels,
   live: defaults.live,
+  sealing: defaults.sealing,
   ...overrides,
 });
 

@@ -75,6 +75,7 @@ export const testConfig = (overrides: TestConfigOverrides = {}): Config => ({
   http: { ...defaults.http, maxEventLoopDelayMs: 0, ...overrides.http },
   readModels: { ...defaults.readModels, ...overrides.readModels },
   live: defaults.live,
+  sealing: defaults.sealing,
 });
 
 export interface TestAppOptions {

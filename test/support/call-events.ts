@@ -112,6 +112,8 @@ export const recordedCallEvent = (
     position,
     data,
     metadata,
+    storedData: JSON.stringify(data),
+    storedMetadata: JSON.stringify(metadata),
     created: new Date('2026-03-01T10:00:06.000Z'),
   };
 };

@@ -8,7 +8,13 @@ import http from 'node:http';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../src/app.ts';
-import { decodeRawBody, type QuarantinedRequest } from '../../src/archive/archived-event.ts';
+import {
+  decodeRawBody,
+  type ArchivedCallEvent,
+  type QuarantinedRequest,
+  type ReceptionMetadata,
+} from '../../src/archive/archived-event.ts';
+import { verifyProvenance } from '../../src/webhook/provenance.ts';
 import type { Config } from '../../src/config.ts';
 import { openDatabase, type Database } from '../../src/database/database.ts';
 import type { EventStore } from '../../src/event-store/event-store.ts';
@@ -63,6 +69,11 @@ const deliver = (app: App, payload: string | Buffer, delivery: Delivery = {}) =>
       ...delivery.headers,
     },
   });
+
+const signatureHeadersAsKept = (body: string, at: Date) => {
+  const headers = signatureHeaders(body, { at });
+  return { signature: headers['x-webhook-signature'], timestamp: headers['x-webhook-timestamp'] };
+};
 
 const signed = (test: TestApp, payload: string | Buffer, delivery: Delivery = {}) =>
   deliver(test.app, payload, {
@@ -162,6 +173,36 @@ describe.each(storeSubjects)('POST /webhooks/flireo on $name', (subject) => {
       expect(event?.metadata).toMatchObject({ authentication: 'signature', signatureVerified: true });
     });
 
+    it('keeps the signature headers as received, so the stored bytes can be re-verified later', async () => {
+      const callId = randomUUID();
+      const body = statusUpdate(callId);
+      const headers: Record<string, string> = {
+        ...signatureHeaders(body, { at: test.clock.now(), prefix: true }),
+        'x-webhook-event': 'status-update',
+      };
+      expect((await deliver(test.app, body, { headers })).statusCode).toBe(202);
+      const [event] = await readStream(store.eventStore, `call-${callId}`);
+      const metadata = event?.metadata as ReceptionMetadata;
+      expect(metadata.provenance).toEqual({
+        signature: headers['x-webhook-signature'],
+        timestamp: headers['x-webhook-timestamp'],
+        event: 'status-update',
+        tokenName: null,
+      });
+      const rawBody = decodeRawBody(event?.data as ArchivedCallEvent);
+      expect(verifyProvenance(testWebhookSecret, rawBody, metadata.provenance)).toEqual({ ok: true });
+      expect(verifyProvenance('another-secret-of-16+', rawBody, metadata.provenance)).toEqual({
+        ok: false,
+        reason: 'mismatch',
+      });
+      const altered = Buffer.from(rawBody);
+      altered.writeUInt8(altered.readUInt8(5) ^ 0x01, 5);
+      expect(verifyProvenance(testWebhookSecret, altered, metadata.provenance)).toEqual({
+        ok: false,
+        reason: 'mismatch',
+      });
+    });
+
     it('accepts the sha256= prefix on the signature', async () => {
       const body = statusUpdate(randomUUID());
       const response = await deliver(test.app, body, {
@@ -241,7 +282,12 @@ describe.each(storeSubjects)('POST /webhooks/flireo on $name', (subject) => {
         const response = await deliver(test.app, statusUpdate(callId), delivery);
         expect(response.statusCode).toBe(202);
         const [event] = await readStream(store.eventStore, `call-${callId}`);
-        expect(event?.metadata).toMatchObject({ authentication: 'token', signatureVerified: false });
+        expect(event?.metadata).toMatchObject({
+          authentication: 'token',
+          signatureVerified: false,
+          provenance: { signature: null, timestamp: null, tokenName: 'webhook-token' },
+        });
+        expect(JSON.stringify(event?.metadata)).not.toContain(testWebhookToken);
       }
     });
 
@@ -400,6 +446,11 @@ describe.each(storeSubjects)('POST /webhooks/flireo on $name', (subject) => {
           authentication: 'signature',
           userAgent: 'Flireo-Webhooks/2.1',
           contentType: 'application/json',
+          provenance: {
+            ...signatureHeadersAsKept(example.raw, test.clock.now()),
+            event: null,
+            tokenName: null,
+          },
         });
       }
     });

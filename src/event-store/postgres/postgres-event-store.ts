@@ -19,7 +19,7 @@ import { ChangeListener } from './change-listener.ts';
 import { GroupCommitWriter } from './group-commit.ts';
 import { migrateEventStore } from './migrations.ts';
 import { firstAtOrAfter, lastAtOrBefore } from './positions.ts';
-import { EventReader } from './scan.ts';
+import { EventReader, keepJsonText } from './scan.ts';
 import { openSubscription } from './subscription.ts';
 import {
   encodeEvents,
@@ -84,6 +84,7 @@ export const openPostgresEventStore = async (
     idleTimeoutMillis: 30_000,
     keepAlive: true,
     application_name: `calltrail event store ${role}`,
+    types: keepJsonText,
     // Server-side bounds matching ours, so an abandoned statement or a stuck lock holder cannot
     // outlive the caller who gave up on it.
     statement_timeout: timeoutMs,

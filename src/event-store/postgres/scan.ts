@@ -3,7 +3,7 @@
  * $all scan reads a window of consecutive positions and flags which rows match the stream-prefix
  * filter, so a filtered reader always knows how far it has looked, even past events it skips.
  */
-import type pg from 'pg';
+import pg from 'pg';
 import type { RecordedEvent } from '../event-store.ts';
 import { asError, connectWithin, isUnavailable, withTimeout } from './errors.ts';
 import { positionOf } from './positions.ts';
@@ -15,9 +15,25 @@ interface EventRow {
   event_id: string;
   event_type: string;
   created: Date;
-  data: unknown;
-  metadata: unknown;
+  /** The json columns' text: the pools return json unparsed (see `keepJsonText`). */
+  data: string;
+  metadata: string;
 }
+
+const jsonOid = 114;
+
+/**
+ * Type parsers for the event store's pools: `json` columns come back as their exact text (the
+ * column keeps it as written), parsed by `toRecordedEvent`, which keeps both forms.
+ */
+const parseJsonAsText = (text: string): string => text;
+
+export const keepJsonText: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary'): unknown =>
+    oid === jsonOid
+      ? parseJsonAsText
+      : pg.types.getTypeParser(oid, format)) as pg.CustomTypesConfig['getTypeParser'],
+};
 
 interface ScanRow extends EventRow {
   matches: boolean;
@@ -35,8 +51,10 @@ const toRecordedEvent = (row: EventRow): RecordedEvent => ({
   type: row.event_type,
   revision: BigInt(row.revision),
   position: positionOf(BigInt(row.position)),
-  data: row.data,
-  metadata: row.metadata,
+  data: JSON.parse(row.data) as unknown,
+  metadata: JSON.parse(row.metadata) as unknown,
+  storedData: row.data,
+  storedMetadata: row.metadata,
   created: row.created,
 });
 

@@ -1,0 +1,184 @@
+/**
+ * The sealer: follows the global order of the archive's streams, off the webhook's hot path, and
+ * every `maxEvents` events or `maxSeconds` after the first unsealed one (whichever comes first)
+ * appends a signed digest to the digest stream, and writes it out as a file when a directory is set.
+ *
+ * Like the projector, any number of processes may run it: one holds the sealer's session advisory
+ * lock in PostgreSQL and seals, the others stand by and take over when its session ends. Its
+ * checkpoint is the digest stream itself (the last digest's position), and each digest is appended
+ * at an exact expected revision, so even two sealers that both believed they led could not fork or
+ * duplicate the chain: the loser starts over from the winner's digest.
+ */
+import type pg from 'pg';
+import type { EventStore, RecordedEvent } from '../event-store/event-store.ts';
+import { parsePosition } from '../event-store/event-store.ts';
+import type { Logger } from '../logger.ts';
+import { openFeed } from '../projector/feed.ts';
+import { sealEvents, type Digest } from './digest.ts';
+import { writeDigestFile } from './digest-files.ts';
+import { digestStreamName, readLastDigest } from './digest-stream.ts';
+import { digestType } from './digest.ts';
+import type { SigningKey } from './signing-key.ts';
+
+export interface SealerOptions {
+  /** Which streams are sealed: every archive stream. */
+  readonly streamPrefixes: readonly string[];
+  readonly maxEvents: number;
+  readonly maxSeconds: number;
+  /** Where digest files go; undefined: none are written. */
+  readonly digestDirectory: string | undefined;
+  readonly standbyPollMs: number;
+  readonly retryInitialMs: number;
+  readonly retryMaxMs: number;
+}
+
+export interface SealerDependencies {
+  readonly eventStore: EventStore;
+  readonly pool: pg.Pool;
+  readonly key: SigningKey;
+  readonly logger: Logger;
+  readonly clock: () => Date;
+}
+
+export type SealerRole = 'starting' | 'standby' | 'active' | 'stopped';
+
+export interface RunningSealer {
+  readonly role: SealerRole;
+  /** The last digest this process appended or started from. */
+  readonly lastDigest: Digest | undefined;
+  stop(): Promise<void>;
+}
+
+/** Lock key (class, hashtext('sealer')); the class is the projector's family, next free number. */
+const sealerLockClass = 0x43_54_10;
+
+class ChainMovedError extends Error {
+  override readonly name = 'ChainMovedError';
+}
+
+export const startSealer = (dependencies: SealerDependencies, options: SealerOptions): RunningSealer => {
+  const { eventStore, pool, key, logger, clock } = dependencies;
+  let role: SealerRole = 'starting';
+  let lastDigest: Digest | undefined;
+  let stopping = false;
+  let wake: (() => void) | undefined;
+  let closeFeed: (() => Promise<void>) | undefined;
+
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+
+  const appendDigest = async (events: readonly RecordedEvent[], revision: bigint | undefined) => {
+    const digest = sealEvents(events, lastDigest, key, clock());
+    const result = await eventStore.append(
+      digestStreamName,
+      [{ id: crypto.randomUUID(), type: digestType, data: digest, metadata: { keyId: key.keyId } }],
+      revision ?? 'no-stream',
+    );
+    if (result.outcome !== 'appended') throw new ChainMovedError('another sealer appended a digest');
+    if (options.digestDirectory !== undefined) await writeDigestFile(options.digestDirectory, digest);
+    lastDigest = digest;
+    logger.debug(
+      { sequence: digest.sequence, events: digest.eventCount, lastPosition: digest.lastPosition },
+      'sealed',
+    );
+    return result.nextRevision;
+  };
+
+  /** Seals until stopped; throws on any failure, after which the caller starts over. */
+  const seal = async (): Promise<void> => {
+    const last = await readLastDigest(eventStore);
+    lastDigest = last?.digest;
+    let revision = last?.revision;
+    const start = last === undefined ? undefined : parsePosition(last.digest.lastPosition);
+    const feed = openFeed(
+      eventStore.subscribeToAll({
+        streamPrefixes: options.streamPrefixes,
+        ...(start === undefined ? {} : { after: start }),
+      }),
+      { highWater: 4 * options.maxEvents, start, now: () => clock().getTime() },
+    );
+    closeFeed = () => feed.close();
+    try {
+      let pending: RecordedEvent[] = [];
+      let sealBy: number | undefined;
+      while (!stopping) {
+        const waitMs = sealBy === undefined ? 1_000 : Math.max(0, sealBy - clock().getTime());
+        const messages = await feed.takeWithin(options.maxEvents - pending.length, waitMs);
+        if (messages !== 'idle') {
+          if (messages.length === 0) return; // closed
+          for (const message of messages) if (message.kind === 'event') pending.push(message.event);
+          if (pending.length > 0) sealBy ??= clock().getTime() + options.maxSeconds * 1000;
+        }
+        const due = sealBy !== undefined && clock().getTime() >= sealBy;
+        if (pending.length >= options.maxEvents || (due && pending.length > 0)) {
+          revision = await appendDigest(pending, revision);
+          pending = [];
+          sealBy = undefined;
+        }
+      }
+    } finally {
+      closeFeed = undefined;
+      await feed.close();
+    }
+  };
+
+  const run = async () => {
+    let retryMs = options.retryInitialMs;
+    while (!stopping) {
+      let session: pg.PoolClient | undefined;
+      try {
+        session = await pool.connect();
+        const { rows } = await session.query<{ locked: boolean }>(
+          `SELECT pg_try_advisory_lock($1::int, hashtext('sealer')) AS locked`,
+          [sealerLockClass],
+        );
+        if (rows[0]?.locked !== true) {
+          role = 'standby';
+          session.release();
+          session = undefined;
+          await pause(options.standbyPollMs);
+          continue;
+        }
+        role = 'active';
+        logger.info({ keyId: key.keyId }, 'sealer active');
+        await seal();
+        retryMs = options.retryInitialMs;
+      } catch (error) {
+        if (stopping) break;
+        if (error instanceof ChainMovedError) {
+          logger.warn('the digest chain moved under this sealer; starting over from its end');
+        } else {
+          logger.error({ err: error, retryMs }, 'sealer failed; retrying');
+          await pause(retryMs);
+          retryMs = Math.min(options.retryMaxMs, retryMs * 2);
+        }
+      } finally {
+        // Ending the session releases the lock, so a standby can take over.
+        session?.release(true);
+      }
+    }
+    role = 'stopped';
+  };
+
+  const running = run();
+  return {
+    get role() {
+      return role;
+    },
+    get lastDigest() {
+      return lastDigest;
+    },
+    stop: async () => {
+      stopping = true;
+      wake?.();
+      await closeFeed?.();
+      await running;
+    },
+  };
+};

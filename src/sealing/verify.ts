@@ -1,0 +1,303 @@
+/**
+ * Verification of the archive against its digests and a public key: every digest well-formed,
+ * signed and chained; every sealed event present, unchanged and in its place; nothing inserted into a
+ * sealed range; and nothing left unsealed for longer than sealing takes. Each problem is reported
+ * with its kind and where it is; the archive is sound only when there is none.
+ *
+ * Scopes: `all` (every digest and every archived event), `range` (the digests whose events were
+ * written in a time range, and the events they cover), `call` (one call's stream against every leaf
+ * that names it). The chain is always checked whole: it is what makes a digest trustworthy at all.
+ */
+import {
+  parsePosition,
+  type EventStore,
+  type GlobalPosition,
+  type RecordedEvent,
+} from '../event-store/event-store.ts';
+import { compareSealed, type EventFinding, type EventFindingKind, type ObservedEvent } from './compare.ts';
+import {
+  digestHash,
+  digestSignatureValid,
+  digestType,
+  isDigest,
+  rootOfLeaves,
+  type Digest,
+  type DigestLeaf,
+} from './digest.ts';
+import { eventHash } from './event-hash.ts';
+import type { PublicKey } from './signing-key.ts';
+
+export type FindingKind =
+  | EventFindingKind
+  | 'unsealed-tail'
+  | 'bad-signature'
+  | 'broken-chain'
+  | 'digest-altered'
+  | 'malformed-digest';
+
+export interface Finding {
+  readonly kind: FindingKind;
+  readonly detail: string;
+  /** The digest concerned, by sequence (or by place in the digest source when unreadable). */
+  readonly digest?: number;
+  readonly position?: string;
+  readonly stream?: string;
+  readonly revision?: string;
+}
+
+export type VerifyScope =
+  | { readonly kind: 'all' }
+  | { readonly kind: 'range'; readonly from: Date; readonly to: Date }
+  | { readonly kind: 'stream'; readonly streamName: string };
+
+export interface VerifyReport {
+  readonly ok: boolean;
+  readonly scope: string;
+  readonly digests: number;
+  readonly eventsChecked: number;
+  /** Archived events after the last digest. Recent ones are not a problem: sealing runs behind. */
+  readonly unsealedEvents: number;
+  readonly findings: readonly Finding[];
+}
+
+/** Where digests come from: the digest stream, or digest files. */
+export type DigestEntry = { readonly where: string; readonly type: string; readonly data: unknown };
+
+export interface VerifyInput {
+  readonly digests: AsyncIterable<DigestEntry>;
+  readonly keys: ReadonlyMap<string, PublicKey>;
+  readonly scope: VerifyScope;
+  readonly streamPrefixes: readonly string[];
+  /** Unsealed events written longer ago than this are a finding (`unsealed-tail`). */
+  readonly unsealedGraceMs: number;
+  readonly now: Date;
+  /**
+   * Also read each sealed stream's first sealed revision: on EventStoreDB, $all keeps a deleted
+   * stream's events until a scavenge, so only a stream read shows the deletion.
+   */
+  readonly checkStreams: boolean;
+  readonly onProgress?: (eventsChecked: number, totalSealed: number) => void;
+  /** Bound on findings kept (each kind is still counted). */
+  readonly maxFindings?: number;
+}
+
+const observe = (event: RecordedEvent): ObservedEvent => ({
+  position: `${event.position.commit}/${event.position.prepare}`,
+  streamName: event.streamName,
+  revision: event.revision.toString(),
+  hash: eventHash(event).toString('hex'),
+});
+
+const positionOf = (text: string): GlobalPosition => parsePosition(text) ?? { commit: 0n, prepare: 0n };
+
+const after = (a: string, b: string | null): boolean => {
+  if (b === null) return true;
+  const x = positionOf(a);
+  const y = positionOf(b);
+  return x.commit === y.commit ? x.prepare > y.prepare : x.commit > y.commit;
+};
+
+/** Checks the chain: returns the digests in order that are usable (well-formed), with findings. */
+export const checkChain = async (
+  entries: AsyncIterable<DigestEntry>,
+  keys: ReadonlyMap<string, PublicKey>,
+  report: (finding: Finding) => void,
+): Promise<Digest[]> => {
+  const digests: Digest[] = [];
+  let previous: Digest | undefined;
+  let index = 0;
+  for await (const entry of entries) {
+    const place = index++;
+    if (entry.type !== digestType || !isDigest(entry.data)) {
+      report({
+        kind: 'malformed-digest',
+        digest: place,
+        detail: `${entry.where} is not a well-formed digest`,
+      });
+      continue;
+    }
+    const digest = entry.data;
+    if (!digestSignatureValid(digest, keys)) {
+      report({
+        kind: 'bad-signature',
+        digest: digest.sequence,
+        detail: keys.has(digest.keyId)
+          ? `${entry.where}: the signature does not match the digest`
+          : `${entry.where}: signed with key ${digest.keyId}, which is not among the given public keys`,
+      });
+    }
+    if (rootOfLeaves(digest.leaves) !== digest.merkleRoot || digest.leaves.length !== digest.eventCount) {
+      report({
+        kind: 'digest-altered',
+        digest: digest.sequence,
+        detail: `${entry.where}: its leaf list does not match its signed Merkle root`,
+      });
+    }
+    const expectedSequence = previous === undefined ? 0 : previous.sequence + 1;
+    const chainProblems: string[] = [];
+    if (digest.sequence !== expectedSequence) {
+      chainProblems.push(
+        `sequence ${digest.sequence} where ${expectedSequence} was expected (digests missing or repeated)`,
+      );
+    }
+    const expectedPrevious = previous === undefined ? null : digestHash(previous);
+    if (digest.previousDigestHash !== expectedPrevious)
+      chainProblems.push('it does not chain to the digest before it');
+    if (digest.afterPosition !== (previous?.lastPosition ?? null)) {
+      chainProblems.push('its range does not start where the digest before it ended');
+    }
+    if (chainProblems.length > 0) {
+      report({
+        kind: 'broken-chain',
+        digest: digest.sequence,
+        detail: `${entry.where}: ${chainProblems.join('; ')}`,
+      });
+    }
+    digests.push(digest);
+    previous = digest;
+  }
+  return digests;
+};
+
+export const verifyArchive = async (eventStore: EventStore, input: VerifyInput): Promise<VerifyReport> => {
+  const findings: Finding[] = [];
+  const maxFindings = input.maxFindings ?? 10_000;
+  const report = (finding: Finding) => {
+    if (findings.length < maxFindings) findings.push(finding);
+  };
+  const reportEvents = (digest: number | undefined, found: readonly EventFinding[]) => {
+    for (const finding of found) report({ ...finding, ...(digest === undefined ? {} : { digest }) });
+  };
+  const chain = await checkChain(input.digests, input.keys, report);
+  // A digest whose range does not move forwards (a forged or repeated one, already reported) would
+  // only confuse the walk over the events: the ranges walked are the ones that advance.
+  const digests: Digest[] = [];
+  for (const digest of chain) {
+    const previous = digests[digests.length - 1];
+    if (previous === undefined || after(digest.lastPosition, previous.lastPosition)) digests.push(digest);
+  }
+  const last = digests[digests.length - 1];
+  let eventsChecked = 0;
+  let unsealedEvents = 0;
+  let oldestUnsealed: RecordedEvent | undefined;
+  const noteUnsealed = (event: RecordedEvent) => {
+    unsealedEvents += 1;
+    oldestUnsealed ??= event;
+  };
+
+  const { scope } = input;
+  if (scope.kind === 'stream') {
+    const sealed: DigestLeaf[] = [];
+    for (const digest of digests)
+      for (const leaf of digest.leaves) if (leaf[1] === scope.streamName) sealed.push(leaf);
+    const observed: ObservedEvent[] = [];
+    for await (const event of eventStore.readStream(scope.streamName)) {
+      const text = observe(event);
+      if (last === undefined || after(text.position, last.lastPosition)) noteUnsealed(event);
+      else observed.push(text);
+    }
+    eventsChecked = observed.length;
+    reportEvents(undefined, compareSealed(sealed, observed));
+  } else {
+    const selected =
+      scope.kind === 'all'
+        ? digests
+        : digests.filter(
+            (digest) =>
+              new Date(digest.firstEventAt) <= scope.to && new Date(digest.lastEventAt) >= scope.from,
+          );
+    const totalSealed = selected.reduce((sum, digest) => sum + digest.eventCount, 0);
+    const firstSelected = selected[0];
+    const lastSelected = selected[selected.length - 1];
+    const streamsToCheck = new Map<string, string>();
+    if (firstSelected !== undefined && lastSelected !== undefined) {
+      let index = 0;
+      let current = selected[0]!;
+      let observed: ObservedEvent[] = [];
+      const close = () => {
+        reportEvents(current.sequence, compareSealed(current.leaves, observed));
+        eventsChecked += observed.length;
+        input.onProgress?.(eventsChecked, totalSealed);
+        if (input.checkStreams) {
+          for (const leaf of current.leaves)
+            if (!streamsToCheck.has(leaf[1])) streamsToCheck.set(leaf[1], leaf[2]);
+        }
+        observed = [];
+      };
+      const start =
+        firstSelected.afterPosition === null ? undefined : positionOf(firstSelected.afterPosition);
+      const includeTail = scope.kind === 'all';
+      for await (const event of eventStore.readAll({
+        streamPrefixes: input.streamPrefixes,
+        ...(start === undefined ? {} : { from: start }),
+      })) {
+        const text = observe(event);
+        if (firstSelected.afterPosition !== null && !after(text.position, firstSelected.afterPosition))
+          continue;
+        // Skip digests this event is past (closing them), staying within the selection.
+        while (index < selected.length && after(text.position, current.lastPosition)) {
+          close();
+          index += 1;
+          if (index < selected.length) current = selected[index]!;
+        }
+        if (index >= selected.length) {
+          if (!includeTail) break;
+          if (after(text.position, lastSelected.lastPosition)) noteUnsealed(event);
+          continue;
+        }
+        observed.push(text);
+      }
+      while (index < selected.length) {
+        close();
+        index += 1;
+        if (index < selected.length) current = selected[index]!;
+      }
+    } else if (scope.kind === 'all') {
+      for await (const event of eventStore.readAll({ streamPrefixes: input.streamPrefixes }))
+        noteUnsealed(event);
+    }
+    for (const [streamName, revision] of streamsToCheck) {
+      let found = false;
+      for await (const event of eventStore.readStream(streamName, {
+        fromRevision: BigInt(revision),
+        maxCount: 1,
+      })) {
+        found = event.revision === BigInt(revision);
+      }
+      if (!found) {
+        report({
+          kind: 'missing',
+          stream: streamName,
+          revision,
+          detail: `stream ${streamName} no longer yields revision ${revision} (deleted or truncated)`,
+        });
+      }
+    }
+  }
+
+  if (
+    oldestUnsealed !== undefined &&
+    input.now.getTime() - oldestUnsealed.created.getTime() > input.unsealedGraceMs
+  ) {
+    report({
+      kind: 'unsealed-tail',
+      position: `${oldestUnsealed.position.commit}/${oldestUnsealed.position.prepare}`,
+      stream: oldestUnsealed.streamName,
+      revision: oldestUnsealed.revision.toString(),
+      detail: `${unsealedEvents} event(s) after the last digest, the oldest written ${oldestUnsealed.created.toISOString()}, longer ago than sealing takes`,
+    });
+  }
+  return {
+    ok: findings.length === 0,
+    scope:
+      scope.kind === 'all'
+        ? 'all'
+        : scope.kind === 'range'
+          ? `${scope.from.toISOString()}..${scope.to.toISOString()}`
+          : scope.streamName,
+    digests: chain.length,
+    eventsChecked,
+    unsealedEvents,
+    findings,
+  };
+};

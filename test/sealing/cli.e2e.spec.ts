@@ -1,0 +1,179 @@
+/**
+ * `calltrail seal` and `calltrail verify` as a user runs them: the real binary in a child process,
+ * on a PostgreSQL event store given by URL, with the signing key in a file.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { callStreamName } from '../../src/archive/streams.ts';
+import type { EventStore } from '../../src/event-store/event-store.ts';
+import { openPostgresEventStore } from '../../src/event-store/postgres/postgres-event-store.ts';
+import { readDigestEvents } from '../../src/sealing/digest-stream.ts';
+import { generateSigningKey } from '../../src/sealing/signing-key.ts';
+import type { VerifyReport } from '../../src/sealing/verify.ts';
+import { proposedCallEvent, statusUpdate } from '../support/call-events.ts';
+import { createTestDatabase, type TestDatabase } from '../support/database.ts';
+
+const binary = fileURLToPath(new URL('../../bin/calltrail.js', import.meta.url));
+
+let database: TestDatabase;
+let eventStore: EventStore;
+let scratch: string;
+const key = generateSigningKey();
+const callIds = ['cli-seal-1', 'cli-seal-2', 'cli-seal-3'];
+
+const environment = () => ({
+  PATH: process.env['PATH'],
+  HOME: process.env['HOME'],
+  CALLTRAIL_EVENTSTORE_URL: database.url,
+  CALLTRAIL_DATABASE_URL: database.url,
+  CALLTRAIL_LOG_LEVEL: 'warn',
+  CALLTRAIL_SEALING_KEY_FILE: path.join(scratch, 'sealing-key.pem'),
+  CALLTRAIL_SEAL_EVERY_EVENTS: '4',
+  CALLTRAIL_SEAL_EVERY_SECONDS: '0.2',
+});
+
+const start = (args: readonly string[]) =>
+  spawn(process.execPath, [binary, ...args], { env: environment(), stdio: ['ignore', 'pipe', 'pipe'] });
+
+const finish = (child: ChildProcess): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+  new Promise((resolve, reject) => {
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+
+const run = (args: readonly string[]) => finish(start(args));
+
+const sealedCount = async () => {
+  let count = 0;
+  for await (const entry of readDigestEvents(eventStore))
+    count += (entry.data as { eventCount: number }).eventCount;
+  return count;
+};
+
+beforeAll(async () => {
+  database = await createTestDatabase('sealing_cli');
+  eventStore = await openPostgresEventStore(database.url, { timeoutMs: 5_000 });
+  scratch = await mkdtemp(path.join(os.tmpdir(), 'calltrail-seal-'));
+  await writeFile(
+    path.join(scratch, 'sealing-key.pem'),
+    key.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+  );
+  await writeFile(path.join(scratch, 'public.pem'), key.publicKeyPem);
+  for (const [index, callId] of callIds.entries()) {
+    const events = [0, 1, 2].map((second) =>
+      proposedCallEvent(statusUpdate(callId, 'in-progress', `2026-03-01T10:0${index}:0${second}.000Z`)),
+    );
+    await eventStore.append(callStreamName(callId), events, 'no-stream');
+  }
+});
+
+afterAll(async () => {
+  await eventStore?.close();
+  await database?.drop();
+  if (scratch) await rm(scratch, { recursive: true, force: true });
+});
+
+describe('calltrail seal and verify', { timeout: 180_000 }, () => {
+  it('seals with the configured key, prints its public key, and stops cleanly on SIGTERM', async () => {
+    const sealer = start(['seal']);
+    const done = finish(sealer);
+    const deadline = Date.now() + 60_000;
+    while ((await sealedCount()) < 9) {
+      if (Date.now() > deadline) throw new Error('timed out waiting for the sealer');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    sealer.kill('SIGTERM');
+    const { code, stderr } = await done;
+    expect(code).toBe(0);
+    expect(stderr).toContain(key.publicKeyPem);
+    const printed = await run(['seal', '--public-key']);
+    expect(printed).toMatchObject({ code: 0, stdout: key.publicKeyPem });
+  });
+
+  it('verifies the untouched archive: all, one call, a time range, digest files; text and JSON', async () => {
+    const publicKey = path.join(scratch, 'public.pem');
+    const all = await run(['verify', '--public-key', publicKey]);
+    expect(all.code, all.stderr).toBe(0);
+    expect(all.stdout).toMatch(/^OK: scope all; 3 digests; 9 sealed events checked/m);
+    const json = await run(['verify', '--public-key', publicKey, '--json']);
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: true, eventsChecked: 9, findings: [] });
+    const call = await run(['verify', '--public-key', publicKey, '--call', callIds[1]!, '--json']);
+    expect(JSON.parse(call.stdout)).toMatchObject({ ok: true, eventsChecked: 3 });
+    const range = await run([
+      'verify',
+      '--public-key',
+      publicKey,
+      '--from',
+      '2000-01-01T00:00:00Z',
+      '--to',
+      '2100-01-01T00:00:00Z',
+    ]);
+    expect(range.code).toBe(0);
+    const directory = path.join(scratch, 'digests');
+    expect((await run(['seal', '--export-digests', directory])).code).toBe(0);
+    expect((await readdir(directory)).sort()).toEqual([
+      'digest-000000000000.json',
+      'digest-000000000001.json',
+      'digest-000000000002.json',
+    ]);
+    const files = await run(['verify', '--public-key', publicKey, '--digests', directory]);
+    expect(files.code, files.stdout).toBe(0);
+  });
+
+  it('refuses bad options with exit status 2, naming the option', async () => {
+    const noKey = await run(['verify']);
+    expect(noKey.code).toBe(2);
+    expect(noKey.stderr).toMatch(/--public-key/);
+    const halfRange = await run([
+      'verify',
+      '--public-key',
+      path.join(scratch, 'public.pem'),
+      '--from',
+      '2026-01-01T00:00:00Z',
+    ]);
+    expect(halfRange.code).toBe(2);
+    expect(halfRange.stderr).toMatch(/--from and --to/);
+  });
+
+  it('exits 1 and names the event when the archive was tampered with', async () => {
+    const client = new pg.Client(database.url);
+    await client.connect();
+    let target: { position: string; stream_name: string };
+    try {
+      target = (
+        await client.query<{ position: string; stream_name: string }>(
+          `SELECT position::text AS position, stream_name FROM event_store.events WHERE stream_name = $1 AND revision = 1`,
+          [callStreamName(callIds[2]!)],
+        )
+      ).rows[0]!;
+      await client.query('ALTER TABLE event_store.events DISABLE TRIGGER USER');
+      await client.query(`UPDATE event_store.events SET data = '{"forged":true}' WHERE position = $1`, [
+        target.position,
+      ]);
+      await client.query('ALTER TABLE event_store.events ENABLE TRIGGER USER');
+    } finally {
+      await client.end();
+    }
+    const publicKey = path.join(scratch, 'public.pem');
+    const text = await run(['verify', '--public-key', publicKey]);
+    expect(text.code).toBe(1);
+    expect(text.stdout).toContain(`MODIFIED  digest`);
+    expect(text.stdout).toContain(`${target.stream_name} revision 1`);
+    expect(text.stdout).toMatch(/^FAILED: /m);
+    const json = await run(['verify', '--public-key', publicKey, '--json', '--call', callIds[2]!]);
+    expect(json.code).toBe(1);
+    const report = JSON.parse(json.stdout) as VerifyReport;
+    expect(report.findings).toEqual([
+      expect.objectContaining({ kind: 'modified', position: `${target.position}/${target.position}` }),
+    ]);
+  });
+});
