@@ -14,7 +14,7 @@ import { createMetrics } from '../metrics.ts';
 import { openOutageJournal } from '../journal/outage-journal.ts';
 import { startProjector } from '../projector/projector.ts';
 import { startSealing } from '../sealing/sealing-setup.ts';
-import { openStores, type Stores } from '../stores/open.ts';
+import { openStores } from '../stores/open.ts';
 import { planStores } from '../stores/plan.ts';
 import { listen, trapShutdownSignals } from '../server.ts';
 import { createArchiveWriter } from '../webhook/ingest.ts';

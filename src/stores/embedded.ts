@@ -2,7 +2,6 @@
  * The embedded PostgreSQL server of the data directory, when the plan puts a store there, and the
  * one way a planned PostgreSQL location becomes a connection string and a description for logs.
  */
-import path from 'node:path';
 import pg from 'pg';
 import type { Config } from '../config.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../database/embedded-postgres.ts';
