@@ -14,6 +14,7 @@ import { createMetrics } from '../metrics.ts';
 import { openOutageJournal } from '../journal/outage-journal.ts';
 import { startProjector } from '../projector/projector.ts';
 import { openStores, type Stores } from '../stores/open.ts';
+import { reportConnectedRole } from '../stores/runtime-role.ts';
 import { planStores } from '../stores/plan.ts';
 import { listen, trapShutdownSignals } from '../server.ts';
 import { createArchiveWriter } from '../webhook/ingest.ts';
@@ -74,6 +75,7 @@ export const serve = async (options: ServeOptions): Promise<number> => {
     });
     teardown.push({ name: 'stores', run: () => stores.close() });
     if (stopping) return;
+    reportConnectedRole(stores.connectedRole, logger);
 
     const effective = stores.config;
     if (!hasWebhookAuthentication(effective)) {
