@@ -5,11 +5,15 @@
  * start-up check warns when connected as the owner, not when connected as the runtime role.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { callStreamName } from '../../src/archive/streams.ts';
 import { loadConfig } from '../../src/config.ts';
-import { openDatabase } from '../../src/database/database.ts';
+import { migrateReadModels, openDatabase } from '../../src/database/database.ts';
+import { migrationsFolder } from '../../src/migrations/folder.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { openPostgresEventStore } from '../../src/event-store/postgres/postgres-event-store.ts';
 import { startProjector } from '../../src/projector/projector.ts';
@@ -195,6 +199,32 @@ describe('the runtime role', () => {
     expect(asRuntime.lines()).toEqual([]);
   });
 
+  it('starts with nothing to migrate, and names the owner when a migration is still pending', async () => {
+    const folder = await mkdtemp(path.join(tmpdir(), 'calltrail-migrations-'));
+    const readModels = openDatabase(runtimeUrl, { max: 1 });
+    try {
+      expect(await migrateReadModels(readModels)).toEqual([]);
+      await cp(migrationsFolder('read-models'), folder, { recursive: true });
+      const journalFile = path.join(folder, 'meta', '_journal.json');
+      const journal = JSON.parse(await readFile(journalFile, 'utf8')) as {
+        entries: { idx: number; when: number; tag: string }[];
+      };
+      const last = journal.entries.at(-1)!;
+      journal.entries.push({ ...last, idx: last.idx + 1, when: last.when + 1, tag: '0001_calls_note' });
+      await writeFile(journalFile, JSON.stringify(journal));
+      await writeFile(
+        path.join(folder, '0001_calls_note.sql'),
+        'ALTER TABLE "calls" ADD COLUMN "note" text;',
+      );
+      await expect(migrateReadModels(readModels, { folder })).rejects.toThrow(
+        /0001_calls_note\.sql failed: .*apply migrations as the owner of the database/,
+      );
+    } finally {
+      await readModels.close();
+      await rm(folder, { recursive: true, force: true });
+    }
+  });
+
   it('takes back rights granted by hand when migrate runs again, and refuses a role that is too powerful', async () => {
     await admin.query(`GRANT UPDATE, TRUNCATE, TRIGGER ON event_store.events TO ${role}`);
     const again = await migrateStores(configFor(database.url), quietLogger(), { runtimeRole: role });
@@ -211,6 +241,15 @@ describe('the runtime role', () => {
     await expect(
       migrateStores(configFor(database.url), quietLogger(), { runtimeRole: me[0]!.name }),
     ).rejects.toThrow(RuntimeRoleError);
+    const superuser = `${role}_super`;
+    await admin.query(`CREATE ROLE ${superuser} SUPERUSER NOLOGIN`);
+    try {
+      await expect(
+        migrateStores(configFor(database.url), quietLogger(), { runtimeRole: superuser }),
+      ).rejects.toThrow(/is a superuser/);
+    } finally {
+      await admin.query(`DROP ROLE ${superuser}`);
+    }
     await expect(
       migrateStores(configFor(database.url), quietLogger(), { runtimeRole: 'Robert"; DROP' }),
     ).rejects.toThrow(/lower-case PostgreSQL role name/);
