@@ -255,3 +255,45 @@ describe('the runtime role', () => {
     ).rejects.toThrow(/lower-case PostgreSQL role name/);
   });
 });
+
+describe('the runtime role with the event store and the read models in two databases', () => {
+  it('is granted the event store in one database and the read models in the other', async () => {
+    const [events, reads] = [
+      await createTestDatabase('runtime_events'),
+      await createTestDatabase('runtime_reads'),
+    ];
+    const role = `calltrail_split_${randomBytes(4).toString('hex')}`;
+    try {
+      const config = loadConfig({ CALLTRAIL_EVENTSTORE_URL: events.url, CALLTRAIL_DATABASE_URL: reads.url });
+      const report = await migrateStores(config, quietLogger(), { runtimeRole: role });
+      expect(report.runtimeRole).toEqual({ name: role, created: true });
+      const privileges = async (url: string, table: string) => {
+        const client = new pg.Client(url);
+        await client.connect();
+        try {
+          const { rows } = await client.query<{ select: boolean; insert: boolean; update: boolean }>(
+            `SELECT has_table_privilege($1, $2, 'SELECT') AS select, has_table_privilege($1, $2, 'INSERT') AS insert,
+                    has_table_privilege($1, $2, 'UPDATE') AS update`,
+            [role, table],
+          );
+          return rows[0];
+        } finally {
+          await client.end();
+        }
+      };
+      expect(await privileges(events.url, 'event_store.events')).toEqual({
+        select: true,
+        insert: true,
+        update: false,
+      });
+      expect(await privileges(reads.url, 'calls')).toEqual({ select: true, insert: true, update: true });
+    } finally {
+      await events.drop();
+      await reads.drop();
+      const admin = new pg.Client(inject('postgresUrl'));
+      await admin.connect();
+      await admin.query(`DROP ROLE IF EXISTS ${role}`);
+      await admin.end();
+    }
+  });
+});
