@@ -11,21 +11,32 @@ import { loadConfigOrReport, oneLine } from './command-setup.ts';
 const describeApplied = (applied: readonly string[]): string =>
   applied.length === 0 ? 'up to date' : `applied ${applied.join(', ')}`;
 
+const describeRuntimeRole = ({ name, created }: { name: string; created: boolean }): string =>
+  created
+    ? `runtime role: created ${name} without LOGIN and granted it what serve and project need; ` +
+      `give it a login: ALTER ROLE ${name} LOGIN PASSWORD '…'\n`
+    : `runtime role: granted ${name} what serve and project need\n`;
+
 export const registerMigrateCommand = (program: Command): void => {
   program
     .command('migrate')
     .description('apply the event-store and read-model database migrations, then exit')
-    .action(async () => {
+    .option(
+      '--runtime-role <name>',
+      'also create (if absent, without LOGIN) and grant the role serve and project should run as',
+    )
+    .action(async (options: { runtimeRole?: string }) => {
       const config = loadConfigOrReport();
       if (config === undefined) process.exit(1);
       const logger = createLogger({ level: config.logLevel });
       try {
-        const report = await migrateStores(config, logger);
+        const report = await migrateStores(config, logger, { runtimeRole: options.runtimeRole });
         const eventStore =
           report.eventStore === undefined ? 'nothing to migrate' : describeApplied(report.eventStore);
         process.stdout.write(
           `event store: ${eventStore} (${report.locations.eventStore})\n` +
-            `read models: ${describeApplied(report.readModels)} (${report.locations.readModels})\n`,
+            `read models: ${describeApplied(report.readModels)} (${report.locations.readModels})\n` +
+            (report.runtimeRole === undefined ? '' : describeRuntimeRole(report.runtimeRole)),
         );
       } catch (error) {
         logger.debug({ err: error }, 'migration failed');

@@ -9,6 +9,7 @@ import { createLogger } from '../logger.ts';
 import { createMetrics } from '../metrics.ts';
 import { startProjector } from '../projector/projector.ts';
 import { openStores } from '../stores/open.ts';
+import { reportConnectedRole } from '../stores/runtime-role.ts';
 import { trapShutdownSignals } from '../server.ts';
 import { loadConfigOrReport, oneLine } from './command-setup.ts';
 
@@ -38,6 +39,7 @@ export const project = async (): Promise<number> => {
       return 1;
     }
     try {
+      reportConnectedRole(stores.connectedRole, logger);
       const projector = await startProjector({
         eventStore: stores.eventStore,
         database: stores.database,

@@ -15,6 +15,7 @@ import { openOutageJournal } from '../journal/outage-journal.ts';
 import { startProjector } from '../projector/projector.ts';
 import { startSealing } from '../sealing/sealing-setup.ts';
 import { openStores } from '../stores/open.ts';
+import { reportConnectedRole } from '../stores/runtime-role.ts';
 import { planStores } from '../stores/plan.ts';
 import { listen, trapShutdownSignals } from '../server.ts';
 import { createArchiveWriter } from '../webhook/ingest.ts';
@@ -77,6 +78,7 @@ export const serve = async (options: ServeOptions): Promise<number> => {
     });
     teardown.push({ name: 'stores', run: () => stores.close() });
     if (stopping) return;
+    reportConnectedRole(stores.connectedRole, logger);
 
     const effective = stores.config;
     if (!hasWebhookAuthentication(effective)) {

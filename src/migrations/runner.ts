@@ -37,6 +37,8 @@ interface AppliedMigration {
 
 /** Where a set records what it applied. */
 interface MigrationHistory<M extends Migration> {
+  /** Whether the history table is there: a role without DDL rights (the runtime role) only reads it. */
+  exists(client: pg.ClientBase): Promise<boolean>;
   create(client: pg.ClientBase): Promise<void>;
   read(client: pg.ClientBase): Promise<AppliedMigration[]>;
   record(client: pg.ClientBase, migration: M): Promise<void>;
@@ -60,6 +62,14 @@ export interface MigrationSet<M extends Migration = Migration> {
 const checksumOf = (text: string): string => createHash('sha256').update(text).digest('hex');
 
 const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+
+const historyTableExists = async (client: pg.ClientBase, schema: string, table: string): Promise<boolean> =>
+  (
+    await client.query(`SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = $1 AND tablename = $2`, [
+      schema,
+      table,
+    ])
+  ).rowCount === 1;
 
 const createHistoryTable = async (
   client: pg.ClientBase,
@@ -97,6 +107,7 @@ export const readNumberedMigrations = async (
 export const namedHistory = (schema: string, table: string): MigrationHistory<Migration> => {
   const qualified = `${schema}.${table}`;
   return {
+    exists: (client) => historyTableExists(client, schema, table),
     create: (client) =>
       createHistoryTable(
         client,
@@ -168,6 +179,7 @@ export const drizzleHistory = (
   const qualified = `${schema}.__drizzle_migrations`;
   const byCreatedAt = new Map(migrations.map((migration) => [migration.createdAt, migration.name]));
   return {
+    exists: (client) => historyTableExists(client, schema, '__drizzle_migrations'),
     create: (client) =>
       createHistoryTable(client, schema, qualified, 'id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint'),
     read: async (client) => {
@@ -203,7 +215,7 @@ export const applyMigrations = async <M extends Migration>(
   // while it migrates.
   await client.query('SELECT pg_advisory_lock($1::bigint)', [migrationLockKey]);
   try {
-    await set.history.create(client);
+    if (!(await set.history.exists(client))) await set.history.create(client);
     const applied = await set.history.read(client);
     const known = new Map(set.migrations.map((migration) => [migration.name, migration]));
     for (const { name, checksum } of applied) {
@@ -231,7 +243,12 @@ export const applyMigrations = async <M extends Migration>(
       } catch (error) {
         await client.query('ROLLBACK').catch(() => {});
         if (set.isUnavailable?.(error)) throw error;
-        throw new set.error(`${set.label} migration ${migration.name} failed: ${messageOf(error)}`, {
+        // A runtime role (no DDL rights) finding a migration still pending: say who must apply it.
+        const hint =
+          (error as { code?: unknown } | null)?.code === '42501'
+            ? '; apply migrations as the owner of the database (calltrail migrate)'
+            : '';
+        throw new set.error(`${set.label} migration ${migration.name} failed: ${messageOf(error)}${hint}`, {
           cause: error,
         });
       }

@@ -14,6 +14,7 @@ import { describeEventStore, openEventStore } from './adapters.ts';
 import { applyGeneratedSecrets, type GeneratedSecrets } from './credentials.ts';
 import { postgresLocations, startEmbeddedStores, type OpenStoresOptions } from './embedded.ts';
 import { planStores, usesEmbedded } from './plan.ts';
+import { inspectConnectedRole, type ConnectedRole } from './runtime-role.ts';
 
 export interface Stores {
   readonly eventStore: EventStore;
@@ -24,6 +25,8 @@ export interface Stores {
   readonly locations: StoreLocations;
   /** Credentials taken from the data directory's secrets file rather than the environment. */
   readonly generatedSecrets: GeneratedSecrets | undefined;
+  /** Who the PostgreSQL event store is connected as (see `runtime-role.ts`); undefined otherwise. */
+  readonly connectedRole: ConnectedRole | undefined;
   close(): Promise<void>;
 }
 
@@ -80,6 +83,14 @@ export const openStores = async (
       statementTimeoutMs: config.readModels.statementTimeoutMs,
     });
     await migrateReadModels(database);
+    const connectedRole =
+      plan.eventStore.kind === 'postgres'
+        ? await inspectConnectedRole(locations.url(plan.eventStore.location), {
+            timeoutMs: config.readModels.connectTimeoutMs,
+            embedded: plan.eventStore.location.kind === 'embedded',
+            logger,
+          })
+        : undefined;
 
     return {
       eventStore,
@@ -90,6 +101,7 @@ export const openStores = async (
         readModels: `PostgreSQL in ${locations.describe(plan.readModels)}`,
       },
       generatedSecrets: generated,
+      connectedRole,
       close,
     };
   } catch (error) {
