@@ -22,7 +22,6 @@ import { rpcExceptions } from './protocol.ts';
 import { createServerFeaturesService } from './server-features-service.ts';
 import { InMemoryEventStore, type StoreOptions } from './store.ts';
 import { createAppendHandler, createBatchAppendHandler } from './streams-append.ts';
-import { createDeleteHandler, createTombstoneHandler } from './streams-delete.ts';
 import { createReadHandler } from './streams-read.ts';
 
 export interface EventStoreDbTestServerOptions extends StoreOptions {
@@ -107,8 +106,6 @@ export const startEventStoreDbTestServer = async (
     read: counted('read', createReadHandler({ store, calls })),
     append: counted('append', createAppendHandler(appendDependencies)),
     batchAppend: counted('batchAppend', createBatchAppendHandler(appendDependencies)),
-    delete: counted('delete', createDeleteHandler(store)),
-    tombstone: counted('tombstone', createTombstoneHandler(store)),
   };
   const features = createServerFeaturesService(options.serverVersion ?? '24.10.0');
   const serverFeatures: UntypedServiceImplementation = {

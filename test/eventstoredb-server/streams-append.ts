@@ -168,8 +168,6 @@ export const createAppendHandler = (dependencies: AppendDependencies) => {
           return appendSuccess(result);
         case 'wrong-expected-version':
           return appendWrongExpectedVersion(expected, result.currentVersion);
-        case 'stream-deleted':
-          throw rpcExceptions.streamDeleted(streamName);
         case 'access-denied':
           throw rpcExceptions.accessDenied();
       }
@@ -255,12 +253,6 @@ export const createBatchAppendHandler = (dependencies: AppendDependencies) => {
               batch.correlationId,
               batch.streamName,
               batchAppendErrors.wrongExpectedVersion(result.currentVersion, batch.expected),
-            );
-          case 'stream-deleted':
-            return failure(
-              batch.correlationId,
-              batch.streamName,
-              batchAppendErrors.streamDeleted(batch.streamName),
             );
           case 'access-denied':
             return failure(batch.correlationId, batch.streamName, batchAppendErrors.accessDenied());
