@@ -50,6 +50,8 @@ export interface AppendDependencies {
   readonly writeTimeoutMs: number;
   /** Fault injection: how long a write takes; past `writeTimeoutMs` it times out unwritten. */
   readonly writeDelayMs: () => number;
+  /** How many delayed writes are still waiting out their delay; the server counts them here. */
+  readonly delayedWrites: { inFlight: number };
 }
 
 class MissingMetadataError extends Error {
@@ -84,12 +86,17 @@ const delayedWrite = async (
 ): Promise<WriteResult | undefined> => {
   const delay = dependencies.writeDelayMs();
   if (delay <= 0) return write();
-  if (delay > allowedMs) {
-    await sleep(allowedMs);
-    return undefined;
+  dependencies.delayedWrites.inFlight += 1;
+  try {
+    if (delay > allowedMs) {
+      await sleep(allowedMs);
+      return undefined;
+    }
+    await sleep(delay);
+    return write();
+  } finally {
+    dependencies.delayedWrites.inFlight -= 1;
   }
-  await sleep(delay);
-  return write();
 };
 
 const appendSuccess = (result: Extract<WriteResult, { kind: 'success' }>) => {
