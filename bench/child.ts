@@ -56,30 +56,16 @@ const resetPeak = (): void => {
 
 /** `defaults`: the production configuration, for everything the benchmark does not set. */
 const configFor = (app: Extract<ChildSpec, { role: 'app' }>, defaults: Config): Config => ({
+  ...defaults,
   eventStoreUrl: app.eventStoreUrl,
   databaseUrl: app.databaseUrl,
   dataDir: '.',
   host: '127.0.0.1',
   port: 0,
-  publicUrl: undefined,
   logLevel: app.logLevel,
-  webhook: {
-    secret: app.webhookSecret,
-    token: undefined,
-    insecure: false,
-    signatureToleranceSeconds: 300,
-    bodyLimitBytes: defaults.webhook.bodyLimitBytes,
-    bodyTimeoutMs: defaults.webhook.bodyTimeoutMs,
-    maxConcurrentBodies: defaults.webhook.maxConcurrentBodies,
-    rememberedEventIds: defaults.webhook.rememberedEventIds,
-  },
-  appendTimeoutMs: 3_000,
-  journal: { dir: app.journalDir, maxBytes: 1_073_741_824 },
+  webhook: { ...defaults.webhook, secret: app.webhookSecret },
+  journal: { ...defaults.journal, dir: app.journalDir },
   apiTokens: [app.apiToken],
-  http: defaults.http,
-  readModels: defaults.readModels,
-  live: defaults.live,
-  sealing: defaults.sealing,
 });
 
 type Handler = (command: ChildCommand) => Promise<unknown>;

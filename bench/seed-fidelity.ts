@@ -28,30 +28,15 @@ export class SeedFidelityError extends Error {
 export const checkSeedMatchesIngest = async (url: string, deliveries = 40): Promise<void> => {
   const defaults = loadConfig({});
   const config: Config = {
+    ...defaults,
     eventStoreUrl: url,
     databaseUrl: url,
     dataDir: '.',
     host: '127.0.0.1',
     port: 0,
-    publicUrl: undefined,
     logLevel: 'silent',
-    webhook: {
-      secret: webhookSecret,
-      token: undefined,
-      insecure: false,
-      signatureToleranceSeconds: 300,
-      bodyLimitBytes: defaults.webhook.bodyLimitBytes,
-      bodyTimeoutMs: defaults.webhook.bodyTimeoutMs,
-      maxConcurrentBodies: defaults.webhook.maxConcurrentBodies,
-      rememberedEventIds: defaults.webhook.rememberedEventIds,
-    },
-    appendTimeoutMs: 3_000,
-    journal: { dir: undefined, maxBytes: 1_073_741_824 },
+    webhook: { ...defaults.webhook, secret: webhookSecret },
     apiTokens: [apiToken],
-    http: defaults.http,
-    readModels: defaults.readModels,
-    live: defaults.live,
-    sealing: defaults.sealing,
   };
   const eventStore = await openPostgresEventStore(url, { timeoutMs: 3_000 });
   const database = openDatabase(url, { max: 2 });

@@ -22,16 +22,15 @@ import type pg from 'pg';
 import {
   comparePositions,
   formatPosition,
-  type EventStore,
   type GlobalPosition,
   type RecordedEvent,
 } from '../event-store/event-store.ts';
 import type { Logger } from '../logger.ts';
-import type { Metrics } from '../metrics.ts';
 import { applyBatch, type BatchOutcome, type BatchScope } from './batch.ts';
 import { laterPosition, loadCheckpoint, lockForTransaction, saveCheckpoint, tryLock } from './checkpoints.ts';
 import { feedBatch, openFeed } from './feed.ts';
 import { readHead } from './lag.ts';
+import type { RunnerDependencies } from './runner.ts';
 import type { Projection } from '../../projections/projection.ts';
 import { quoteIdentifier } from '../database/sql.ts';
 import {
@@ -43,13 +42,8 @@ import {
   shadowSchemaFor,
 } from './shadow-tables.ts';
 
-export interface RebuildDependencies {
-  readonly eventStore: EventStore;
-  readonly pool: pg.Pool;
-  readonly logger: Logger;
-  readonly metrics: Metrics;
-  readonly clock: () => Date;
-}
+/** A rebuild needs what the live runner needs: the store, the database, logging, metrics, the clock. */
+export type RebuildDependencies = RunnerDependencies;
 
 export interface RebuildProgress {
   readonly projection: string;

@@ -7,7 +7,8 @@
  * Fault injection lets tests see what happens when the store fails: `goDown()` refuses new
  * connections and cuts open ones (clients get UNAVAILABLE) and `comeBack()` serves the same data on
  * the same port again; `dropSubscriptions()` ends live subscriptions;
- * `setWriteDelay(ms)` makes writes slow (past the write timeout they fail with a timeout).
+ * `setWriteDelay(ms)` makes writes slow (past the write timeout they fail with a timeout), and
+ * `delayedWritesInFlight` says how many slowed writes have not yet been written or timed out.
  */
 import { readFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
@@ -22,7 +23,6 @@ import { rpcExceptions } from './protocol.ts';
 import { createServerFeaturesService } from './server-features-service.ts';
 import { InMemoryEventStore, type StoreOptions } from './store.ts';
 import { createAppendHandler, createBatchAppendHandler } from './streams-append.ts';
-import { createDeleteHandler, createTombstoneHandler } from './streams-delete.ts';
 import { createReadHandler } from './streams-read.ts';
 
 export interface EventStoreDbTestServerOptions extends StoreOptions {
@@ -60,6 +60,8 @@ export interface EventStoreDbTestServer {
   dropSubscriptions(): number;
   /** Makes every write take `ms` (0 restores); past the write timeout, writes time out unwritten. */
   setWriteDelay(ms: number): void;
+  /** Writes slowed by `setWriteDelay` that are still waiting: 0 once each is written or timed out. */
+  readonly delayedWritesInFlight: number;
   /** How many calls each method received (`read`, `append`, `batchAppend`, ...): which path a client took. */
   readonly callCounts: Readonly<Record<string, number>>;
   stop(): Promise<void>;
@@ -92,10 +94,12 @@ export const startEventStoreDbTestServer = async (
   const store = new InMemoryEventStore({ ...options, enforceAcl: options.enforceAcl ?? secure });
   const calls = new CallRegistry();
   let writeDelayMs = 0;
+  const delayedWrites = { inFlight: 0 };
   const appendDependencies = {
     store,
     writeTimeoutMs: options.writeTimeoutMs ?? 2_000,
     writeDelayMs: () => writeDelayMs,
+    delayedWrites,
   };
   const callCounts: Record<string, number> = {};
   const counted = <Handler extends (...args: never[]) => void>(method: string, handler: Handler) =>
@@ -107,8 +111,6 @@ export const startEventStoreDbTestServer = async (
     read: counted('read', createReadHandler({ store, calls })),
     append: counted('append', createAppendHandler(appendDependencies)),
     batchAppend: counted('batchAppend', createBatchAppendHandler(appendDependencies)),
-    delete: counted('delete', createDeleteHandler(store)),
-    tombstone: counted('tombstone', createTombstoneHandler(store)),
   };
   const features = createServerFeaturesService(options.serverVersion ?? '24.10.0');
   const serverFeatures: UntypedServiceImplementation = {
@@ -179,6 +181,9 @@ export const startEventStoreDbTestServer = async (
     dropSubscriptions: () => calls.dropAll(() => rpcExceptions.serverNotReady()),
     setWriteDelay: (ms: number) => {
       writeDelayMs = ms;
+    },
+    get delayedWritesInFlight() {
+      return delayedWrites.inFlight;
     },
     callCounts,
     stop: async () => {

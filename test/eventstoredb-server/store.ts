@@ -2,13 +2,13 @@ import { anonymous, grants, type Caller } from './authorization.ts';
 
 /**
  * The in-memory database behind the EventStoreDB test server: streams, the `$all` log, stream
- * metadata, soft delete and tombstones, and the write-time checks (expected version, idempotency,
- * maximum append size) exactly as the real server makes them. It knows nothing of gRPC; the service
+ * ACLs, and the write-time checks (expected version, idempotency, maximum append size) exactly as
+ * the real server makes them. Only what calltrail's adapter and tests use is here: no deletes, no
+ * `$maxCount` / `$maxAge` / `$tb`, no link resolution. It knows nothing of gRPC; the service
  * modules translate its results into the four error channels the client understands.
  *
  * Numbers follow the server's own int64 conventions, as bigint: an expected version is a revision or
- * one of the negative codes below, a missing stream's current version is -1, a tombstoned stream's
- * last revision is 2^63-1. `$all` positions are unsigned 64-bit and never pass through a JS number.
+ * one of the negative codes below, a missing stream's current version is -1. `$all` positions are unsigned 64-bit and never pass through a JS number.
  */
 
 /** The server's expected-version codes (`ExpectedVersion` in its source). */
@@ -17,9 +17,6 @@ export const expectedVersion = {
   any: -2n,
   streamExists: -4n,
 } as const;
-
-/** The revision of a tombstone, and the `$tb` a soft delete writes (`EventNumber.DeletedStream`). */
-export const deletedStreamRevision = (1n << 63n) - 1n;
 
 export const contentTypes = {
   json: 'application/json',
@@ -53,26 +50,15 @@ export type WriteResult =
       readonly position: bigint | undefined;
     }
   | { readonly kind: 'wrong-expected-version'; readonly currentVersion: bigint }
-  | { readonly kind: 'stream-deleted' }
-  | { readonly kind: 'access-denied' };
-
-export type DeleteResult =
-  | { readonly kind: 'success'; readonly position: bigint | undefined }
-  | { readonly kind: 'wrong-expected-version'; readonly currentVersion: bigint }
-  | { readonly kind: 'stream-deleted' }
   | { readonly kind: 'access-denied' };
 
 export type StreamReadResult =
   | { readonly kind: 'success'; readonly events: readonly StoredEvent[] }
   | { readonly kind: 'stream-not-found' }
-  | { readonly kind: 'stream-deleted' }
   | { readonly kind: 'access-denied' };
 
-/** The parts of stream metadata the server itself acts on. */
+/** The part of stream metadata this server acts on. */
 export interface StreamMetadata {
-  readonly maxAge?: number;
-  readonly maxCount?: number;
-  readonly truncateBefore?: bigint;
   readonly acl?: StreamAcl;
 }
 
@@ -83,17 +69,16 @@ export interface StreamAcl {
   readonly metaWrite?: readonly string[];
 }
 
-export interface EventFilter {
-  readonly on: 'stream-name' | 'event-type';
-  /** Either prefixes (any of) or a regular expression, as the request carries them. */
+/** A stream-name filter: either prefixes (any of) or a regular expression, as the request carries them. */
+export interface StreamNameFilter {
   readonly prefixes: readonly string[];
   readonly regex: RegExp | undefined;
 }
 
-export const eventMatches = (filter: EventFilter | undefined, event: StoredEvent): boolean => {
+export const eventMatches = (filter: StreamNameFilter | undefined, event: StoredEvent): boolean => {
   if (!filter) return true;
-  const subject = filter.on === 'stream-name' ? event.streamName : event.eventType;
-  return filter.regex ? filter.regex.test(subject) : filter.prefixes.some((p) => subject.startsWith(p));
+  const { streamName } = event;
+  return filter.regex ? filter.regex.test(streamName) : filter.prefixes.some((p) => streamName.startsWith(p));
 };
 
 export const compareLogPositions = (a: bigint, b: bigint): number => (a === b ? 0 : a < b ? -1 : 1);
@@ -101,7 +86,7 @@ export const compareLogPositions = (a: bigint, b: bigint): number => (a === b ? 
 export interface StoreOptions {
   /** Where the log starts; an offset above 2^53 proves readers never use JS numbers. */
   readonly initialPosition?: bigint;
-  /** The wall clock stamped on events (`created`) and used for `$maxAge`. */
+  /** The wall clock stamped on events (`created`). */
   readonly clock?: () => Date;
   /** Bytes per append (`Event.SizeOnDisk` summed); the server's default is 1 MiB. */
   readonly maxAppendSize?: number;
@@ -120,9 +105,8 @@ export type AppendListener = (events: readonly StoredEvent[]) => void;
 
 interface StreamState {
   readonly name: string;
-  /** Indexed by revision; a stream's revisions are contiguous from 0, soft deletes included. */
+  /** Indexed by revision; a stream's revisions are contiguous from 0. */
   readonly events: StoredEvent[];
-  tombstone: StoredEvent | undefined;
 }
 
 const ticksPerMillisecond = 10_000n;
@@ -134,17 +118,9 @@ const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 export const sizeOnDisk = (record: Pick<ProposedRecord, 'eventType' | 'data' | 'metadata'>): number =>
   record.data.length + record.metadata.length + record.eventType.length * 2;
 
-export const isMetastream = (streamName: string): boolean => streamName.startsWith('$$');
-export const metastreamOf = (streamName: string): string => `$$${streamName}`;
+const isMetastream = (streamName: string): boolean => streamName.startsWith('$$');
+const metastreamOf = (streamName: string): string => `$$${streamName}`;
 const isSystemStream = (streamName: string): boolean => streamName.startsWith('$');
-
-/** Metadata JSON with `$tb` written exactly (it can be 2^63-1, beyond a JS number). */
-const encodeMetadataJson = (properties: Record<string, unknown>, truncateBefore: bigint | undefined) => {
-  const rest = JSON.stringify(properties);
-  if (truncateBefore === undefined) return utf8.encode(rest);
-  const tb = `"$tb":${truncateBefore.toString()}`;
-  return utf8.encode(rest === '{}' ? `{${tb}}` : `{${tb},${rest.slice(1)}`);
-};
 
 const roles = (value: unknown): readonly string[] | undefined =>
   typeof value === 'string'
@@ -154,33 +130,21 @@ const roles = (value: unknown): readonly string[] | undefined =>
       : undefined;
 
 /** Reads the metadata properties the server honours; anything unparseable counts as none. */
-export const parseStreamMetadata = (data: Uint8Array): StreamMetadata => {
-  let text: string;
+const parseStreamMetadata = (data: Uint8Array): StreamMetadata => {
   let parsed: unknown;
   try {
-    text = utf8Decoder.decode(data);
-    parsed = JSON.parse(text);
+    parsed = JSON.parse(utf8Decoder.decode(data));
   } catch {
     return {};
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return {};
-  const properties = parsed as Record<string, unknown>;
-  // `$tb` may exceed 2^53, so it is read from the text rather than from the parsed number.
-  const tbMatch = /"\$tb"\s*:\s*(\d+)/.exec(text);
-  const acl = properties['$acl'];
+  const acl = (parsed as Record<string, unknown>)['$acl'];
   const aclObject = typeof acl === 'object' && acl !== null ? (acl as Record<string, unknown>) : undefined;
-  const integer = (value: unknown) =>
-    typeof value === 'number' && Number.isInteger(value) && value >= 0 ? value : undefined;
-  const maxAge = integer(properties['$maxAge']);
-  const maxCount = integer(properties['$maxCount']);
   const readRoles = roles(aclObject?.['$r']);
   const writeRoles = roles(aclObject?.['$w']);
   const metaReadRoles = roles(aclObject?.['$mr']);
   const metaWriteRoles = roles(aclObject?.['$mw']);
   return {
-    ...(maxAge === undefined ? {} : { maxAge }),
-    ...(maxCount === undefined ? {} : { maxCount }),
-    ...(tbMatch ? { truncateBefore: BigInt(tbMatch[1]!) } : {}),
     ...(aclObject
       ? {
           acl: {
@@ -213,14 +177,13 @@ class RecentEventIds {
 }
 
 type CommitCheck =
-  | { readonly decision: 'ok'; readonly currentVersion: bigint; readonly softDeleted: boolean }
+  | { readonly decision: 'ok' }
   | {
       readonly decision: 'idempotent';
       readonly currentVersion: bigint;
       readonly lastRecognised: StoredEvent | undefined;
     }
-  | { readonly decision: 'wrong-expected-version'; readonly currentVersion: bigint }
-  | { readonly decision: 'deleted' };
+  | { readonly decision: 'wrong-expected-version'; readonly currentVersion: bigint };
 
 export class InMemoryEventStore {
   private readonly log: StoredEvent[] = [];
@@ -256,24 +219,15 @@ export class InMemoryEventStore {
     return this.log;
   }
 
-  /** `-1` for a stream that never existed, 2^63-1 once tombstoned, else the raw last revision. */
+  /** `-1` for a stream that never existed, else its last revision. */
   lastRevision(streamName: string): bigint {
     const stream = this.streams.get(streamName);
-    if (!stream) return -1n;
-    if (stream.tombstone) return deletedStreamRevision;
-    return BigInt(stream.events.length) - 1n;
+    return stream ? BigInt(stream.events.length) - 1n : -1n;
   }
 
-  streamMetadata(streamName: string): StreamMetadata {
-    // Metastreams keep only their latest event, whatever they say themselves.
-    if (isMetastream(streamName)) return { maxCount: 1 };
-    const meta = this.streams.get(metastreamOf(streamName));
-    const latest = meta?.events.at(-1);
+  private streamMetadata(streamName: string): StreamMetadata {
+    const latest = this.streams.get(metastreamOf(streamName))?.events.at(-1);
     return latest ? parseStreamMetadata(latest.data) : {};
-  }
-
-  private isSoftDeleted(streamName: string): boolean {
-    return this.streamMetadata(streamName).truncateBefore === deletedStreamRevision;
   }
 
   /**
@@ -324,8 +278,6 @@ export class InMemoryEventStore {
     if (!this.allowed(streamName, 'write', caller)) return { kind: 'access-denied' };
     const check = this.checkCommit(streamName, expected, records);
     switch (check.decision) {
-      case 'deleted':
-        return { kind: 'stream-deleted' };
       case 'wrong-expected-version':
         return { kind: 'wrong-expected-version', currentVersion: check.currentVersion };
       case 'idempotent':
@@ -337,13 +289,7 @@ export class InMemoryEventStore {
       case 'ok':
         break;
     }
-    const written: StoredEvent[] = [];
-    if (check.softDeleted && records.length > 0) {
-      // Recreating a soft-deleted stream: the truncation point moves to the first new revision,
-      // written before the events, keeping every other metadata property.
-      written.push(this.undeleteMetadata(streamName, check.currentVersion + 1n));
-    }
-    for (const record of records) written.push(this.write(streamName, record));
+    const written = records.map((record) => this.write(streamName, record));
     this.notify(written);
     const stream = this.streams.get(streamName);
     return {
@@ -354,15 +300,13 @@ export class InMemoryEventStore {
   }
 
   /**
-   * The server's commit check: expected version, tombstones and soft deletes, and idempotency
-   * (exact revision / no-stream compare ids at expected+1...; any looks only at recent ids).
+   * The server's commit check: expected version and idempotency (exact revision / no-stream compare
+   * ids at expected+1...; any looks only at recent ids).
    */
   private checkCommit(streamName: string, expected: bigint, records: readonly ProposedRecord[]): CommitCheck {
     const currentVersion = this.lastRevision(streamName);
-    if (currentVersion === deletedStreamRevision) return { decision: 'deleted' };
     let effective = expected;
     if (effective === expectedVersion.streamExists) {
-      if (this.isSoftDeleted(streamName)) return { decision: 'deleted' };
       if (currentVersion < 0n && this.lastRevision(metastreamOf(streamName)) < 0n) {
         return { decision: 'wrong-expected-version', currentVersion };
       }
@@ -373,14 +317,12 @@ export class InMemoryEventStore {
       for (const [index, record] of records.entries()) {
         const known = this.recentIds.get(record.eventId);
         if (!known || known.streamName !== streamName) {
-          return index === 0
-            ? { decision: 'ok', currentVersion, softDeleted: this.isSoftDeleted(streamName) }
-            : { decision: 'wrong-expected-version', currentVersion };
+          return index === 0 ? { decision: 'ok' } : { decision: 'wrong-expected-version', currentVersion };
         }
         lastRecognised = this.eventAt(streamName, known.revision);
       }
       return records.length === 0
-        ? { decision: 'ok', currentVersion, softDeleted: this.isSoftDeleted(streamName) }
+        ? { decision: 'ok' }
         : { decision: 'idempotent', currentVersion, lastRecognised };
     }
     if (effective < currentVersion) {
@@ -393,18 +335,14 @@ export class InMemoryEventStore {
           lastRecognised = existing;
           continue;
         }
-        if (revision !== effective + 1n) return { decision: 'wrong-expected-version', currentVersion };
-        if (effective === expectedVersion.noStream && this.isSoftDeleted(streamName)) {
-          return { decision: 'ok', currentVersion, softDeleted: true };
-        }
         return { decision: 'wrong-expected-version', currentVersion };
       }
       return records.length === 0
-        ? { decision: 'ok', currentVersion, softDeleted: false }
+        ? { decision: 'ok' }
         : { decision: 'idempotent', currentVersion, lastRecognised };
     }
     if (effective > currentVersion) return { decision: 'wrong-expected-version', currentVersion };
-    return { decision: 'ok', currentVersion, softDeleted: this.isSoftDeleted(streamName) };
+    return { decision: 'ok' };
   }
 
   private eventAt(streamName: string, revision: bigint): StoredEvent | undefined {
@@ -412,46 +350,9 @@ export class InMemoryEventStore {
     return this.streams.get(streamName)?.events[Number(revision)];
   }
 
-  /** Soft delete (`hardDelete` false) or tombstone (`hardDelete` true). */
-  delete(
-    streamName: string,
-    expected: bigint,
-    hardDelete: boolean,
-    caller: Caller = anonymous,
-  ): DeleteResult {
-    if (!this.allowed(streamName, 'write', caller)) return { kind: 'access-denied' };
-    const currentVersion = this.lastRevision(streamName);
-    if (currentVersion === deletedStreamRevision) return { kind: 'stream-deleted' };
-    const versionOk =
-      expected === expectedVersion.any ||
-      (expected === expectedVersion.noStream && currentVersion === -1n) ||
-      (expected === expectedVersion.streamExists && currentVersion >= 0n) ||
-      expected === currentVersion;
-    if (!versionOk) return { kind: 'wrong-expected-version', currentVersion };
-    let written: StoredEvent;
-    if (hardDelete) {
-      written = this.write(
-        streamName,
-        {
-          eventId: crypto.randomUUID(),
-          eventType: '$streamDeleted',
-          isJson: false,
-          data: new Uint8Array(),
-          metadata: new Uint8Array(),
-        },
-        deletedStreamRevision,
-      );
-    } else {
-      const current = this.streams.get(metastreamOf(streamName))?.events.at(-1);
-      written = this.writeMetadata(streamName, current, deletedStreamRevision);
-    }
-    this.notify([written]);
-    return { kind: 'success', position: written.position };
-  }
-
   /**
    * Reads a stream forwards or backwards from `fromRevision` (inclusive; undefined = start for
-   * forwards, end for backwards), applying `$tb`, `$maxCount` and `$maxAge` at read time.
+   * forwards, end for backwards).
    */
   readStream(
     streamName: string,
@@ -462,50 +363,24 @@ export class InMemoryEventStore {
   ): StreamReadResult {
     if (!this.allowed(streamName, 'read', caller)) return { kind: 'access-denied' };
     const stream = this.streams.get(streamName);
-    if (stream?.tombstone) return { kind: 'stream-deleted' };
     if (!stream || stream.events.length === 0) return { kind: 'stream-not-found' };
-    const metadata = this.streamMetadata(streamName);
-    if (metadata.truncateBefore === deletedStreamRevision) return { kind: 'stream-not-found' };
-    const visible = this.visibleFrom(stream, metadata);
     const last = BigInt(stream.events.length) - 1n;
     const events: StoredEvent[] = [];
     if (direction === 'forwards') {
-      let revision = fromRevision ?? 0n;
-      if (revision < visible) revision = visible;
-      for (; revision <= last && BigInt(events.length) < maxCount; revision += 1n) {
-        const event = stream.events[Number(revision)]!;
-        if (this.alive(event, metadata)) events.push(event);
+      for (
+        let revision = fromRevision ?? 0n;
+        revision <= last && BigInt(events.length) < maxCount;
+        revision += 1n
+      ) {
+        events.push(stream.events[Number(revision)]!);
       }
     } else {
       let revision = fromRevision === undefined || fromRevision > last ? last : fromRevision;
-      for (; revision >= visible && BigInt(events.length) < maxCount; revision -= 1n) {
-        const event = stream.events[Number(revision)]!;
-        if (this.alive(event, metadata)) events.push(event);
+      for (; revision >= 0n && BigInt(events.length) < maxCount; revision -= 1n) {
+        events.push(stream.events[Number(revision)]!);
       }
     }
     return { kind: 'success', events };
-  }
-
-  /** Whether a stream can be subscribed to: a tombstoned one cannot. */
-  streamDeleted(streamName: string): boolean {
-    return this.streams.get(streamName)?.tombstone !== undefined;
-  }
-
-  /** The first revision `$tb` and `$maxCount` leave readable. */
-  private visibleFrom(stream: StreamState, metadata: StreamMetadata): bigint {
-    const count = BigInt(stream.events.length);
-    let first = metadata.truncateBefore ?? 0n;
-    if (metadata.maxCount !== undefined) {
-      const byCount = count - BigInt(metadata.maxCount);
-      if (byCount > first) first = byCount;
-    }
-    return first;
-  }
-
-  private alive(event: StoredEvent, metadata: StreamMetadata): boolean {
-    if (metadata.maxAge === undefined) return true;
-    const now = BigInt(this.clock().getTime()) * ticksPerMillisecond;
-    return event.created >= now - BigInt(metadata.maxAge) * 1000n * ticksPerMillisecond;
   }
 
   /** Index of the first `$all` record at or after `position`. */
@@ -520,13 +395,13 @@ export class InMemoryEventStore {
     return low;
   }
 
-  private write(streamName: string, record: ProposedRecord, revisionOverride?: bigint): StoredEvent {
+  private write(streamName: string, record: ProposedRecord): StoredEvent {
     let stream = this.streams.get(streamName);
     if (!stream) {
-      stream = { name: streamName, events: [], tombstone: undefined };
+      stream = { name: streamName, events: [] };
       this.streams.set(streamName, stream);
     }
-    const revision = revisionOverride ?? BigInt(stream.events.length);
+    const revision = BigInt(stream.events.length);
     const event: StoredEvent = {
       ...record,
       streamName,
@@ -539,37 +414,9 @@ export class InMemoryEventStore {
       BigInt(utf8.encode(streamName).length + utf8.encode(record.eventType).length) +
       BigInt(record.data.length + record.metadata.length);
     this.log.push(event);
-    if (revisionOverride === deletedStreamRevision) stream.tombstone = event;
-    else stream.events.push(event);
+    stream.events.push(event);
     this.recentIds.add(record.eventId, { streamName, revision });
     return event;
-  }
-
-  private writeMetadata(streamName: string, current: StoredEvent | undefined, truncateBefore: bigint) {
-    let properties: Record<string, unknown> = {};
-    if (current) {
-      try {
-        const parsed: unknown = JSON.parse(utf8Decoder.decode(current.data));
-        if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
-          properties = { ...(parsed as Record<string, unknown>) };
-        }
-      } catch {
-        properties = {};
-      }
-    }
-    delete properties['$tb'];
-    return this.write(metastreamOf(streamName), {
-      eventId: crypto.randomUUID(),
-      eventType: '$metadata',
-      isJson: true,
-      data: encodeMetadataJson(properties, truncateBefore),
-      metadata: new Uint8Array(),
-    });
-  }
-
-  private undeleteMetadata(streamName: string, firstRevision: bigint): StoredEvent {
-    const current = this.streams.get(metastreamOf(streamName))?.events.at(-1);
-    return this.writeMetadata(streamName, current, firstRevision);
   }
 
   private notify(events: readonly StoredEvent[]) {

@@ -50,6 +50,8 @@ export interface AppendDependencies {
   readonly writeTimeoutMs: number;
   /** Fault injection: how long a write takes; past `writeTimeoutMs` it times out unwritten. */
   readonly writeDelayMs: () => number;
+  /** How many delayed writes are still waiting out their delay; the server counts them here. */
+  readonly delayedWrites: { inFlight: number };
 }
 
 class MissingMetadataError extends Error {
@@ -84,12 +86,17 @@ const delayedWrite = async (
 ): Promise<WriteResult | undefined> => {
   const delay = dependencies.writeDelayMs();
   if (delay <= 0) return write();
-  if (delay > allowedMs) {
-    await sleep(allowedMs);
-    return undefined;
+  dependencies.delayedWrites.inFlight += 1;
+  try {
+    if (delay > allowedMs) {
+      await sleep(allowedMs);
+      return undefined;
+    }
+    await sleep(delay);
+    return write();
+  } finally {
+    dependencies.delayedWrites.inFlight -= 1;
   }
-  await sleep(delay);
-  return write();
 };
 
 const appendSuccess = (result: Extract<WriteResult, { kind: 'success' }>) => {
@@ -168,8 +175,6 @@ export const createAppendHandler = (dependencies: AppendDependencies) => {
           return appendSuccess(result);
         case 'wrong-expected-version':
           return appendWrongExpectedVersion(expected, result.currentVersion);
-        case 'stream-deleted':
-          throw rpcExceptions.streamDeleted(streamName);
         case 'access-denied':
           throw rpcExceptions.accessDenied();
       }
@@ -255,12 +260,6 @@ export const createBatchAppendHandler = (dependencies: AppendDependencies) => {
               batch.correlationId,
               batch.streamName,
               batchAppendErrors.wrongExpectedVersion(result.currentVersion, batch.expected),
-            );
-          case 'stream-deleted':
-            return failure(
-              batch.correlationId,
-              batch.streamName,
-              batchAppendErrors.streamDeleted(batch.streamName),
             );
           case 'access-denied':
             return failure(batch.correlationId, batch.streamName, batchAppendErrors.accessDenied());

@@ -29,33 +29,9 @@ const processesMentioning = async (text: string): Promise<string[]> => {
   return found;
 };
 
-const defaults = loadConfig({});
-
+/** The production configuration on a free local port, without logs, with `overrides` on top. */
 const baseConfig = (overrides: Partial<Config> = {}): Config => ({
-  eventStoreUrl: undefined,
-  databaseUrl: undefined,
-  dataDir: './.calltrail',
-  host: '127.0.0.1',
-  port: 0,
-  publicUrl: undefined,
-  logLevel: 'silent',
-  webhook: {
-    secret: undefined,
-    token: undefined,
-    insecure: false,
-    signatureToleranceSeconds: 300,
-    bodyLimitBytes: defaults.webhook.bodyLimitBytes,
-    bodyTimeoutMs: defaults.webhook.bodyTimeoutMs,
-    maxConcurrentBodies: defaults.webhook.maxConcurrentBodies,
-    rememberedEventIds: defaults.webhook.rememberedEventIds,
-  },
-  appendTimeoutMs: 3_000,
-  journal: { dir: undefined, maxBytes: 1_073_741_824 },
-  apiTokens: [],
-  http: defaults.http,
-  readModels: defaults.readModels,
-  live: defaults.live,
-  sealing: defaults.sealing,
+  ...loadConfig({ CALLTRAIL_HOST: '127.0.0.1', CALLTRAIL_PORT: '0', CALLTRAIL_LOG_LEVEL: 'silent' }),
   ...overrides,
 });
 

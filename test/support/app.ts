@@ -45,38 +45,32 @@ export interface TestConfigOverrides {
   readonly readModels?: Partial<Config['readModels']>;
 }
 
-/** The production defaults, for everything a test does not set. */
-const defaults = loadConfig({});
-
-/** Both webhook secret and token configured, one API token, production limits. */
-export const testConfig = (overrides: TestConfigOverrides = {}): Config => ({
-  eventStoreUrl: undefined,
-  databaseUrl: undefined,
-  dataDir: './.calltrail-test',
-  host: '127.0.0.1',
-  port: 0,
-  publicUrl: undefined,
-  logLevel: 'silent',
-  webhook: {
-    secret: testWebhookSecret,
-    token: testWebhookToken,
-    insecure: false,
-    signatureToleranceSeconds: 300,
-    bodyLimitBytes: defaults.webhook.bodyLimitBytes,
-    bodyTimeoutMs: defaults.webhook.bodyTimeoutMs,
-    maxConcurrentBodies: defaults.webhook.maxConcurrentBodies,
-    rememberedEventIds: defaults.webhook.rememberedEventIds,
-    ...overrides.webhook,
-  },
-  appendTimeoutMs: overrides.appendTimeoutMs ?? 3_000,
-  apiTokens: overrides.apiTokens ?? [testApiToken],
-  journal: overrides.journal ?? { dir: undefined, maxBytes: 1_073_741_824 },
-  // No overload refusals unless a test asks: a busy test machine is not an overloaded server.
-  http: { ...defaults.http, maxEventLoopDelayMs: 0, ...overrides.http },
-  readModels: { ...defaults.readModels, ...overrides.readModels },
-  live: defaults.live,
-  sealing: defaults.sealing,
-});
+/**
+ * The production configuration with both webhook secret and token configured, one API token, on a
+ * free local port, without logs, and no overload refusals unless a test asks (a busy test machine is
+ * not an overloaded server); `overrides` on top.
+ */
+export const testConfig = (overrides: TestConfigOverrides = {}): Config => {
+  const base = loadConfig({
+    CALLTRAIL_DATA_DIR: './.calltrail-test',
+    CALLTRAIL_HOST: '127.0.0.1',
+    CALLTRAIL_PORT: '0',
+    CALLTRAIL_LOG_LEVEL: 'silent',
+    CALLTRAIL_WEBHOOK_SECRET: testWebhookSecret,
+    CALLTRAIL_WEBHOOK_TOKEN: testWebhookToken,
+    CALLTRAIL_API_TOKENS: testApiToken,
+    CALLTRAIL_MAX_EVENT_LOOP_DELAY_MS: '0',
+  });
+  return {
+    ...base,
+    webhook: { ...base.webhook, ...overrides.webhook },
+    appendTimeoutMs: overrides.appendTimeoutMs ?? base.appendTimeoutMs,
+    apiTokens: overrides.apiTokens ?? base.apiTokens,
+    journal: overrides.journal ?? base.journal,
+    http: { ...base.http, ...overrides.http },
+    readModels: { ...base.readModels, ...overrides.readModels },
+  };
+};
 
 export interface TestAppOptions {
   readonly eventStore: EventStore;

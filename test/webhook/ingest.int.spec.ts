@@ -170,8 +170,8 @@ describe('archive writer on a slow eventstoredb', () => {
     expect(second).toBeInstanceOf(AppendTimeoutError);
     store.slowWrites(0);
 
-    // The server's own write timeout (2 s) passes: the slow write fails there, unwritten.
-    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    // The server's own write timeout (2 s) passes: the slow writes fail there, unwritten.
+    await vi.waitFor(() => expect(store.slowWritesInFlight()).toBe(0), { timeout: 10_000, interval: 50 });
     expect(await labels(store.eventStore, stream)).toEqual([]);
     expect(await writer.append(stream, slow)).toEqual({ duplicate: false });
     expect(await writer.append(stream, waiting)).toEqual({ duplicate: false });

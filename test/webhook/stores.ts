@@ -25,6 +25,8 @@ export interface StoreUnderTest {
 export interface EventStoreDbUnderTest extends StoreUnderTest {
   /** Every write takes this long (0 restores); past the server's write timeout it fails unwritten. */
   slowWrites(milliseconds: number): void;
+  /** How many slowed writes the server has not yet written or timed out. */
+  slowWritesInFlight(): number;
 }
 
 export interface StoreSubject {
@@ -50,6 +52,7 @@ export const openEventStoreDb = async ({
     takeDown: () => server.goDown(),
     bringBack: () => server.comeBack(),
     slowWrites: (milliseconds) => server.setWriteDelay(milliseconds),
+    slowWritesInFlight: () => server.delayedWritesInFlight,
     close: async () => {
       for (const store of opened) await store.close();
       await server.stop();
