@@ -6,8 +6,10 @@
  * and because peak memory must be measured in the process that does the work.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import type { Config } from '../src/config.ts';
-import type { ChildCommand, ChildReply, ChildSpec, MemoryReport } from './processes.ts';
+import type { ChildCommand, ChildReply, ChildSpec, LiveHeapReport, MemoryReport } from './processes.ts';
 
 // Each role imports only what it uses (below), so a process's memory is its role's, not the sum
 // of every role's modules.
@@ -42,6 +44,19 @@ const memory = (): MemoryReport => {
   sampledPeak = Math.max(sampledPeak, rss);
   const peak = kernelPeak();
   return { rss, peakRss: peak ?? sampledPeak, peakSource: peak === undefined ? 'sampled' : 'VmHWM' };
+};
+
+/**
+ * A full garbage collection, then the memory left: what the process keeps, apart from the garbage
+ * V8 lets accumulate before collecting (up to several times the live heap, by its own sizing).
+ * Exposed here rather than by `--expose-gc`, so the process runs with production flags until asked.
+ */
+const liveHeap = (): LiveHeapReport => {
+  v8.setFlagsFromString('--expose-gc');
+  const collect = vm.runInNewContext('gc') as () => void;
+  collect();
+  const { heapUsed, heapTotal, rss } = process.memoryUsage();
+  return { heapUsed, heapTotal, rss };
 };
 
 /** Starts the peak over from the current RSS, so it covers only what follows. */
@@ -294,6 +309,7 @@ try {
   process.on('message', (message: ChildCommand) => {
     const reply = async (): Promise<unknown> => {
       if (message.command === 'memory') return memory();
+      if (message.command === 'live-heap') return liveHeap();
       if (message.command === 'reset-peak') {
         resetPeak();
         return memory();

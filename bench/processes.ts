@@ -29,6 +29,7 @@ export type ChildSpec =
 export type ChildCommand = { readonly id: number } & (
   | { readonly command: 'memory' }
   | { readonly command: 'reset-peak' }
+  | { readonly command: 'live-heap' }
   | { readonly command: 'catch-up' }
   | { readonly command: 'copy'; readonly sql: string }
   | { readonly command: 'exit' }
@@ -47,6 +48,13 @@ export interface MemoryReport {
   readonly rss: number;
   readonly peakRss: number;
   readonly peakSource: 'VmHWM' | 'sampled';
+}
+
+/** The process's memory right after a full garbage collection: what it really keeps. */
+export interface LiveHeapReport {
+  readonly heapUsed: number;
+  readonly heapTotal: number;
+  readonly rss: number;
 }
 
 export interface MeasuredProcess {
