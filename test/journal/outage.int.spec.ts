@@ -3,7 +3,8 @@
  * during a stream of signed webhooks (every answer 202, journaled ones say so), redeliveries of
  * journaled events recognised as duplicates, live traffic while the journal drains, and afterwards
  * every event in its stream exactly once and in the order it was received. A full journal answers
- * 503 and loses nothing it acknowledged.
+ * 503 and loses nothing it acknowledged. The read models projected afterwards equal those projected
+ * from the same webhooks sent to a second store that never went away.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -14,9 +15,17 @@ import { openDatabase, type Database } from '../../src/database/database.ts';
 import { openOutageJournal, type OutageJournal } from '../../src/journal/outage-journal.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createMetrics } from '../../src/metrics.ts';
+import { startProjector } from '../../src/projector/projector.ts';
 import { createArchiveWriter } from '../../src/webhook/ingest.ts';
 import { buildTestApp, signatureHeaders, testApiToken, testConfig, type TestApp } from '../support/app.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
+import {
+  openReadModels,
+  snapshotReadModels,
+  testProjectorOptions,
+  waitUntilCaughtUp,
+  type ReadModelSnapshot,
+} from '../support/projector-harness.ts';
 import { readStream, storeSubjects, type StoreUnderTest } from '../webhook/stores.ts';
 
 const appendTimeoutMs = 700;
@@ -28,14 +37,14 @@ interface Accepted {
   readonly journaled?: true;
 }
 
-const statusUpdate = (callId: string, step: number): string =>
+const statusUpdate = (callId: string, step: number, status = 'in-progress'): string =>
   JSON.stringify({
     eventTimestamp: 1756368117035 + step * 1000,
     eventType: 'status-update',
     callSession: callId,
     fromCaller: '+31612345678',
     toAssistant: '+31850123456',
-    status: 'in-progress',
+    status,
   });
 
 const waitUntil = async (what: string, check: () => Promise<boolean>, timeoutMs = 60_000) => {
@@ -88,6 +97,50 @@ const startHarness = async (
   };
 };
 
+/**
+ * A snapshot without the rows' positions in the store's global log: those depend on everything else
+ * the store holds and on how calls interleave, so they differ between any two stores.
+ */
+const withoutGlobalPositions = (snapshot: ReadModelSnapshot) => {
+  const strip = (rows: readonly Record<string, unknown>[]) =>
+    rows.map((row) =>
+      Object.fromEntries(Object.entries(row).filter(([column]) => !column.endsWith('_position'))),
+    );
+  return {
+    calls: strip(snapshot.calls),
+    timeline: strip(snapshot.timeline),
+    terminations: strip(snapshot.terminations),
+  };
+};
+
+/** Projects a store's calls under `streamPrefix` into a fresh read-model database, and snapshots it. */
+const projectReadModels = async (
+  eventStore: StoreUnderTest['eventStore'],
+  streamPrefix: string,
+): Promise<ReadModelSnapshot> => {
+  const readModels = await openReadModels('journal_reads');
+  try {
+    const projector = await startProjector(
+      {
+        eventStore,
+        database: readModels.database,
+        logger: createLogger({ level: 'silent' }),
+        metrics: createMetrics(),
+        clock: () => new Date('2025-08-28T09:00:00.000Z'),
+      },
+      testProjectorOptions([streamPrefix]),
+    );
+    try {
+      await waitUntilCaughtUp(projector, 60_000);
+      return await snapshotReadModels(readModels.database.pool);
+    } finally {
+      await projector.stop();
+    }
+  } finally {
+    await readModels.dispose();
+  }
+};
+
 const deliver = async (test: TestApp, body: string) => {
   const response = await test.app.inject({
     method: 'POST',
@@ -120,7 +173,10 @@ describe.each(storeSubjects)('outage journal on $name', (subject) => {
     const harness = await startHarness(store, database);
     try {
       const { test, outage } = harness;
-      const calls = Array.from({ length: 6 }, () => `journal-${randomUUID()}`);
+      const tag = `journal-${randomUUID()}`;
+      const calls = Array.from({ length: 6 }, (_, index) => `${tag}-${index}`);
+      // Every webhook as sent, in order, to send the same to a store that never goes away.
+      const sent: string[] = [];
       // What each call's stream must hold afterwards, in order: event ids as answered.
       const expected = new Map<string, string[]>(calls.map((call) => [`call-${call}`, []]));
       let step = 0;
@@ -128,12 +184,13 @@ describe.each(storeSubjects)('outage journal on $name', (subject) => {
       const storedBefore: string[] = [];
 
       /** One event for each call, calls side by side, each call's events one after the other. */
-      const round = async () => {
+      const round = async (status?: string) => {
         step += 1;
         const at = step;
         await Promise.all(
           calls.map(async (call) => {
-            const body = statusUpdate(call, at);
+            const body = statusUpdate(call, at, status);
+            sent.push(body);
             const response = await deliver(test, body);
             expect(response.statusCode).toBe(202);
             const accepted = response.json<Accepted>();
@@ -155,6 +212,7 @@ describe.each(storeSubjects)('outage journal on $name', (subject) => {
       expect(outage.journal.depth()).toBe(journaledAnswers.length);
 
       // A journaled event redelivered is a duplicate; one stored before the outage is kept once too.
+      sent.push(journaledAnswers[0]!.body, storedBefore[0]!);
       const again = await deliver(test, journaledAnswers[0]!.body);
       expect(again.statusCode).toBe(202);
       expect(again.json<Accepted>()).toMatchObject({ duplicate: true, journaled: true });
@@ -169,7 +227,8 @@ describe.each(storeSubjects)('outage journal on $name', (subject) => {
 
       await store.bringBack();
       // Live traffic while the journal drains: it must never overtake a call's journaled events.
-      for (let i = 0; i < 4; i += 1) await round();
+      for (let i = 0; i < 3; i += 1) await round();
+      await round('ended');
       await waitUntil('the journal drains', async () => outage.journal.depth() === 0);
 
       for (const [stream, ids] of expected) {
@@ -193,6 +252,31 @@ describe.each(storeSubjects)('outage journal on $name', (subject) => {
       expect(metrics.body).toMatch(/^calltrail_journal_drained_events \d+$/m);
       expect(metrics.body).toMatch(/^calltrail_journal_drain_rate_events_per_second /m);
       expect(metrics.body).toMatch(/^calltrail_journal_oldest_age_seconds 0$/m);
+
+      // The same webhooks, in the same order, sent to a second store of the same kind with no outage.
+      const reference = await subject.open({ timeoutMs: appendTimeoutMs });
+      try {
+        const referenceApp = await buildTestApp({
+          eventStore: reference.eventStore,
+          database,
+          config: testConfig({ appendTimeoutMs }),
+        });
+        try {
+          for (const body of sent) expect((await deliver(referenceApp, body)).statusCode).toBe(202);
+        } finally {
+          await referenceApp.app.close();
+        }
+        const streamPrefix = `call-${tag}-`;
+        const afterOutage = await projectReadModels(store.eventStore, streamPrefix);
+        const withoutOutage = await projectReadModels(reference.eventStore, streamPrefix);
+        const eventCount = [...expected.values()].reduce((sum, ids) => sum + ids.length, 0);
+        expect(afterOutage.calls).toHaveLength(calls.length);
+        expect(afterOutage.timeline).toHaveLength(eventCount);
+        expect(afterOutage.terminations).toHaveLength(calls.length);
+        expect(withoutGlobalPositions(afterOutage)).toEqual(withoutGlobalPositions(withoutOutage));
+      } finally {
+        await reference.close();
+      }
     } finally {
       await store.bringBack();
       await harness.close();
