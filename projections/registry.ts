@@ -5,8 +5,18 @@
 import { callTimelineProjection } from './call-timeline/projection.ts';
 import { callsProjection } from './calls/projection.ts';
 import type { Projection } from './projection.ts';
+import { quarantineProjection } from './quarantine/projection.ts';
 
-export const projections: readonly Projection[] = [callsProjection, callTimelineProjection];
+export const projections: readonly Projection[] = [
+  callsProjection,
+  callTimelineProjection,
+  quarantineProjection,
+];
+
+/** The streams the projections fold, by prefix: what the projector and a rebuild subscribe to. */
+export const projectedStreamPrefixes: readonly string[] = [
+  ...new Set(projections.map((projection) => projection.streamPrefix)),
+];
 
 export const projectionNames: readonly string[] = projections.map((projection) => projection.name);
 

@@ -3,13 +3,17 @@
  * stored left alone (see `read-model.ts`).
  */
 import { tableName, unnestColumnsOf, unnestInsert } from '../../src/database/sql.ts';
+import { decodeCallEvent, type CallEvent } from '../../src/archive/call-event.ts';
+import { callStreamPrefix } from '../../src/archive/streams.ts';
 import type { Projection } from '../projection.ts';
 import { callTimeline, timelineRecords, type TimelineRecord } from './read-model.ts';
 
 const timelineColumns = unnestColumnsOf<typeof callTimeline, never, TimelineRecord>(callTimeline);
 
-export const callTimelineProjection: Projection = {
+export const callTimelineProjection: Projection<CallEvent> = {
   name: 'call-timeline',
+  streamPrefix: callStreamPrefix,
+  decode: decodeCallEvent,
   tables: [tableName(callTimeline)],
   apply: async (client, events) => {
     const rows = timelineRecords(events);

@@ -5,6 +5,8 @@
 import type pg from 'pg';
 import { describeError } from '../../src/database/errors.ts';
 import { tableName, unnestColumnsOf, unnestInsert, updateAllOnConflict } from '../../src/database/sql.ts';
+import { decodeCallEvent, type CallEvent } from '../../src/archive/call-event.ts';
+import { callStreamPrefix } from '../../src/archive/streams.ts';
 import type { Projection, RejectedEvent } from '../projection.ts';
 import { terminationOfCall, terminations, writeTerminations } from '../terminations/read-model.ts';
 import { applyCallEvent, calls, renderCall, type CallFold, type CallFoldState } from './read-model.ts';
@@ -50,8 +52,10 @@ const loadCalls = async (
   return new Map(rows.map((row) => [row.call_id, fromStored(row)]));
 };
 
-export const callsProjection: Projection = {
+export const callsProjection: Projection<CallEvent> = {
   name: 'calls',
+  streamPrefix: callStreamPrefix,
+  decode: decodeCallEvent,
   tables: [callsTable, tableName(terminations)],
   apply: async (client, events) => {
     const stored = await loadCalls(client, [...new Set(events.map((event) => event.callId))]);

@@ -1,17 +1,24 @@
 /**
  * `GET /quarantine`: requests that were authenticated but not accepted as events (malformed JSON,
- * invalid events, unsupported media types, oversized bodies), newest first, straight from the
- * `quarantine-<day>` streams. Paged by global position: the cursor is the position of the last
- * request of the previous page.
+ * invalid events, unsupported media types, oversized bodies), newest first, from the `quarantine`
+ * read model (so its cost does not grow with the archive). Keyset-paged by global position: the
+ * cursor is the position of the last request of the previous page.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { desc, sql } from 'drizzle-orm';
 import Type from 'typebox';
 import type { AppDependencies } from '../app.ts';
-import { quarantineStreamPrefix } from '../archive/streams.ts';
-import { comparePositions, formatPosition, type RecordedEvent } from '../event-store/event-store.ts';
+import type { ReadModelDb } from '../database/database.ts';
+import { formatPosition, type GlobalPosition } from '../event-store/event-store.ts';
+import {
+  quarantinedRequests,
+  quarantinedRequestView,
+  type QuarantinedRequestRow,
+} from '../../projections/quarantine/read-model.ts';
 import { auditSecurity, problemResponses } from './api-docs.ts';
-import { ArchivedEventView, toArchivedEventView } from './archived-event-view.ts';
+import { ArchivedEventView } from './archived-event-view.ts';
 import { Limit, PositionText, parseLimit, parsePositionParameter } from './parameters.ts';
+import { fromReadModels } from './read-models.ts';
 
 const QuarantineQuery = Type.Object(
   {
@@ -48,22 +55,35 @@ export const quarantineRoutes: FastifyPluginAsyncTypebox<AppDependencies> = asyn
     async (request) => {
       const limit = parseLimit(request.query.limit);
       const before = parsePositionParameter(request.query.cursor, 'querystring/cursor');
-      const page: RecordedEvent[] = [];
-      // Reading from a position includes it; one extra tells whether an older page exists.
-      for await (const event of dependencies.eventStore.readAll({
-        ...(before ? { from: before } : {}),
-        streamPrefixes: [quarantineStreamPrefix],
-        direction: 'backwards',
-        maxCount: limit + 2,
-      })) {
-        if (!before || comparePositions(event.position, before) < 0) page.push(event);
-      }
-      const requests = page.slice(0, limit);
+      // One extra row tells whether an older page exists.
+      const rows = await fromReadModels(() =>
+        listQuarantinedRequests(dependencies.database.db, before, limit + 1),
+      );
+      const requests = rows.slice(0, limit);
       const last = requests.at(-1);
       return {
-        requests: requests.map(toArchivedEventView),
-        nextCursor: page.length > limit && last ? formatPosition(last.position) : null,
+        requests: requests.map(quarantinedRequestView),
+        nextCursor:
+          rows.length > limit && last
+            ? formatPosition({ commit: last.commitPosition, prepare: last.preparePosition })
+            : null,
       };
     },
   );
 };
+
+/** Up to `count` quarantined requests stored before `before` (all, without it), newest first. */
+const listQuarantinedRequests = (
+  db: ReadModelDb,
+  before: GlobalPosition | undefined,
+  count: number,
+): Promise<QuarantinedRequestRow[]> =>
+  db
+    .select()
+    .from(quarantinedRequests)
+    .where(
+      before &&
+        sql`(${quarantinedRequests.commitPosition}, ${quarantinedRequests.preparePosition}) < (${before.commit.toString()}::numeric, ${before.prepare.toString()}::numeric)`,
+    )
+    .orderBy(desc(quarantinedRequests.commitPosition), desc(quarantinedRequests.preparePosition))
+    .limit(count);

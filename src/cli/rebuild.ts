@@ -7,7 +7,6 @@
  */
 import { MultiBar, Presets } from 'cli-progress';
 import { Option, type Command } from 'commander';
-import { callStreamPrefix } from '../archive/streams.ts';
 import { createMetrics } from '../metrics.ts';
 import { projectionNamed, projectionNames } from '../../projections/registry.ts';
 import { defaultRebuildOptions, rebuildProjections, type RebuildProgress } from '../projector/rebuild.ts';
@@ -62,7 +61,7 @@ export const registerRebuildCommand = (program: Command): void => {
           },
           {
             ...defaultRebuildOptions,
-            streamPrefixes: [callStreamPrefix],
+            streamPrefixes: [...new Set(selected.map((name) => projectionNamed(name).streamPrefix))],
             onProgress: (progress) => {
               const seconds = Math.max((Date.now() - started) / 1000, 0.001);
               if (progress.phase === 'done') swappedAfter.set(progress.projection, seconds);

@@ -1,5 +1,6 @@
 /** Every read-model table calltrail's database holds, for drizzle and drizzle-kit. */
 export { calls } from '../../projections/calls/read-model.ts';
 export { callTimeline } from '../../projections/call-timeline/read-model.ts';
+export { quarantinedRequests } from '../../projections/quarantine/read-model.ts';
 export { terminations } from '../../projections/terminations/read-model.ts';
 export { projectionCheckpoints, projectionDeadLetters } from '../projector/schema.ts';

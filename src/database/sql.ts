@@ -68,12 +68,14 @@ type Encoded = string | number | boolean | null;
 
 // A time is sent as ISO 8601 text (rows may carry it as text already: making a Date only to format
 // it again costs more than the rest of the row); a bigint as text, which node-postgres would
-// otherwise round through a JS number; JSON as its text.
+// otherwise round through a JS number; JSON as its text; bytes in bytea's hex form.
 const asIs = (value: unknown): Encoded => value as Encoded;
 const timeText = (value: unknown): Encoded =>
   value === null ? null : value instanceof Date ? value.toISOString() : (value as string);
 const bigintOrNullText = (value: unknown): Encoded => (value === null ? null : (value as bigint).toString());
 const jsonText = (value: unknown): Encoded => (value === null ? null : JSON.stringify(value));
+const byteaText = (value: unknown): Encoded =>
+  value === null ? null : `\\x${(value as Buffer).toString('hex')}`;
 
 /** The array element type and encoding for each SQL type the read models use. */
 const encodings: Record<string, { readonly type: string; readonly encode: (value: unknown) => Encoded }> = {
@@ -87,6 +89,7 @@ const encodings: Record<string, { readonly type: string; readonly encode: (value
   numeric: { type: 'numeric', encode: bigintOrNullText },
   timestamp: { type: 'timestamptz', encode: timeText },
   json: { type: 'json', encode: jsonText },
+  bytea: { type: 'bytea', encode: byteaText },
 };
 
 const encodingOf = (sqlType: string) => {

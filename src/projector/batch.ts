@@ -6,7 +6,6 @@
  */
 import type pg from 'pg';
 import type { GlobalPosition, RecordedEvent } from '../event-store/event-store.ts';
-import { decodeCallEvent, type CallEvent } from '../archive/call-event.ts';
 import { projectionDeadLetters } from './schema.ts';
 import { advanceCheckpoint, lockForTransactionStatement } from './checkpoints.ts';
 import type { Projection, RejectedEvent } from '../../projections/projection.ts';
@@ -117,17 +116,21 @@ const inScope = async <T>(
   }
 };
 
-const decodeAll = (events: readonly RecordedEvent[]) => {
-  const decoded: CallEvent[] = [];
+/** The batch's events of the projection's streams, decoded; the ones that do not decode, apart. */
+const decodeAll = (projection: Projection, events: readonly RecordedEvent[]) => {
+  const decoded: unknown[] = [];
   const rejected: DeadLetter[] = [];
+  let relevant = 0;
   for (const event of events) {
+    if (!event.streamName.startsWith(projection.streamPrefix)) continue;
+    relevant += 1;
     try {
-      decoded.push(decodeCallEvent(event));
+      decoded.push(projection.decode(event));
     } catch (error) {
       rejected.push({ event, error: describeError(error) });
     }
   }
-  return { decoded, rejected };
+  return { decoded, rejected, relevant };
 };
 
 const applyOnce = (
@@ -140,7 +143,10 @@ const applyOnce = (
 ): Promise<BatchOutcome> =>
   inScope(client, scope, projection.name, async () => {
     const poisonIds = new Set(poison.map((deadLetter) => deadLetter.event.id));
-    const { decoded, rejected } = decodeAll(batch.events.filter((event) => !poisonIds.has(event.id)));
+    const { decoded, rejected, relevant } = decodeAll(
+      projection,
+      batch.events.filter((event) => !poisonIds.has(event.id)),
+    );
     const refused: readonly RejectedEvent[] =
       decoded.length > 0 ? await projection.apply(client, decoded) : [];
     const byId = new Map(batch.events.map((event) => [event.id, event]));
@@ -154,7 +160,7 @@ const applyOnce = (
     ];
     const deadLettered = await recordDeadLetters(client, projection.name, deadLetters, now);
     await advanceCheckpoint(client, projection.name, batch.after, batch.through, now);
-    return { applied: batch.events.length - deadLetters.length, deadLettered };
+    return { applied: relevant + poison.length - deadLetters.length, deadLettered };
   });
 
 /**

@@ -7,13 +7,12 @@
  * the others stand by (see `checkpoints.ts`), so a second process is a hot spare, never a second writer.
  * The projections one process runs share a single subscription (see `runner.ts`).
  */
-import { callStreamPrefix } from '../archive/streams.ts';
 import type { Database } from '../database/database.ts';
 import type { EventStore } from '../event-store/event-store.ts';
 import type { ProjectionStatusSource } from './status.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
-import { projectionNamed, projections } from '../../projections/registry.ts';
+import { projectedStreamPrefixes, projectionNamed, projections } from '../../projections/registry.ts';
 import { startRunner, type ProjectionRunner, type RunnerOptions } from './runner.ts';
 
 export interface ProjectorDependencies {
@@ -31,7 +30,7 @@ export interface ProjectorOptions extends RunnerOptions {
 
 export const defaultProjectorOptions: ProjectorOptions = {
   projections: undefined,
-  streamPrefixes: [callStreamPrefix],
+  streamPrefixes: projectedStreamPrefixes,
   maxBatchEvents: 1000,
   watchdogIntervalMs: 5_000,
   stallTimeoutMs: 30_000,

@@ -38,7 +38,7 @@ export interface RunnerDependencies {
 }
 
 export interface RunnerOptions {
-  /** Which streams the projections read; call streams in production. */
+  /** Which streams to subscribe to; in production, those the projections fold. */
   readonly streamPrefixes: readonly string[];
   readonly maxBatchEvents: number;
   readonly watchdogIntervalMs: number;

@@ -24,6 +24,7 @@ import {
   eventStoreKinds,
   openAuditStores,
   projectCall,
+  projectQuarantine,
   runTag,
   startAuditApp,
   type AuditStores,
@@ -158,6 +159,7 @@ describe.each(eventStoreKinds)('on the %s event store', (kind) => {
     }
     await appendAll(stores.eventStore, callStreamName(otherCallId), [otherEvent]);
     await projectCall(stores, callId);
+    await projectQuarantine(stores);
   });
 
   afterAll(async () => {

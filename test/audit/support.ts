@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { inArray } from 'drizzle-orm';
-import { callStreamName } from '../../src/archive/streams.ts';
+import { callStreamName, quarantineStreamPrefix } from '../../src/archive/streams.ts';
 import { migrateReadModels, openDatabase, type Database } from '../../src/database/database.ts';
 import type { EventStore, ProposedEvent, RecordedEvent } from '../../src/event-store/event-store.ts';
 import { connectEventStoreDb } from '../../src/event-store/eventstoredb.ts';
@@ -14,6 +14,7 @@ import { decodeCallEvent } from '../../src/archive/call-event.ts';
 import { callTimeline, timelineEntries } from '../../projections/call-timeline/read-model.ts';
 import { calls, evolveCall, type CallRow } from '../../projections/calls/read-model.ts';
 import { terminationOfCall, terminations } from '../../projections/terminations/read-model.ts';
+import { quarantineProjection } from '../../projections/quarantine/projection.ts';
 import { startEventStoreDbTestServer, type EventStoreDbTestServer } from '../eventstoredb-server/server.ts';
 import { buildTestApp, testApiToken, testConfig, type TestApp } from '../support/app.ts';
 import { createTestDatabase } from '../support/database.ts';
@@ -135,6 +136,20 @@ export const writeReadModels = async (
 export const projectCall = async (stores: AuditStores, callId: string): Promise<CallRow | undefined> => {
   const events = await collect(stores.eventStore.readStream(callStreamName(callId)));
   return (await writeReadModels(stores.database, events))[0];
+};
+
+/** Reads the quarantine streams and writes their read-model rows through the projection itself. */
+export const projectQuarantine = async (stores: AuditStores): Promise<void> => {
+  const records = await collect(stores.eventStore.readAll({ streamPrefixes: [quarantineStreamPrefix] }));
+  const client = await stores.database.pool.connect();
+  try {
+    await quarantineProjection.apply(
+      client,
+      records.map((record) => quarantineProjection.decode(record)),
+    );
+  } finally {
+    client.release();
+  }
 };
 
 /** A run-unique tag, so call ids (and replay prefixes) never collide with another test's. */

@@ -40,9 +40,12 @@ describe('read-model database out of reach', () => {
     await stores?.close();
   });
 
-  it.each(['/calls', '/calls/some-call', '/exports/terminations.csv'])('GET %s: 503', async (url) => {
-    expectUnavailable(await harness.app.inject({ method: 'GET', url, headers: bearer() }));
-  });
+  it.each(['/calls', '/calls/some-call', '/exports/terminations.csv', '/quarantine'])(
+    'GET %s: 503',
+    async (url) => {
+      expectUnavailable(await harness.app.inject({ method: 'GET', url, headers: bearer() }));
+    },
+  );
 });
 
 describe('event store out of reach', () => {
@@ -60,23 +63,21 @@ describe('event store out of reach', () => {
     await stores?.close();
   });
 
-  it.each([
-    '/calls/some-call/events',
-    '/calls/some-call?asOf=2026-03-01T00:00:00Z',
-    '/quarantine',
-    '/replay',
-  ])('GET %s: 503 within the bound', async (url) => {
-    const started = performance.now();
-    expectUnavailable(await harness.app.inject({ method: 'GET', url, headers: bearer() }));
-    expect(performance.now() - started).toBeLessThan(10_000);
-  });
+  it.each(['/calls/some-call/events', '/calls/some-call?asOf=2026-03-01T00:00:00Z', '/replay'])(
+    'GET %s: 503 within the bound',
+    async (url) => {
+      const started = performance.now();
+      expectUnavailable(await harness.app.inject({ method: 'GET', url, headers: bearer() }));
+      expect(performance.now() - started).toBeLessThan(10_000);
+    },
+  );
 
   it('answers again once the store is back', async () => {
     await stores.eventStoreServer!.comeBack();
     await expect
       .poll(
         async () =>
-          (await harness.app.inject({ method: 'GET', url: '/quarantine', headers: bearer() })).statusCode,
+          (await harness.app.inject({ method: 'GET', url: '/replay', headers: bearer() })).statusCode,
         {
           timeout: 15_000,
           interval: 250,

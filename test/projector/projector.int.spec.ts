@@ -188,6 +188,7 @@ describe.each(adapterKinds)('projector on the %s event store', (kind) => {
     expect(projector.status()).toEqual([
       { projection: 'calls', caughtUp: true, lagEvents: 0, lagSeconds: 0 },
       { projection: 'call-timeline', caughtUp: true, lagEvents: 0, lagSeconds: 0 },
+      { projection: 'quarantine', caughtUp: true, lagEvents: 0, lagSeconds: 0 },
     ]);
     expect((await metrics.projectionLagEvents.get()).values).toContainEqual(
       expect.objectContaining({ value: 0, labels: { projection: 'calls' } }),
@@ -232,7 +233,7 @@ describe.each(adapterKinds)('projector on the %s event store', (kind) => {
     // The active one goes away: the standby takes over and catches up.
     release();
     await waitUntilCaughtUp(projector);
-    expect(projector.runners.map((runner) => runner.role)).toEqual(['active', 'active']);
+    expect(projector.runners.map((runner) => runner.role)).toEqual(['active', 'active', 'active']);
     expect((await snapshotReadModels(readModels.database.pool)).calls).toHaveLength(3);
   });
 
@@ -434,13 +435,20 @@ describe.each(adapterKinds)('projector on the %s event store', (kind) => {
       expect((await projected(metricsA, projection)) + (await projected(metricsB, projection))).toBe(48);
     }
     const roles = [...a.runners, ...b.runners].map((runner) => `${runner.projection}:${runner.role}`).sort();
-    expect(roles).toEqual(['call-timeline:active', 'call-timeline:standby', 'calls:active', 'calls:standby']);
+    expect(roles).toEqual([
+      'call-timeline:active',
+      'call-timeline:standby',
+      'calls:active',
+      'calls:standby',
+      'quarantine:active',
+      'quarantine:standby',
+    ]);
 
     // Whoever was active goes away; the other takes over from the checkpoint.
     await a.stop();
     await appendCallEvents(store.eventStore, scriptedCalls(scope, 12, 3), revisions);
     await waitUntilCaughtUp(b);
-    expect(b.runners.map((runner) => runner.role)).toEqual(['active', 'active']);
+    expect(b.runners.map((runner) => runner.role)).toEqual(['active', 'active', 'active']);
     for (const projection of ['calls', 'call-timeline']) {
       expect((await projected(metricsA, projection)) + (await projected(metricsB, projection))).toBe(60);
     }

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type pg from 'pg';
 import type { EventStore } from '../../src/event-store/event-store.ts';
+import type { CallEvent } from '../../src/archive/call-event.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { callTimelineProjection } from '../../projections/call-timeline/projection.ts';
 import { lockArguments } from '../../src/projector/checkpoints.ts';
@@ -234,7 +235,11 @@ describe.each(adapterKinds)('rebuild on the %s event store', (kind) => {
       expect(seen[i]!.timeline).toBeGreaterThanOrEqual(seen[i - 1]!.timeline);
       expect(seen[i]!.terminations).toBeGreaterThanOrEqual(seen[i - 1]!.terminations);
     }
-    expect(results.map((result) => result.events)).toEqual([expect.any(Number), expect.any(Number)]);
+    expect(results.map((result) => result.events)).toEqual([
+      expect.any(Number),
+      expect.any(Number),
+      expect.any(Number),
+    ]);
     expect(results[0]!.events).toBeGreaterThanOrEqual(60);
     expect([...phases]).toEqual(expect.arrayContaining(['replaying', 'indexing', 'swapping', 'done']));
 
@@ -322,6 +327,7 @@ describe.each(adapterKinds)('rebuild on the %s event store', (kind) => {
     expect(results.map(({ projection, events }) => ({ projection, events }))).toEqual([
       { projection: 'calls', events: 120 },
       { projection: 'call-timeline', events: 120 },
+      { projection: 'quarantine', events: 120 },
     ]);
     expect(await snapshotReadModels(rebuilt.database.pool)).toEqual(expected);
     // Each projection reports its own progress, through every phase.
@@ -379,7 +385,7 @@ describe.each(adapterKinds)('rebuild on the %s event store', (kind) => {
     const before = await liveState(pool);
 
     let timelineBatches = 0;
-    const failingTimeline: Projection = {
+    const failingTimeline: Projection<CallEvent> = {
       ...callTimelineProjection,
       apply: async (client, events) => {
         timelineBatches += 1;
@@ -405,7 +411,7 @@ describe.each(adapterKinds)('rebuild on the %s event store', (kind) => {
     expect(progress.some((report) => report.phase === 'done')).toBe(false);
     expect(await liveState(pool)).toEqual(before);
     // Both sessions ended, and their rebuild locks with them.
-    await expect(rebuildAll(store.eventStore, pool, scope.streamPrefixes)).resolves.toHaveLength(2);
+    await expect(rebuildAll(store.eventStore, pool, scope.streamPrefixes)).resolves.toHaveLength(3);
     expect((await liveState(pool)).readModels).toEqual(before.readModels);
   });
 });

@@ -52,7 +52,8 @@ export interface ReadModels {
 
 export const openReadModels = async (label = 'projector_reads'): Promise<ReadModels> => {
   const testDatabase = await createTestDatabase(label);
-  const database = openDatabase(testDatabase.url, { max: 6 });
+  // A session per projection for its leader lock, another per projection for a rebuild, and readers.
+  const database = openDatabase(testDatabase.url, { max: 10 });
   await migrateReadModels(database);
   return {
     database,
