@@ -19,6 +19,8 @@ const recorded = (
   revision: 7n,
   position,
   created: new Date('2026-03-02T09:00:00.123Z'),
+  storedData: JSON.stringify(record.data),
+  storedMetadata: JSON.stringify(record.metadata),
   ...record,
 });
 
