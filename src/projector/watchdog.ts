@@ -14,7 +14,7 @@ import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { loadCheckpoint } from './checkpoints.ts';
 import type { Feed } from './feed.ts';
-import { measureLag, readHead, type Lag } from './lag.ts';
+import { measureLag, readStoreHead, type Lag } from './lag.ts';
 import type { Projection } from '../../projections/projection.ts';
 
 export interface LagWatchdog {
@@ -76,9 +76,11 @@ export const startLagWatchdog = (
   const measureAndWatch = async (): Promise<void> => {
     if (dependencies.stopping()) return;
     try {
-      const head = await readHead(eventStore, options.streamPrefixes);
+      const head = await readStoreHead(eventStore);
       const now = clock();
       const behind: Record<string, { lagEvents: number; lagSeconds: number }> = {};
+      /** The newest position some projection still waits for: a subscription silent before it is stalled. */
+      let pending: GlobalPosition | undefined;
       for (const projection of projections) {
         const checkpoint = await loadCheckpoint(pool, projection.name);
         const measured = await measureLag(eventStore, {
@@ -89,6 +91,11 @@ export const startLagWatchdog = (
           head,
         });
         lags.set(projection, measured);
+        if (
+          measured.head !== undefined &&
+          (pending === undefined || comparePositions(measured.head, pending) > 0)
+        )
+          pending = measured.head;
         const labels = { projection: projection.name };
         metrics.projectionLagEvents.set(labels, measured.lagEvents);
         metrics.projectionLagSeconds.set(labels, measured.lagSeconds);
@@ -104,14 +111,14 @@ export const startLagWatchdog = (
       const current = dependencies.feed();
       if (
         current !== undefined &&
-        head !== undefined &&
+        pending !== undefined &&
         current.waitingSince !== undefined &&
         now.getTime() - current.waitingSince >= options.stallTimeoutMs &&
-        (current.lastSeen === undefined || comparePositions(head.position, current.lastSeen) > 0)
+        (current.lastSeen === undefined || comparePositions(pending, current.lastSeen) > 0)
       ) {
         logger.warn(
           {
-            head: formatPosition(head.position),
+            pending: formatPosition(pending),
             lastSeen: formatCheckpoint(current.lastSeen),
             silentForMs: now.getTime() - current.waitingSince,
           },
