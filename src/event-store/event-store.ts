@@ -115,8 +115,12 @@ export interface ReadStreamOptions {
 export interface ReadAllOptions {
   /** Inclusive; defaults to the start of $all. */
   readonly from?: GlobalPosition;
-  /** Only events whose stream name starts with one of these. Must not be empty. */
-  readonly streamPrefixes: readonly string[];
+  /**
+   * Only events whose stream name starts with one of these. Must not be empty. `'every-stream'`
+   * reads every event of $all, the store's own included: a read whose cost is `maxCount`, however
+   * the streams are mixed (the store's head, a bounded look ahead of a checkpoint).
+   */
+  readonly streamPrefixes: readonly string[] | 'every-stream';
   readonly maxCount?: number;
   readonly direction?: 'forwards' | 'backwards';
 }

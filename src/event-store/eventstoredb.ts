@@ -281,15 +281,18 @@ export const connectEventStoreDb = (url: string, options: EventStoreDbOptions): 
     what: string,
     fromPosition: GlobalPosition | typeof START | typeof END,
     direction: typeof FORWARDS | typeof BACKWARDS,
-    prefixes: readonly string[],
+    prefixes: readonly string[] | 'every-stream',
     limit: number,
   ): AsyncGenerator<RecordedEvent> {
     if (limit <= 0) return;
     let yielded = 0;
-    const read = client.readAll({ fromPosition, direction, maxCount: maxReadCount });
+    const everyStream = prefixes === 'every-stream';
+    // Filtered here, so a filtered read asks for everything; an unfiltered one for what it yields.
+    const maxCount = everyStream && Number.isFinite(limit) ? limit : maxReadCount;
+    const read = client.readAll({ fromPosition, direction, maxCount });
     for await (const resolved of boundedRead<AllStreamResolvedEvent>(what, read)) {
       const event = resolved.event;
-      if (!event || !matchesPrefix(prefixes, event.streamId)) continue;
+      if (!event || (!everyStream && !matchesPrefix(prefixes, event.streamId))) continue;
       yield toRecordedEvent(event);
       yielded += 1;
       if (yielded >= limit) return;
@@ -297,7 +300,10 @@ export const connectEventStoreDb = (url: string, options: EventStoreDbOptions): 
   }
 
   async function* readAll(readOptions: ReadAllOptions) {
-    const prefixes = validatePrefixes(readOptions.streamPrefixes);
+    const prefixes =
+      readOptions.streamPrefixes === 'every-stream'
+        ? 'every-stream'
+        : validatePrefixes(readOptions.streamPrefixes);
     const limit = validateMaxCount(readOptions.maxCount) ?? Number.POSITIVE_INFINITY;
     const from = readOptions.from;
     if ((readOptions.direction ?? 'forwards') === 'forwards') {

@@ -1,6 +1,7 @@
 /**
  * How far a projection is behind the store: the events after its checkpoint, and how long the
- * oldest of them has been waiting. Also the store's head position, which the watchdog compares with
+ * oldest of them has been waiting, at a cost bounded by a count of events rather than by the
+ * store's size. Also the newest position still to be delivered, which the watchdog compares with
  * what the subscription has delivered.
  */
 import {
@@ -12,11 +13,18 @@ import {
 
 export interface Lag {
   readonly caughtUp: boolean;
-  /** Exact up to `countLimit`; beyond it, extrapolated from positions. */
+  /**
+   * The projections' events after the checkpoint: exact when the head is within `countLimit`
+   * events of it; beyond, extrapolated from positions (at least 1).
+   */
   readonly lagEvents: number;
-  /** Age of the oldest event not yet applied; 0 when caught up. */
+  /** Age of the oldest event not yet applied (of the projections' streams when one is in sight); 0 when caught up. */
   readonly lagSeconds: number;
-  /** The newest matching event's position; undefined while the store holds none. */
+  /**
+   * The newest position the subscription must still deliver or pass: the newest of the
+   * projections' events in sight, or the store's head when it is further than `countLimit` events
+   * away; undefined when caught up.
+   */
   readonly head: GlobalPosition | undefined;
 }
 
@@ -31,6 +39,22 @@ export const readHead = async (
 ): Promise<RecordedEvent | undefined> =>
   first(eventStore.readAll({ streamPrefixes, direction: 'backwards', maxCount: 1 }));
 
+/**
+ * The newest event in the store, whatever its stream: one event read, however many of the newest
+ * events belong to streams the projections do not read.
+ */
+export const readStoreHead = async (eventStore: EventStore): Promise<RecordedEvent | undefined> =>
+  first(eventStore.readAll({ streamPrefixes: 'every-stream', direction: 'backwards', maxCount: 1 }));
+
+const matches = (streamPrefixes: readonly string[], event: RecordedEvent) =>
+  streamPrefixes.some((prefix) => event.streamName.startsWith(prefix));
+
+/**
+ * Reads at most `countLimit + 2` events, of any stream, however large the store: the store's head
+ * (unless given), then the events just after the checkpoint. Caught up when none of those up to the
+ * head is one the projections read; behind when one is, or when the head is further than
+ * `countLimit` events away (a subscription that keeps up moves its checkpoint much closer).
+ */
 export const measureLag = async (
   eventStore: EventStore,
   options: {
@@ -38,51 +62,70 @@ export const measureLag = async (
     checkpoint: GlobalPosition | undefined;
     now: Date;
     countLimit: number;
-    /** The newest matching event, when the caller read it already (several projections, one head). */
+    /** The store's newest event, when the caller read it already (several projections, one head). */
     head?: RecordedEvent | undefined;
   },
 ): Promise<Lag> => {
   const { streamPrefixes, checkpoint, countLimit } = options;
-  const head = 'head' in options ? options.head : await readHead(eventStore, streamPrefixes);
+  const head = 'head' in options ? options.head : await readStoreHead(eventStore);
   if (head === undefined) return { caughtUp: true, lagEvents: 0, lagSeconds: 0, head: undefined };
   if (checkpoint !== undefined && comparePositions(head.position, checkpoint) <= 0) {
-    return { caughtUp: true, lagEvents: 0, lagSeconds: 0, head: head.position };
+    return { caughtUp: true, lagEvents: 0, lagSeconds: 0, head: undefined };
   }
+  let scanned = 0;
   let counted = 0;
+  let reachedHead = false;
+  let firstUnapplied: RecordedEvent | undefined;
   let oldest: RecordedEvent | undefined;
+  let newest: RecordedEvent | undefined;
   let last: RecordedEvent | undefined;
   // `from` is inclusive and the checkpoint itself is applied: one more than the limit, skip it.
   for await (const event of eventStore.readAll({
-    streamPrefixes,
+    streamPrefixes: 'every-stream',
     from: checkpoint,
     maxCount: countLimit + 1,
   })) {
     if (checkpoint !== undefined && comparePositions(event.position, checkpoint) <= 0) continue;
-    oldest ??= event;
+    if (comparePositions(event.position, head.position) > 0) {
+      reachedHead = true;
+      break;
+    }
+    firstUnapplied ??= event;
     last = event;
-    counted += 1;
-    if (counted >= countLimit) break;
+    scanned += 1;
+    if (matches(streamPrefixes, event)) {
+      oldest ??= event;
+      newest = event;
+      counted += 1;
+    }
+    if (comparePositions(event.position, head.position) === 0) {
+      reachedHead = true;
+      break;
+    }
+    if (scanned >= countLimit) break;
   }
+  if (reachedHead && counted === 0) return { caughtUp: true, lagEvents: 0, lagSeconds: 0, head: undefined };
+  const waiting = oldest ?? firstUnapplied;
   const lagSeconds =
-    oldest === undefined ? 0 : Math.max(0, (options.now.getTime() - oldest.created.getTime()) / 1000);
+    waiting === undefined ? 0 : Math.max(0, (options.now.getTime() - waiting.created.getTime()) / 1000);
   return {
     caughtUp: false,
-    lagEvents: Math.max(1, extrapolate(counted, countLimit, checkpoint, last, head.position)),
+    lagEvents: Math.max(1, reachedHead ? counted : extrapolate(counted, checkpoint, last, head.position)),
     lagSeconds,
-    head: head.position,
+    // Beyond what was looked at, the head is the newest position the subscription has yet to pass.
+    head: reachedHead ? newest?.position : head.position,
   };
 };
 
 // Positions are not contiguous, but they grow with what is stored, so the share of the position
-// range already counted is a fair estimate of the share of events counted.
+// range already looked at is a fair estimate of the share of events counted.
 const extrapolate = (
   counted: number,
-  countLimit: number,
   checkpoint: GlobalPosition | undefined,
   last: RecordedEvent | undefined,
   head: GlobalPosition,
 ): number => {
-  if (counted < countLimit || last === undefined) return counted;
+  if (last === undefined) return counted;
   const start = checkpoint?.commit ?? 0n;
   const covered = last.position.commit - start;
   const total = head.commit - start;

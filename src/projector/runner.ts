@@ -24,9 +24,10 @@ import type { ProjectionStatus } from './status.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { applyBatch } from './batch.ts';
-import { CheckpointMovedError, laterPosition, loadCheckpoint, samePosition, tryLock } from './checkpoints.ts';
+import { CheckpointMovedError, laterPosition, loadCheckpoint, samePosition } from './checkpoints.ts';
+import { createElection, type RunnerRole } from './election.ts';
 import { feedBatch, openFeed, type Feed } from './feed.ts';
-import { measureLag, readHead, type Lag } from './lag.ts';
+import { startLagWatchdog } from './watchdog.ts';
 import type { Projection } from '../../projections/projection.ts';
 
 export interface RunnerDependencies {
@@ -54,7 +55,7 @@ export interface RunnerOptions {
   readonly analyzeAfterEvents: number;
 }
 
-export type RunnerRole = 'starting' | 'standby' | 'active' | 'stopped';
+export type { RunnerRole } from './election.ts';
 
 /** One projection as this process runs it. */
 export interface ProjectionRunner {
@@ -70,8 +71,6 @@ export interface Runner {
   /** Stops the subscription after the batch in flight commits. */
   stop(): Promise<void>;
 }
-
-const sessionCheckTimeoutMs = 10_000;
 
 const formatCheckpoint = (position: GlobalPosition | undefined) =>
   position === undefined ? 'start' : formatPosition(position);
@@ -97,96 +96,16 @@ export const startRunner = (
     projections.map((projection) => [projection, logger.child({ projection: projection.name })]),
   );
   const log = (projection: Projection) => loggers.get(projection) ?? logger;
-  const roles = new Map<Projection, RunnerRole>(projections.map((projection) => [projection, 'starting']));
-  const lags = new Map<Projection, Lag>(
-    projections.map((projection) => [
-      projection,
-      { caughtUp: false, lagEvents: 0, lagSeconds: 0, head: undefined },
-    ]),
-  );
-  /** The projections led, each with the session holding its leader lock. */
-  const sessions = new Map<Projection, pg.PoolClient>();
-  let lastElection = 0;
   let stopping = false;
   let feed: Feed | undefined;
-  let lastLagLog = 0;
   /** Aborted on stop: wakes whatever sleeps. */
   const stopped = new AbortController();
 
   const sleep = (ms: number): Promise<void> =>
     delay(ms, undefined, { signal: stopped.signal }).catch(() => {});
 
-  // A checked-out client has no error listener of the pool's; without one a lost connection would
-  // crash the process instead of failing the next query.
-  const onSessionError = (error: Error) => logger.warn({ err: error }, 'projector database session lost');
-
-  /** Destroyed, never returned to the pool: ending the session is what frees its leader lock. */
-  const endSession = (client: pg.PoolClient) => {
-    client.removeListener('error', onSessionError);
-    client.release(true);
-  };
-
-  /** Whether the session still answers (a connection lost to a dead network may never fail by itself). */
-  const answers = async (client: pg.ClientBase): Promise<boolean> => {
-    const answered = new AbortController();
-    try {
-      return await Promise.race([
-        client.query('SELECT 1').then(() => true),
-        delay(sessionCheckTimeoutMs, false, { signal: answered.signal }),
-      ]);
-    } catch {
-      return false;
-    } finally {
-      answered.abort();
-    }
-  };
-
-  /** Sessions of projections standing by, kept to try the lock again without reconnecting. */
-  const candidates = new Map<Projection, pg.PoolClient>();
-
-  const resign = (projection: Projection, role: RunnerRole) => {
-    for (const held of [sessions, candidates]) {
-      const client = held.get(projection);
-      held.delete(projection);
-      if (client !== undefined) endSession(client);
-    }
-    roles.set(projection, role);
-  };
-
-  /** Tries the leader lock of every projection not yet led; true when one more was won. */
-  const elect = async (): Promise<boolean> => {
-    lastElection = clock().getTime();
-    let won = false;
-    for (const projection of projections) {
-      if (sessions.has(projection) || stopping) continue;
-      let client = candidates.get(projection);
-      if (client === undefined) {
-        client = await pool.connect();
-        client.on('error', onSessionError);
-      }
-      candidates.delete(projection);
-      let leading = false;
-      try {
-        leading = await tryLock(client, 'leader', projection.name);
-      } catch (error) {
-        endSession(client);
-        throw error;
-      }
-      if (!leading) candidates.set(projection, client);
-      if (leading) {
-        sessions.set(projection, client);
-        roles.set(projection, 'active');
-        log(projection).info('running projection');
-        won = true;
-      } else if (roles.get(projection) !== 'standby') {
-        roles.set(projection, 'standby');
-        log(projection).info('another process runs this projection; standing by');
-      }
-    }
-    return won;
-  };
-
-  const standingBy = () => sessions.size < projections.length;
+  const election = createElection(projections, { pool, logger, clock, log, stopping: () => stopping });
+  const { sessions, elect, resign, standingBy } = election;
 
   let progressed = false;
 
@@ -284,7 +203,11 @@ export const startRunner = (
           );
           void refreshLag();
         }
-        if (standingBy() && clock().getTime() - lastElection >= options.standbyPollMs && (await elect()))
+        if (
+          standingBy() &&
+          clock().getTime() - election.lastElection >= options.standbyPollMs &&
+          (await elect())
+        )
           return;
       }
     } finally {
@@ -323,12 +246,7 @@ export const startRunner = (
         if (progressed) backoff = options.retryInitialMs;
         logger.warn({ err: error, retryInMs: backoff }, 'projector failed; resubscribing');
         // A session that no longer answers has lost its leader lock with it: back to the election.
-        for (const [projection, client] of [...sessions]) {
-          if (!(await answers(client))) {
-            log(projection).warn('projector database session lost; standing for election again');
-            resign(projection, 'starting');
-          }
-        }
+        await election.dropLostSessions();
         await sleep(backoff);
         backoff = Math.min(backoff * 2, options.retryMaxMs);
       }
@@ -336,76 +254,12 @@ export const startRunner = (
     for (const projection of projections) resign(projection, 'stopped');
   };
 
-  let measuring: Promise<void> | undefined;
-  let nextMeasurement: Promise<void> | undefined;
-  /** Resolves once a measurement that began after the call has finished (never a stale one). */
-  const refreshLag = (): Promise<void> => {
-    if (measuring === undefined) {
-      measuring = measureAndWatch().finally(() => {
-        measuring = undefined;
-      });
-      return measuring;
-    }
-    nextMeasurement ??= measuring.then(() => {
-      nextMeasurement = undefined;
-      return refreshLag();
-    });
-    return nextMeasurement;
-  };
-
-  const measureAndWatch = async (): Promise<void> => {
-    if (stopping) return;
-    try {
-      const head = await readHead(eventStore, options.streamPrefixes);
-      const now = clock();
-      const behind: Record<string, { lagEvents: number; lagSeconds: number }> = {};
-      for (const projection of projections) {
-        const checkpoint = await loadCheckpoint(pool, projection.name);
-        const measured = await measureLag(eventStore, {
-          streamPrefixes: options.streamPrefixes,
-          checkpoint,
-          now,
-          countLimit: options.lagCountLimit,
-          head,
-        });
-        lags.set(projection, measured);
-        const labels = { projection: projection.name };
-        metrics.projectionLagEvents.set(labels, measured.lagEvents);
-        metrics.projectionLagSeconds.set(labels, measured.lagSeconds);
-        if (!measured.caughtUp)
-          behind[projection.name] = { lagEvents: measured.lagEvents, lagSeconds: measured.lagSeconds };
-      }
-      if (Object.keys(behind).length === 0) {
-        lastLagLog = 0;
-      } else if (now.getTime() - lastLagLog >= options.lagLogIntervalMs) {
-        lastLagLog = now.getTime();
-        logger.info({ behind }, 'projections behind');
-      }
-      const current = feed;
-      if (
-        current !== undefined &&
-        head !== undefined &&
-        current.waitingSince !== undefined &&
-        now.getTime() - current.waitingSince >= options.stallTimeoutMs &&
-        (current.lastSeen === undefined || comparePositions(head.position, current.lastSeen) > 0)
-      ) {
-        logger.warn(
-          {
-            head: formatPosition(head.position),
-            lastSeen: formatCheckpoint(current.lastSeen),
-            silentForMs: now.getTime() - current.waitingSince,
-          },
-          'subscription silent while the store moved on; restarting it',
-        );
-        await current.close();
-      }
-    } catch (error) {
-      logger.warn({ err: error }, 'could not measure projection lag');
-    }
-  };
-
-  const watchdog = setInterval(() => void refreshLag(), options.watchdogIntervalMs);
-  watchdog.unref();
+  const watchdog = startLagWatchdog(
+    projections,
+    { eventStore, pool, logger, metrics, clock, feed: () => feed, stopping: () => stopping },
+    options,
+  );
+  const { refreshLag } = watchdog;
   const running = run().finally(() => {
     for (const projection of projections) resign(projection, 'stopped');
   });
@@ -415,10 +269,10 @@ export const startRunner = (
     runners: projections.map((projection) => ({
       projection: projection.name,
       get role() {
-        return roles.get(projection) ?? 'stopped';
+        return election.role(projection);
       },
       status: () => {
-        const lag = lags.get(projection)!;
+        const lag = watchdog.lag(projection);
         return {
           projection: projection.name,
           caughtUp: lag.caughtUp,
@@ -431,13 +285,13 @@ export const startRunner = (
     stop: async () => {
       if (!stopping) {
         stopping = true;
-        clearInterval(watchdog);
+        const watchdogStopped = watchdog.stop();
         stopped.abort();
         await feed?.close();
+        await running;
+        await watchdogStopped;
       }
       await running;
-      await nextMeasurement;
-      await measuring;
     },
   };
 };

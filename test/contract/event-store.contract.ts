@@ -329,6 +329,28 @@ export const describeEventStoreContract = (name: string, open: () => Promise<Con
         expect(latest.map((e) => e.id)).toEqual([expectedIds.at(-1)]);
       });
 
+      it("reads every stream's events with 'every-stream', the newest and from a position", async () => {
+        const mine = `${prefix}every-${randomBytes(3).toString('hex')}-`;
+        const appended: string[] = [];
+        for (let i = 0; i < 3; i++) {
+          const event = proposed();
+          await store.append(`${mine}${i}`, [event], 'no-stream');
+          appended.push(event.id);
+        }
+        const all = await collect(store.readAll({ streamPrefixes: [mine] }));
+        // Other tests may append to the same store meanwhile: the newest is at least the last of these.
+        const newest = await collect(
+          store.readAll({ streamPrefixes: 'every-stream', direction: 'backwards', maxCount: 1 }),
+        );
+        expect(newest).toHaveLength(1);
+        expect(comparePositions(newest[0]!.position, all.at(-1)!.position)).toBeGreaterThanOrEqual(0);
+        const fromFirst = await collect(
+          store.readAll({ streamPrefixes: 'every-stream', from: all[0]!.position, maxCount: 1_000 }),
+        );
+        expect(fromFirst[0]!.id).toBe(appended[0]);
+        expect(fromFirst.filter((e) => e.streamName.startsWith(mine)).map((e) => e.id)).toEqual(appended);
+      });
+
       it('reading from a position includes that position; maxCount limits', async () => {
         const mine = `${prefix}from-${randomBytes(3).toString('hex')}-`;
         for (let i = 0; i < 5; i++) await store.append(`${mine}${i}`, [proposed()], 'no-stream');

@@ -64,6 +64,8 @@ export interface EventStoreDbTestServer {
   readonly delayedWritesInFlight: number;
   /** How many calls each method received (`read`, `append`, `batchAppend`, ...): which path a client took. */
   readonly callCounts: Readonly<Record<string, number>>;
+  /** How many events reads of `$all` have sent: what they cost. */
+  readonly allEventsSent: number;
   stop(): Promise<void>;
 }
 
@@ -102,13 +104,23 @@ export const startEventStoreDbTestServer = async (
     delayedWrites,
   };
   const callCounts: Record<string, number> = {};
+  let allEventsSent = 0;
   const counted = <Handler extends (...args: never[]) => void>(method: string, handler: Handler) =>
     ((...args: Parameters<Handler>) => {
       callCounts[method] = (callCounts[method] ?? 0) + 1;
       (secure ? authenticated(handler) : handler)(...args);
     }) as Handler;
   const streams: UntypedServiceImplementation = {
-    read: counted('read', createReadHandler({ store, calls })),
+    read: counted(
+      'read',
+      createReadHandler({
+        store,
+        calls,
+        allEventSent: () => {
+          allEventsSent += 1;
+        },
+      }),
+    ),
     append: counted('append', createAppendHandler(appendDependencies)),
     batchAppend: counted('batchAppend', createBatchAppendHandler(appendDependencies)),
   };
@@ -186,6 +198,9 @@ export const startEventStoreDbTestServer = async (
       return delayedWrites.inFlight;
     },
     callCounts,
+    get allEventsSent() {
+      return allEventsSent;
+    },
     stop: async () => {
       await goDown();
       calls.dropAll(() => rpcExceptions.serverNotReady());

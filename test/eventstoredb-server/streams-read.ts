@@ -48,6 +48,8 @@ const maxUint64 = (1n << 64n) - 1n;
 export interface ReadDependencies {
   readonly store: InMemoryEventStore;
   readonly calls: CallRegistry;
+  /** Called for each event a read of `$all` sends, so a test can see how much a read cost. */
+  readonly allEventSent?: () => void;
 }
 
 /** Writes with backpressure; resolves false when the call has ended and nothing more can be sent. */
@@ -130,7 +132,7 @@ const toFilter = (options: ReadOptions): { filter: StreamNameFilter; window: num
 const requestedPosition = (position: InstanceType<typeof Options.Position>): bigint =>
   uint64(position.getCommitPosition(), 'commit_position');
 
-export const createReadHandler = ({ store, calls }: ReadDependencies) => {
+export const createReadHandler = ({ store, calls, allEventSent }: ReadDependencies) => {
   const readStream = async (call: ReadCall, options: ReadOptions, structuredIds: boolean) => {
     const streamOptions = options.getStream()!;
     const streamName = streamNameOf(streamOptions.getStreamIdentifier());
@@ -197,6 +199,7 @@ export const createReadHandler = ({ store, calls }: ReadDependencies) => {
       index += backwards ? -1 : 1;
       if (!eventMatches(filter, event)) continue;
       if (!(await send(call, eventMessage(event, structuredIds)))) return;
+      allEventSent?.();
       sent += 1n;
     }
   };

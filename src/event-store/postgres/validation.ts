@@ -109,7 +109,11 @@ export const validateReadAllOptions = (options: ReadAllOptions) => {
   }
   return {
     from: validatePosition(options.from, 'from'),
-    streamPrefixes: validatePrefixes(options.streamPrefixes, 'streamPrefixes'),
+    // Every stream name starts with the empty string.
+    streamPrefixes:
+      options.streamPrefixes === 'every-stream'
+        ? ['']
+        : validatePrefixes(options.streamPrefixes, 'streamPrefixes'),
     maxCount: validateMaxCount(options.maxCount, 'maxCount'),
     direction,
   };
