@@ -23,7 +23,7 @@ import { takeLock, type LockHolder } from './embedded-postgres/data-directory-lo
 import { EmbeddedPostgresError } from './embedded-postgres/errors.ts';
 import { readPostmasterPid, stopLeftoverServer } from './embedded-postgres/postmaster.ts';
 import { placeForServerUser, recordedClusterDir } from './embedded-postgres/root-placement.ts';
-import { processIsRunning } from './embedded-postgres/processes.ts';
+import { processIsRunning } from '../processes.ts';
 import { launch, startTimeoutMs, type RunningServer } from './embedded-postgres/server-process.ts';
 
 export { EmbeddedPostgresError };

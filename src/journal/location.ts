@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import Type from 'typebox';
 import Value from 'typebox/value';
+import { processIsRunning } from '../processes.ts';
 
 const ownerFile = 'owner.json';
 
@@ -25,16 +26,6 @@ type Owner = Type.Static<typeof Owner>;
 
 const readBootId = async (): Promise<string> =>
   (await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => 'unknown')).trim();
-
-const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: it exists, under another user.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-};
 
 const readOwner = async (directory: string): Promise<Owner | undefined> => {
   try {
@@ -90,7 +81,7 @@ export const claimJournalDirectories = async (root: string): Promise<JournalDire
       owner.bootId !== me.bootId ||
       // Our own pid on another journal is an earlier process's (a container's pid 1, say).
       owner.pid === process.pid ||
-      !isAlive(owner.pid);
+      !(await processIsRunning(owner.pid));
     // Another host's journal on shared storage is not ours to judge; only a missing owner file is.
     if (owner !== undefined && owner.host !== me.host) continue;
     if (!gone) continue;

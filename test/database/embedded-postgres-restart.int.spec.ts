@@ -10,11 +10,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbeddedPostgres } from '../../src/database/embedded-postgres.ts';
-
-const processState = async (pid: number): Promise<string | undefined> => {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  return stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-};
+import { processState, startZombieParent } from '../support/zombie.ts';
 
 const waitFor = async (condition: () => Promise<boolean>, what: string, timeoutMs = 10_000) => {
   const deadline = Date.now() + timeoutMs;
@@ -22,19 +18,6 @@ const waitFor = async (condition: () => Promise<boolean>, what: string, timeoutM
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(20);
   }
-};
-
-/** A long-running parent that never collects its exited child: that child stays a zombie. */
-const startZombieParent = async (): Promise<{ parent: ChildProcess; zombie: number }> => {
-  const parent = spawn('sh', ['-c', '/bin/true & echo $!; exec sleep 600'], {
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  let output = '';
-  parent.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-  await waitFor(async () => output.includes('\n'), 'the zombie pid');
-  const zombie = Number(output.trim());
-  await waitFor(async () => (await processState(zombie)) === 'Z', `process ${zombie} to become a zombie`);
-  return { parent, zombie };
 };
 
 describe('restarting the embedded PostgreSQL after a crash', () => {

@@ -27,6 +27,7 @@ import { openOutageJournal } from '../../src/journal/outage-journal.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createArchiveWriter } from '../../src/webhook/ingest.ts';
 import { capturingLogger } from '../support/projector-harness.ts';
+import { startZombieParent } from '../support/zombie.ts';
 import { openEventStoreDb, readStream, type EventStoreDbUnderTest } from '../webhook/stores.ts';
 
 const event = (label: string): ProposedEvent => ({
@@ -131,6 +132,25 @@ describe('journal files', () => {
     expect(names).toContain('journal-alive');
     expect(names).not.toContain('journal-dead');
     expect(names).toContain(path.basename(claimed.own));
+  });
+
+  it('takes over a journal whose owner is a zombie: it has exited, only its pid is still taken', async () => {
+    const claimRoot = await freshDirectory();
+    const held = path.join(claimRoot, 'journal-zombie');
+    const { parent, zombie } = await startZombieParent();
+    try {
+      const bootId = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+      await mkdir(held);
+      await writeFile(
+        path.join(held, 'owner.json'),
+        JSON.stringify({ host: os.hostname(), bootId, pid: zombie, startedAt: new Date().toISOString() }),
+      );
+      const claimed = await claimJournalDirectories(claimRoot);
+      expect(claimed.adopted).toHaveLength(1);
+      expect(await readdir(claimRoot)).not.toContain('journal-zombie');
+    } finally {
+      parent.kill('SIGKILL');
+    }
   });
 });
 

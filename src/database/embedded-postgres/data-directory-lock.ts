@@ -5,7 +5,7 @@
  */
 import { open, readFile, unlink } from 'node:fs/promises';
 import { EmbeddedPostgresError } from './errors.ts';
-import { processIsRunning, processStartTime } from './processes.ts';
+import { processIsRunning, processStartTime } from '../../processes.ts';
 
 export interface LockHolder {
   readonly pid: number;

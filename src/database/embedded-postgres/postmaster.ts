@@ -6,7 +6,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { EmbeddedPostgresError } from './errors.ts';
-import { processCommandLine, processIsRunning, processesWorkingIn, waitUntil } from './processes.ts';
+import { processCommandLine, processIsRunning, processesWorkingIn, waitUntil } from '../../processes.ts';
 
 const stopTimeoutMs = 30_000;
 

@@ -1,5 +1,6 @@
 /**
- * What the embedded server needs to know about other processes (Linux `/proc`): whether one is still
+ * What calltrail needs to know about other processes (Linux `/proc`), for the embedded server's lock
+ * and the outage journal's owner: whether one is still
  * running (a zombie is not: it has exited and only waits for its parent to collect it), whether a pid
  * still names the same process, and what a process runs.
  */

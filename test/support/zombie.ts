@@ -1,0 +1,33 @@
+/**
+ * A real zombie process for tests of "is the process that holds this still running?": a long-running
+ * parent that never collects its exited child, so the child's pid stays taken in state Z.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { expect, vi } from 'vitest';
+
+/** The state letter of `/proc/<pid>/stat` (R, S, Z, ...), or undefined when there is no such process. */
+export const processState = async (pid: number): Promise<string | undefined> => {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+  } catch {
+    return undefined;
+  }
+};
+
+/** Starts the parent and waits until its child is a zombie; kill `parent` to clean up. */
+export const startZombieParent = async (): Promise<{ parent: ChildProcess; zombie: number }> => {
+  const parent = spawn('sh', ['-c', '/bin/true & echo $!; exec sleep 600'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  let output = '';
+  parent.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  await vi.waitFor(() => expect(output).toContain('\n'), { timeout: 10_000, interval: 20 });
+  const zombie = Number(output.trim());
+  await vi.waitFor(async () => expect(await processState(zombie)).toBe('Z'), {
+    timeout: 10_000,
+    interval: 20,
+  });
+  return { parent, zombie };
+};
