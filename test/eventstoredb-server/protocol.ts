@@ -87,6 +87,11 @@ export const rpcError = (
 
 /** The server's `RpcExceptions`: what reaches the client as trailer metadata and a status code. */
 export const rpcExceptions = {
+  streamDeleted: (streamName: string) =>
+    rpcError(status.FAILED_PRECONDITION, `Event stream '${streamName}' is deleted.`, {
+      exception: 'stream-deleted',
+      'stream-name': streamName,
+    }),
   accessDenied: () => rpcError(status.PERMISSION_DENIED, 'Access Denied', { exception: 'access-denied' }),
   wrongExpectedVersion: (operation: string, streamName: string, expected: bigint, actual: bigint) =>
     rpcError(
@@ -140,6 +145,13 @@ export const batchAppendErrors = {
       detail,
     );
   },
+  streamDeleted: (streamName: string) =>
+    packed(
+      status.NOT_FOUND,
+      'StreamDeleted',
+      'event_store.client.StreamDeleted',
+      new sharedPb.StreamDeleted().setStreamIdentifier(streamIdentifier(streamName)),
+    ),
   accessDenied: () =>
     packed(
       status.PERMISSION_DENIED,

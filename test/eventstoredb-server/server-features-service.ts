@@ -13,6 +13,8 @@ const supportedMethods: readonly { service: string; method: string; features: re
   { service: streamsService, method: 'read', features: ['position', 'events'] },
   { service: streamsService, method: 'append', features: [] },
   { service: streamsService, method: 'batchappend', features: [] },
+  { service: streamsService, method: 'delete', features: [] },
+  { service: streamsService, method: 'tombstone', features: [] },
   {
     service: 'event_store.client.server_features.serverfeatures',
     method: 'getsupportedmethods',

@@ -23,6 +23,7 @@ import { rpcExceptions } from './protocol.ts';
 import { createServerFeaturesService } from './server-features-service.ts';
 import { InMemoryEventStore, type StoreOptions } from './store.ts';
 import { createAppendHandler, createBatchAppendHandler } from './streams-append.ts';
+import { createDeleteHandler, createTombstoneHandler } from './streams-delete.ts';
 import { createReadHandler } from './streams-read.ts';
 
 export interface EventStoreDbTestServerOptions extends StoreOptions {
@@ -123,6 +124,8 @@ export const startEventStoreDbTestServer = async (
     ),
     append: counted('append', createAppendHandler(appendDependencies)),
     batchAppend: counted('batchAppend', createBatchAppendHandler(appendDependencies)),
+    delete: counted('delete', createDeleteHandler(store)),
+    tombstone: counted('tombstone', createTombstoneHandler(store)),
   };
   const features = createServerFeaturesService(options.serverVersion ?? '24.10.0');
   const serverFeatures: UntypedServiceImplementation = {

@@ -2,13 +2,13 @@ import { anonymous, grants, type Caller } from './authorization.ts';
 
 /**
  * The in-memory database behind the EventStoreDB test server: streams, the `$all` log, stream
- * ACLs, and the write-time checks (expected version, idempotency, maximum append size) exactly as
- * the real server makes them. Only what calltrail's adapter and tests use is here: no deletes, no
- * `$maxCount` / `$maxAge` / `$tb`, no link resolution. It knows nothing of gRPC; the service
+ * metadata, soft delete and tombstones, and the write-time checks (expected version, idempotency,
+ * maximum append size) exactly as the real server makes them. It knows nothing of gRPC; the service
  * modules translate its results into the four error channels the client understands.
  *
  * Numbers follow the server's own int64 conventions, as bigint: an expected version is a revision or
- * one of the negative codes below, a missing stream's current version is -1. `$all` positions are unsigned 64-bit and never pass through a JS number.
+ * one of the negative codes below, a missing stream's current version is -1, a tombstoned stream's
+ * last revision is 2^63-1. `$all` positions are unsigned 64-bit and never pass through a JS number.
  */
 
 /** The server's expected-version codes (`ExpectedVersion` in its source). */
@@ -17,6 +17,9 @@ export const expectedVersion = {
   any: -2n,
   streamExists: -4n,
 } as const;
+
+/** The revision of a tombstone, and the `$tb` a soft delete writes (`EventNumber.DeletedStream`). */
+export const deletedStreamRevision = (1n << 63n) - 1n;
 
 export const contentTypes = {
   json: 'application/json',
@@ -50,15 +53,26 @@ export type WriteResult =
       readonly position: bigint | undefined;
     }
   | { readonly kind: 'wrong-expected-version'; readonly currentVersion: bigint }
+  | { readonly kind: 'stream-deleted' }
+  | { readonly kind: 'access-denied' };
+
+export type DeleteResult =
+  | { readonly kind: 'success'; readonly position: bigint | undefined }
+  | { readonly kind: 'wrong-expected-version'; readonly currentVersion: bigint }
+  | { readonly kind: 'stream-deleted' }
   | { readonly kind: 'access-denied' };
 
 export type StreamReadResult =
   | { readonly kind: 'success'; readonly events: readonly StoredEvent[] }
   | { readonly kind: 'stream-not-found' }
+  | { readonly kind: 'stream-deleted' }
   | { readonly kind: 'access-denied' };
 
-/** The part of stream metadata this server acts on. */
+/** The parts of stream metadata the server itself acts on. */
 export interface StreamMetadata {
+  readonly maxAge?: number;
+  readonly maxCount?: number;
+  readonly truncateBefore?: bigint;
   readonly acl?: StreamAcl;
 }
 
@@ -69,16 +83,17 @@ export interface StreamAcl {
   readonly metaWrite?: readonly string[];
 }
 
-/** A stream-name filter: either prefixes (any of) or a regular expression, as the request carries them. */
-export interface StreamNameFilter {
+export interface EventFilter {
+  readonly on: 'stream-name' | 'event-type';
+  /** Either prefixes (any of) or a regular expression, as the request carries them. */
   readonly prefixes: readonly string[];
   readonly regex: RegExp | undefined;
 }
 
-export const eventMatches = (filter: StreamNameFilter | undefined, event: StoredEvent): boolean => {
+export const eventMatches = (filter: EventFilter | undefined, event: StoredEvent): boolean => {
   if (!filter) return true;
-  const { streamName } = event;
-  return filter.regex ? filter.regex.test(streamName) : filter.prefixes.some((p) => streamName.startsWith(p));
+  const subject = filter.on === 'stream-name' ? event.streamName : event.eventType;
+  return filter.regex ? filter.regex.test(subject) : filter.prefixes.some((p) => subject.startsWith(p));
 };
 
 export const compareLogPositions = (a: bigint, b: bigint): number => (a === b ? 0 : a < b ? -1 : 1);
@@ -86,7 +101,7 @@ export const compareLogPositions = (a: bigint, b: bigint): number => (a === b ? 
 export interface StoreOptions {
   /** Where the log starts; an offset above 2^53 proves readers never use JS numbers. */
   readonly initialPosition?: bigint;
-  /** The wall clock stamped on events (`created`). */
+  /** The wall clock stamped on events (`created`) and used for `$maxAge`. */
   readonly clock?: () => Date;
   /** Bytes per append (`Event.SizeOnDisk` summed); the server's default is 1 MiB. */
   readonly maxAppendSize?: number;
@@ -105,8 +120,9 @@ export type AppendListener = (events: readonly StoredEvent[]) => void;
 
 interface StreamState {
   readonly name: string;
-  /** Indexed by revision; a stream's revisions are contiguous from 0. */
+  /** Indexed by revision; a stream's revisions are contiguous from 0, soft deletes included. */
   readonly events: StoredEvent[];
+  tombstone: StoredEvent | undefined;
 }
 
 const ticksPerMillisecond = 10_000n;
@@ -118,9 +134,17 @@ const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 export const sizeOnDisk = (record: Pick<ProposedRecord, 'eventType' | 'data' | 'metadata'>): number =>
   record.data.length + record.metadata.length + record.eventType.length * 2;
 
-const isMetastream = (streamName: string): boolean => streamName.startsWith('$$');
-const metastreamOf = (streamName: string): string => `$$${streamName}`;
+export const isMetastream = (streamName: string): boolean => streamName.startsWith('$$');
+export const metastreamOf = (streamName: string): string => `$$${streamName}`;
 const isSystemStream = (streamName: string): boolean => streamName.startsWith('$');
+
+/** Metadata JSON with `$tb` written exactly (it can be 2^63-1, beyond a JS number). */
+const encodeMetadataJson = (properties: Record<string, unknown>, truncateBefore: bigint | undefined) => {
+  const rest = JSON.stringify(properties);
+  if (truncateBefore === undefined) return utf8.encode(rest);
+  const tb = `"$tb":${truncateBefore.toString()}`;
+  return utf8.encode(rest === '{}' ? `{${tb}}` : `{${tb},${rest.slice(1)}`);
+};
 
 const roles = (value: unknown): readonly string[] | undefined =>
   typeof value === 'string'
@@ -130,21 +154,33 @@ const roles = (value: unknown): readonly string[] | undefined =>
       : undefined;
 
 /** Reads the metadata properties the server honours; anything unparseable counts as none. */
-const parseStreamMetadata = (data: Uint8Array): StreamMetadata => {
+export const parseStreamMetadata = (data: Uint8Array): StreamMetadata => {
+  let text: string;
   let parsed: unknown;
   try {
-    parsed = JSON.parse(utf8Decoder.decode(data));
+    text = utf8Decoder.decode(data);
+    parsed = JSON.parse(text);
   } catch {
     return {};
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return {};
-  const acl = (parsed as Record<string, unknown>)['$acl'];
+  const properties = parsed as Record<string, unknown>;
+  // `$tb` may exceed 2^53, so it is read from the text rather than from the parsed number.
+  const tbMatch = /"\$tb"\s*:\s*(\d+)/.exec(text);
+  const acl = properties['$acl'];
   const aclObject = typeof acl === 'object' && acl !== null ? (acl as Record<string, unknown>) : undefined;
+  const integer = (value: unknown) =>
+    typeof value === 'number' && Number.isInteger(value) && value >= 0 ? value : undefined;
+  const maxAge = integer(properties['$maxAge']);
+  const maxCount = integer(properties['$maxCount']);
   const readRoles = roles(aclObject?.['$r']);
   const writeRoles = roles(aclObject?.['$w']);
   const metaReadRoles = roles(aclObject?.['$mr']);
   const metaWriteRoles = roles(aclObject?.['$mw']);
   return {
+    ...(maxAge === undefined ? {} : { maxAge }),
+    ...(maxCount === undefined ? {} : { maxCount }),
+    ...(tbMatch ? { truncateBefore: BigInt(tbMatch[1]!) } : {}),
     ...(aclObject
       ? {
           acl: {
@@ -177,13 +213,14 @@ class RecentEventIds {
 }
 
 type CommitCheck =
-  | { readonly decision: 'ok' }
+  | { readonly decision: 'ok'; readonly currentVersion: bigint; readonly softDeleted: boolean }
   | {
       readonly decision: 'idempotent';
       readonly currentVersion: bigint;
       readonly lastRecognised: StoredEvent | undefined;
     }
-  | { readonly decision: 'wrong-expected-version'; readonly currentVersion: bigint };
+  | { readonly decision: 'wrong-expected-version'; readonly currentVersion: bigint }
+  | { readonly decision: 'deleted' };
 
 export class InMemoryEventStore {
   private readonly log: StoredEvent[] = [];
@@ -219,15 +256,24 @@ export class InMemoryEventStore {
     return this.log;
   }
 
-  /** `-1` for a stream that never existed, else its last revision. */
+  /** `-1` for a stream that never existed, 2^63-1 once tombstoned, else the raw last revision. */
   lastRevision(streamName: string): bigint {
     const stream = this.streams.get(streamName);
-    return stream ? BigInt(stream.events.length) - 1n : -1n;
+    if (!stream) return -1n;
+    if (stream.tombstone) return deletedStreamRevision;
+    return BigInt(stream.events.length) - 1n;
   }
 
-  private streamMetadata(streamName: string): StreamMetadata {
-    const latest = this.streams.get(metastreamOf(streamName))?.events.at(-1);
+  streamMetadata(streamName: string): StreamMetadata {
+    // Metastreams keep only their latest event, whatever they say themselves.
+    if (isMetastream(streamName)) return { maxCount: 1 };
+    const meta = this.streams.get(metastreamOf(streamName));
+    const latest = meta?.events.at(-1);
     return latest ? parseStreamMetadata(latest.data) : {};
+  }
+
+  private isSoftDeleted(streamName: string): boolean {
+    return this.streamMetadata(streamName).truncateBefore === deletedStreamRevision;
   }
 
   /**
@@ -278,6 +324,8 @@ export class InMemoryEventStore {
     if (!this.allowed(streamName, 'write', caller)) return { kind: 'access-denied' };
     const check = this.checkCommit(streamName, expected, records);
     switch (check.decision) {
+      case 'deleted':
+        return { kind: 'stream-deleted' };
       case 'wrong-expected-version':
         return { kind: 'wrong-expected-version', currentVersion: check.currentVersion };
       case 'idempotent':
@@ -289,7 +337,13 @@ export class InMemoryEventStore {
       case 'ok':
         break;
     }
-    const written = records.map((record) => this.write(streamName, record));
+    const written: StoredEvent[] = [];
+    if (check.softDeleted && records.length > 0) {
+      // Recreating a soft-deleted stream: the truncation point moves to the first new revision,
+      // written before the events, keeping every other metadata property.
+      written.push(this.undeleteMetadata(streamName, check.currentVersion + 1n));
+    }
+    for (const record of records) written.push(this.write(streamName, record));
     this.notify(written);
     const stream = this.streams.get(streamName);
     return {
@@ -300,13 +354,15 @@ export class InMemoryEventStore {
   }
 
   /**
-   * The server's commit check: expected version and idempotency (exact revision / no-stream compare
-   * ids at expected+1...; any looks only at recent ids).
+   * The server's commit check: expected version, tombstones and soft deletes, and idempotency
+   * (exact revision / no-stream compare ids at expected+1...; any looks only at recent ids).
    */
   private checkCommit(streamName: string, expected: bigint, records: readonly ProposedRecord[]): CommitCheck {
     const currentVersion = this.lastRevision(streamName);
+    if (currentVersion === deletedStreamRevision) return { decision: 'deleted' };
     let effective = expected;
     if (effective === expectedVersion.streamExists) {
+      if (this.isSoftDeleted(streamName)) return { decision: 'deleted' };
       if (currentVersion < 0n && this.lastRevision(metastreamOf(streamName)) < 0n) {
         return { decision: 'wrong-expected-version', currentVersion };
       }
@@ -317,12 +373,14 @@ export class InMemoryEventStore {
       for (const [index, record] of records.entries()) {
         const known = this.recentIds.get(record.eventId);
         if (!known || known.streamName !== streamName) {
-          return index === 0 ? { decision: 'ok' } : { decision: 'wrong-expected-version', currentVersion };
+          return index === 0
+            ? { decision: 'ok', currentVersion, softDeleted: this.isSoftDeleted(streamName) }
+            : { decision: 'wrong-expected-version', currentVersion };
         }
         lastRecognised = this.eventAt(streamName, known.revision);
       }
       return records.length === 0
-        ? { decision: 'ok' }
+        ? { decision: 'ok', currentVersion, softDeleted: this.isSoftDeleted(streamName) }
         : { decision: 'idempotent', currentVersion, lastRecognised };
     }
     if (effective < currentVersion) {
@@ -335,14 +393,18 @@ export class InMemoryEventStore {
           lastRecognised = existing;
           continue;
         }
+        if (revision !== effective + 1n) return { decision: 'wrong-expected-version', currentVersion };
+        if (effective === expectedVersion.noStream && this.isSoftDeleted(streamName)) {
+          return { decision: 'ok', currentVersion, softDeleted: true };
+        }
         return { decision: 'wrong-expected-version', currentVersion };
       }
       return records.length === 0
-        ? { decision: 'ok' }
+        ? { decision: 'ok', currentVersion, softDeleted: false }
         : { decision: 'idempotent', currentVersion, lastRecognised };
     }
     if (effective > currentVersion) return { decision: 'wrong-expected-version', currentVersion };
-    return { decision: 'ok' };
+    return { decision: 'ok', currentVersion, softDeleted: this.isSoftDeleted(streamName) };
   }
 
   private eventAt(streamName: string, revision: bigint): StoredEvent | undefined {
@@ -350,9 +412,46 @@ export class InMemoryEventStore {
     return this.streams.get(streamName)?.events[Number(revision)];
   }
 
+  /** Soft delete (`hardDelete` false) or tombstone (`hardDelete` true). */
+  delete(
+    streamName: string,
+    expected: bigint,
+    hardDelete: boolean,
+    caller: Caller = anonymous,
+  ): DeleteResult {
+    if (!this.allowed(streamName, 'write', caller)) return { kind: 'access-denied' };
+    const currentVersion = this.lastRevision(streamName);
+    if (currentVersion === deletedStreamRevision) return { kind: 'stream-deleted' };
+    const versionOk =
+      expected === expectedVersion.any ||
+      (expected === expectedVersion.noStream && currentVersion === -1n) ||
+      (expected === expectedVersion.streamExists && currentVersion >= 0n) ||
+      expected === currentVersion;
+    if (!versionOk) return { kind: 'wrong-expected-version', currentVersion };
+    let written: StoredEvent;
+    if (hardDelete) {
+      written = this.write(
+        streamName,
+        {
+          eventId: crypto.randomUUID(),
+          eventType: '$streamDeleted',
+          isJson: false,
+          data: new Uint8Array(),
+          metadata: new Uint8Array(),
+        },
+        deletedStreamRevision,
+      );
+    } else {
+      const current = this.streams.get(metastreamOf(streamName))?.events.at(-1);
+      written = this.writeMetadata(streamName, current, deletedStreamRevision);
+    }
+    this.notify([written]);
+    return { kind: 'success', position: written.position };
+  }
+
   /**
    * Reads a stream forwards or backwards from `fromRevision` (inclusive; undefined = start for
-   * forwards, end for backwards).
+   * forwards, end for backwards), applying `$tb`, `$maxCount` and `$maxAge` at read time.
    */
   readStream(
     streamName: string,
@@ -363,24 +462,50 @@ export class InMemoryEventStore {
   ): StreamReadResult {
     if (!this.allowed(streamName, 'read', caller)) return { kind: 'access-denied' };
     const stream = this.streams.get(streamName);
+    if (stream?.tombstone) return { kind: 'stream-deleted' };
     if (!stream || stream.events.length === 0) return { kind: 'stream-not-found' };
+    const metadata = this.streamMetadata(streamName);
+    if (metadata.truncateBefore === deletedStreamRevision) return { kind: 'stream-not-found' };
+    const visible = this.visibleFrom(stream, metadata);
     const last = BigInt(stream.events.length) - 1n;
     const events: StoredEvent[] = [];
     if (direction === 'forwards') {
-      for (
-        let revision = fromRevision ?? 0n;
-        revision <= last && BigInt(events.length) < maxCount;
-        revision += 1n
-      ) {
-        events.push(stream.events[Number(revision)]!);
+      let revision = fromRevision ?? 0n;
+      if (revision < visible) revision = visible;
+      for (; revision <= last && BigInt(events.length) < maxCount; revision += 1n) {
+        const event = stream.events[Number(revision)]!;
+        if (this.alive(event, metadata)) events.push(event);
       }
     } else {
       let revision = fromRevision === undefined || fromRevision > last ? last : fromRevision;
-      for (; revision >= 0n && BigInt(events.length) < maxCount; revision -= 1n) {
-        events.push(stream.events[Number(revision)]!);
+      for (; revision >= visible && BigInt(events.length) < maxCount; revision -= 1n) {
+        const event = stream.events[Number(revision)]!;
+        if (this.alive(event, metadata)) events.push(event);
       }
     }
     return { kind: 'success', events };
+  }
+
+  /** Whether a stream can be subscribed to: a tombstoned one cannot. */
+  streamDeleted(streamName: string): boolean {
+    return this.streams.get(streamName)?.tombstone !== undefined;
+  }
+
+  /** The first revision `$tb` and `$maxCount` leave readable. */
+  private visibleFrom(stream: StreamState, metadata: StreamMetadata): bigint {
+    const count = BigInt(stream.events.length);
+    let first = metadata.truncateBefore ?? 0n;
+    if (metadata.maxCount !== undefined) {
+      const byCount = count - BigInt(metadata.maxCount);
+      if (byCount > first) first = byCount;
+    }
+    return first;
+  }
+
+  private alive(event: StoredEvent, metadata: StreamMetadata): boolean {
+    if (metadata.maxAge === undefined) return true;
+    const now = BigInt(this.clock().getTime()) * ticksPerMillisecond;
+    return event.created >= now - BigInt(metadata.maxAge) * 1000n * ticksPerMillisecond;
   }
 
   /** Index of the first `$all` record at or after `position`. */
@@ -395,13 +520,13 @@ export class InMemoryEventStore {
     return low;
   }
 
-  private write(streamName: string, record: ProposedRecord): StoredEvent {
+  private write(streamName: string, record: ProposedRecord, revisionOverride?: bigint): StoredEvent {
     let stream = this.streams.get(streamName);
     if (!stream) {
-      stream = { name: streamName, events: [] };
+      stream = { name: streamName, events: [], tombstone: undefined };
       this.streams.set(streamName, stream);
     }
-    const revision = BigInt(stream.events.length);
+    const revision = revisionOverride ?? BigInt(stream.events.length);
     const event: StoredEvent = {
       ...record,
       streamName,
@@ -414,9 +539,37 @@ export class InMemoryEventStore {
       BigInt(utf8.encode(streamName).length + utf8.encode(record.eventType).length) +
       BigInt(record.data.length + record.metadata.length);
     this.log.push(event);
-    stream.events.push(event);
+    if (revisionOverride === deletedStreamRevision) stream.tombstone = event;
+    else stream.events.push(event);
     this.recentIds.add(record.eventId, { streamName, revision });
     return event;
+  }
+
+  private writeMetadata(streamName: string, current: StoredEvent | undefined, truncateBefore: bigint) {
+    let properties: Record<string, unknown> = {};
+    if (current) {
+      try {
+        const parsed: unknown = JSON.parse(utf8Decoder.decode(current.data));
+        if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
+          properties = { ...(parsed as Record<string, unknown>) };
+        }
+      } catch {
+        properties = {};
+      }
+    }
+    delete properties['$tb'];
+    return this.write(metastreamOf(streamName), {
+      eventId: crypto.randomUUID(),
+      eventType: '$metadata',
+      isJson: true,
+      data: encodeMetadataJson(properties, truncateBefore),
+      metadata: new Uint8Array(),
+    });
+  }
+
+  private undeleteMetadata(streamName: string, firstRevision: bigint): StoredEvent {
+    const current = this.streams.get(metastreamOf(streamName))?.events.at(-1);
+    return this.writeMetadata(streamName, current, firstRevision);
   }
 
   private notify(events: readonly StoredEvent[]) {

@@ -175,6 +175,8 @@ export const createAppendHandler = (dependencies: AppendDependencies) => {
           return appendSuccess(result);
         case 'wrong-expected-version':
           return appendWrongExpectedVersion(expected, result.currentVersion);
+        case 'stream-deleted':
+          throw rpcExceptions.streamDeleted(streamName);
         case 'access-denied':
           throw rpcExceptions.accessDenied();
       }
@@ -260,6 +262,12 @@ export const createBatchAppendHandler = (dependencies: AppendDependencies) => {
               batch.correlationId,
               batch.streamName,
               batchAppendErrors.wrongExpectedVersion(result.currentVersion, batch.expected),
+            );
+          case 'stream-deleted':
+            return failure(
+              batch.correlationId,
+              batch.streamName,
+              batchAppendErrors.streamDeleted(batch.streamName),
             );
           case 'access-denied':
             return failure(batch.correlationId, batch.streamName, batchAppendErrors.accessDenied());

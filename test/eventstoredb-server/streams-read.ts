@@ -1,15 +1,12 @@
 /**
  * `Streams.Read`: every read and every catch-up subscription. Reads of a stream or of `$all`,
- * forwards or backwards, `$all` optionally filtered by stream name; subscriptions to `$all` send a
+ * forwards or backwards, optionally filtered; subscriptions to a stream or to `$all` send a
  * confirmation, the historical events (and, when filtered, a checkpoint every multiplier x window
  * considered events and one at the end of catch-up), `caught_up`, then live events.
  *
  * The live listener is registered before catch-up starts, in the same tick as the head of the log
  * is read, so the handover has no gap; events the catch-up already sent are skipped, so it has no
  * duplicate either. That mirrors the real server's enumerators (`Enumerator.AllSubscriptionFiltered`).
- *
- * Only what calltrail uses is served: subscriptions to a single stream, event-type filters and link
- * resolution are refused as bad requests rather than imitated.
  */
 import { randomUUID } from 'node:crypto';
 import { status, type ServerWritableStream } from '@grpc/grpc-js';
@@ -17,7 +14,7 @@ import streamsPb from '@eventstore/db-client/generated/streams_pb.js';
 import {
   contentTypes,
   eventMatches,
-  type StreamNameFilter,
+  type EventFilter,
   type InMemoryEventStore,
   type StoredEvent,
 } from './store.ts';
@@ -68,6 +65,16 @@ const send = (call: ReadCall, message: ReadResp): Promise<boolean> =>
     call.once('close', onClose);
   });
 
+/** Resolves `$>` links ("<revision>@<stream>") to the event they point at. */
+const resolveLink = (store: InMemoryEventStore, link: StoredEvent): StoredEvent | undefined => {
+  const text = Buffer.from(link.data).toString('utf8');
+  const match = /^(\d+)@(.+)$/.exec(text);
+  if (!match) return undefined;
+  const result = store.readStream(match[2]!, BigInt(match[1]!), 'forwards', 1n);
+  const target = result.kind === 'success' ? result.events[0] : undefined;
+  return target?.revision === BigInt(match[1]!) ? target : undefined;
+};
+
 const recordedEvent = (event: StoredEvent, structuredIds: boolean) => {
   const recorded = new ReadRespMessage.ReadEvent.RecordedEvent()
     .setId(uuidToDto(event.eventId, structuredIds))
@@ -85,12 +92,21 @@ const recordedEvent = (event: StoredEvent, structuredIds: boolean) => {
   return recorded;
 };
 
-const eventMessage = (event: StoredEvent, structuredIds: boolean): ReadResp =>
-  new ReadRespMessage().setEvent(
-    new ReadRespMessage.ReadEvent()
-      .setCommitPosition(event.position.toString())
-      .setEvent(recordedEvent(event, structuredIds)),
-  );
+const eventMessage = (
+  store: InMemoryEventStore,
+  event: StoredEvent,
+  options: { structuredIds: boolean; resolveLinks: boolean },
+): ReadResp => {
+  const readEvent = new ReadRespMessage.ReadEvent().setCommitPosition(event.position.toString());
+  if (options.resolveLinks && event.eventType === '$>') {
+    readEvent.setLink(recordedEvent(event, options.structuredIds));
+    const target = resolveLink(store, event);
+    if (target) readEvent.setEvent(recordedEvent(target, options.structuredIds));
+  } else {
+    readEvent.setEvent(recordedEvent(event, options.structuredIds));
+  }
+  return new ReadRespMessage().setEvent(readEvent);
+};
 
 const checkpointMessage = (position: bigint): ReadResp =>
   new ReadRespMessage().setCheckpoint(
@@ -106,12 +122,17 @@ const confirmationMessage = (): ReadResp =>
 
 const caughtUpMessage = (): ReadResp => new ReadRespMessage().setCaughtUp(new ReadRespMessage.CaughtUp());
 
-const toFilter = (options: ReadOptions): { filter: StreamNameFilter; window: number; multiplier: number } => {
+const toFilter = (options: ReadOptions): { filter: EventFilter; window: number; multiplier: number } => {
   const filterOptions = options.getFilter()!;
-  if (!filterOptions.hasStreamIdentifier()) {
-    throw new BadRequestError('This test server filters on stream name only.');
-  }
-  const expression = filterOptions.getStreamIdentifier()!;
+  const on = filterOptions.hasStreamIdentifier()
+    ? 'stream-name'
+    : filterOptions.hasEventType()
+      ? 'event-type'
+      : undefined;
+  if (!on) throw new BadRequestError('Filter must be on stream name or event type.');
+  const expression = (
+    on === 'stream-name' ? filterOptions.getStreamIdentifier() : filterOptions.getEventType()
+  )!;
   const regexText = expression.getRegex();
   let regex: RegExp | undefined;
   if (regexText !== '') {
@@ -125,7 +146,7 @@ const toFilter = (options: ReadOptions): { filter: StreamNameFilter; window: num
   const multiplier = filterOptions.getCheckpointintervalmultiplier();
   if (window <= 0 || multiplier <= 0)
     throw new BadRequestError('Checkpoint interval and window must be positive.');
-  return { filter: { prefixes: expression.getPrefixList(), regex }, window, multiplier };
+  return { filter: { on, prefixes: expression.getPrefixList(), regex }, window, multiplier };
 };
 
 /** A position the request names, as a log position; commit and prepare are equal for every event. */
@@ -157,6 +178,8 @@ export const createReadHandler = ({ store, calls, allEventSent }: ReadDependenci
     switch (result.kind) {
       case 'access-denied':
         throw rpcExceptions.accessDenied();
+      case 'stream-deleted':
+        throw rpcExceptions.streamDeleted(streamName);
       case 'stream-not-found':
         await send(
           call,
@@ -168,8 +191,9 @@ export const createReadHandler = ({ store, calls, allEventSent }: ReadDependenci
       case 'success':
         break;
     }
+    const resolveLinks = options.getResolveLinks();
     for (const event of result.events) {
-      if (!(await send(call, eventMessage(event, structuredIds)))) return;
+      if (!(await send(call, eventMessage(store, event, { structuredIds, resolveLinks })))) return;
     }
     if ((options.getControlOption()?.getCompatibility() ?? 0) >= 1 && direction === 'forwards') {
       await send(
@@ -185,6 +209,7 @@ export const createReadHandler = ({ store, calls, allEventSent }: ReadDependenci
     const backwards = options.getReadDirection() === Options.ReadDirection.BACKWARDS;
     const filter = options.hasFilter() ? toFilter(options).filter : undefined;
     const maxCount = uint64(options.getCount(), 'count');
+    const resolveLinks = options.getResolveLinks();
     const log = store.allEvents;
     // Forwards from P includes P; backwards from P starts just before it, as the server pages.
     const boundary = allOptions.hasPosition()
@@ -198,7 +223,7 @@ export const createReadHandler = ({ store, calls, allEventSent }: ReadDependenci
       const event = log[index]!;
       index += backwards ? -1 : 1;
       if (!eventMatches(filter, event)) continue;
-      if (!(await send(call, eventMessage(event, structuredIds)))) return;
+      if (!(await send(call, eventMessage(store, event, { structuredIds, resolveLinks })))) return;
       allEventSent?.();
       sent += 1n;
     }
@@ -206,7 +231,7 @@ export const createReadHandler = ({ store, calls, allEventSent }: ReadDependenci
 
   /** A live feed registered before catch-up: events (and filtered checkpoints) in commit order. */
   const liveFeed = (accept: (event: StoredEvent) => boolean, checkpointInterval: number | undefined) => {
-    type Item = { event: StoredEvent } | { checkpoint: bigint };
+    type Item = { event: StoredEvent } | { checkpoint: bigint } | { deleted: string };
     const queue: Item[] = [];
     let wake: (() => void) | undefined;
     let considered = 0;
@@ -236,9 +261,59 @@ export const createReadHandler = ({ store, calls, allEventSent }: ReadDependenci
     return { unsubscribe, next, wakeUp: () => wake?.() };
   };
 
+  const subscribeToStream = async (call: ReadCall, options: ReadOptions, structuredIds: boolean) => {
+    const streamOptions = options.getStream()!;
+    const streamName = streamNameOf(streamOptions.getStreamIdentifier());
+    if (!store.allowed(streamName, 'read', callerOf(call))) throw rpcExceptions.accessDenied();
+    const resolveLinks = options.getResolveLinks();
+    const feed = liveFeed((event) => event.streamName === streamName, undefined);
+    const subscription = calls.track(call, feed.wakeUp);
+    try {
+      // Revisions already sent (or not wanted): catch-up starts after it, live skips up to it.
+      let lastRevision = streamOptions.hasRevision()
+        ? uint64(streamOptions.getRevision(), 'revision')
+        : streamOptions.hasEnd()
+          ? store.lastRevision(streamName)
+          : -1n;
+      if (store.streamDeleted(streamName)) throw rpcExceptions.streamDeleted(streamName);
+      if (!(await send(call, confirmationMessage()))) return;
+      if (!streamOptions.hasEnd()) {
+        for (;;) {
+          const page = store.readStream(
+            streamName,
+            lastRevision + 1n,
+            'forwards',
+            BigInt(defaultReadBatchSize),
+          );
+          if (page.kind === 'stream-deleted') throw rpcExceptions.streamDeleted(streamName);
+          if (page.kind === 'access-denied') throw rpcExceptions.accessDenied();
+          if (page.kind !== 'success' || page.events.length === 0) break;
+          for (const event of page.events) {
+            if (!(await send(call, eventMessage(store, event, { structuredIds, resolveLinks })))) return;
+            lastRevision = event.revision;
+          }
+        }
+      }
+      if (!(await send(call, caughtUpMessage()))) return;
+      for (;;) {
+        const item = await feed.next(subscription.isActive);
+        if (!item) return;
+        if (!('event' in item)) continue;
+        if (item.event.eventType === '$streamDeleted') throw rpcExceptions.streamDeleted(streamName);
+        if (item.event.revision <= lastRevision) continue;
+        if (!(await send(call, eventMessage(store, item.event, { structuredIds, resolveLinks })))) return;
+        lastRevision = item.event.revision;
+      }
+    } finally {
+      feed.unsubscribe();
+      subscription.release();
+    }
+  };
+
   const subscribeToAll = async (call: ReadCall, options: ReadOptions, structuredIds: boolean) => {
     if (!store.allowed('$all', 'read', callerOf(call))) throw rpcExceptions.accessDenied();
     const allOptions = options.getAll()!;
+    const resolveLinks = options.getResolveLinks();
     const filtering = options.hasFilter() ? toFilter(options) : undefined;
     const checkpointInterval = filtering ? filtering.multiplier * filtering.window : undefined;
     const feed = liveFeed((event) => eventMatches(filtering?.filter, event), checkpointInterval);
@@ -270,7 +345,7 @@ export const createReadHandler = ({ store, calls, allEventSent }: ReadDependenci
           index += page.length;
           for (const event of page) {
             if (!eventMatches(filtering?.filter, event)) continue;
-            if (!(await send(call, eventMessage(event, structuredIds)))) return;
+            if (!(await send(call, eventMessage(store, event, { structuredIds, resolveLinks })))) return;
           }
           if (page.length > 0) checkpoint = page.at(-1)!.position;
           if (!filtering) {
@@ -295,9 +370,9 @@ export const createReadHandler = ({ store, calls, allEventSent }: ReadDependenci
         if (!item) return;
         if ('event' in item) {
           if (item.event.position <= checkpoint) continue;
-          if (!(await send(call, eventMessage(item.event, structuredIds)))) return;
+          if (!(await send(call, eventMessage(store, item.event, { structuredIds, resolveLinks })))) return;
           checkpoint = item.event.position;
-        } else {
+        } else if ('checkpoint' in item) {
           if (item.checkpoint < checkpoint) continue;
           if (!(await sendCheckpoint(item.checkpoint))) return;
           checkpoint = item.checkpoint;
@@ -315,12 +390,17 @@ export const createReadHandler = ({ store, calls, allEventSent }: ReadDependenci
       if (!options) throw new BadRequestError('Options are required.');
       if (!options.hasUuidOption()) throw new BadRequestError('Required argument uuidOption is missing.');
       const structuredIds = options.getUuidOption()!.hasStructured();
-      if (options.getResolveLinks()) throw new BadRequestError('This test server resolves no links.');
       const subscription = options.hasSubscription();
       if (options.hasStream()) {
         if (options.hasFilter()) throw new BadRequestError('Filters apply to $all only.');
-        if (subscription) throw new BadRequestError('This test server subscribes to $all only.');
-        await readStream(call, options, structuredIds);
+        if (subscription) {
+          if (options.getReadDirection() === Options.ReadDirection.BACKWARDS) {
+            throw new BadRequestError('Subscriptions read forwards.');
+          }
+          await subscribeToStream(call, options, structuredIds);
+        } else {
+          await readStream(call, options, structuredIds);
+        }
       } else if (options.hasAll()) {
         if (subscription) {
           if (options.getReadDirection() === Options.ReadDirection.BACKWARDS) {
