@@ -134,10 +134,23 @@ export const liveRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app
     async (request, reply) => {
       const types = parseTypes(request.query.type);
       const assistant = request.query.assistant;
-      const after = parsePositionParameter(request.headers['last-event-id'], 'headers/last-event-id');
+      const lastEventId = parsePositionParameter(request.headers['last-event-id'], 'headers/last-event-id');
       if (feed.clientCount >= limits.maxClients) {
         throw serviceUnavailable(`${limits.maxClients} live clients are already connected`, 10);
       }
+      // A new client's stream starts at a position known before it is answered, so nothing stored
+      // once it has its answer can be missed; a store that cannot say where that is gets a 503, not
+      // a stream with a silent gap.
+      let after = lastEventId;
+      if (after === undefined) {
+        try {
+          after = await feed.startPosition();
+        } catch (error) {
+          request.log.warn({ err: error }, 'live: the event store could not be read');
+          throw serviceUnavailable('the event store cannot be read; retry later', 5);
+        }
+      }
+      if (request.raw.destroyed) return reply;
       reply.hijack();
       const response = reply.raw;
       response.writeHead(200, {
