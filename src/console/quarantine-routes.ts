@@ -20,7 +20,7 @@ export interface ConsolePageTools {
   readonly signedIn: (request: FastifyRequest, reply: FastifyReply) => Promise<string | undefined>;
 }
 
-interface RouteHost {
+export interface RouteHost {
   get(
     path: string,
     options: { schema: { hide: true } },

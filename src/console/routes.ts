@@ -38,6 +38,7 @@ import { callRow, callsPage, matchesFilter, parseCallsView } from './calls-page.
 import { attribute, html } from './html.ts';
 import { page, problemList } from './layout.ts';
 import { livePage } from './live-page.ts';
+import { projectionsPages } from './projections-routes.ts';
 import { quarantinePages } from './quarantine-routes.ts';
 import {
   clearSessionCookie,
@@ -337,6 +338,7 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
   });
 
   quarantinePages(app, dependencies, { sendPage, signedIn });
+  projectionsPages(app, dependencies, { sendPage, signedIn });
 
   app.get('/console/live', { schema: { hide: true } }, async (request, reply) => {
     const token = await signedIn(request, reply);
