@@ -104,6 +104,20 @@ export const liveRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app
   });
   // Before the server waits for open connections to end: a stream would otherwise keep it open.
   app.addHook('preClose', () => feed.close());
+  /**
+   * The feed hands every client the same event object: it is written out once, not once per client
+   * (with a hundred clients, encoding each event for each was most of the fan-out's cost). Weak, so
+   * it holds an event no longer than the feed does.
+   */
+  const encoded = new WeakMap<RecordedEvent, string>();
+  const messageOf = (event: RecordedEvent): string => {
+    let message = encoded.get(event);
+    if (message === undefined) {
+      message = `id: ${formatPosition(event.position)}\ndata: ${liveEventData(event)}\n\n`;
+      encoded.set(event, message);
+    }
+    return message;
+  };
 
   app.get(
     '/live',
@@ -178,7 +192,7 @@ export const liveRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app
             // Judged before writing, so one event larger than the limit still reaches a client that
             // keeps up; what waits for a client is bounded by the limit plus one event.
             if (ended || !fits()) return false;
-            response.write(`id: ${formatPosition(event.position)}\ndata: ${liveEventData(event)}\n\n`);
+            response.write(messageOf(event));
             return true;
           },
           drop: (reason) => {
