@@ -105,15 +105,15 @@ export const liveRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app
   // Before the server waits for open connections to end: a stream would otherwise keep it open.
   app.addHook('preClose', () => feed.close());
   /**
-   * The feed hands every client the same event object: it is written out once, not once per client
+   * The feed hands every client the same event object: it is encoded once, not once per client
    * (with a hundred clients, encoding each event for each was most of the fan-out's cost). Weak, so
    * it holds an event no longer than the feed does.
    */
-  const encoded = new WeakMap<RecordedEvent, string>();
-  const messageOf = (event: RecordedEvent): string => {
+  const encoded = new WeakMap<RecordedEvent, Buffer>();
+  const messageOf = (event: RecordedEvent): Buffer => {
     let message = encoded.get(event);
     if (message === undefined) {
-      message = `id: ${formatPosition(event.position)}\ndata: ${liveEventData(event)}\n\n`;
+      message = Buffer.from(`id: ${formatPosition(event.position)}\ndata: ${liveEventData(event)}\n\n`);
       encoded.set(event, message);
     }
     return message;
