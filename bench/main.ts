@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { compileMeasuredCode } from './compiled.ts';
+import { benchConsole } from './console.ts';
 import type { BenchContext, BenchOptions, Dataset } from './context.ts';
 import { catchUpProjections, seedDataset } from './dataset.ts';
 import { benchExport } from './export.ts';
@@ -30,6 +31,7 @@ const benchmarks = {
   queries: benchQueries,
   rebuild: benchRebuild,
   soak: benchSoak,
+  console: benchConsole,
 } satisfies Record<string, (context: BenchContext) => Promise<BenchmarkResult>>;
 type BenchmarkName = keyof typeof benchmarks;
 const benchmarkNames = Object.keys(benchmarks) as BenchmarkName[];

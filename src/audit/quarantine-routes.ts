@@ -5,7 +5,7 @@
  * cursor is the position of the last request of the previous page.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { desc, sql } from 'drizzle-orm';
+import { and, desc, gte, lt, sql } from 'drizzle-orm';
 import Type from 'typebox';
 import type { AppDependencies } from '../app.ts';
 import type { ReadModelDb } from '../database/database.ts';
@@ -17,11 +17,22 @@ import {
 } from '../../projections/quarantine/read-model.ts';
 import { auditSecurity, problemResponses } from './api-docs.ts';
 import { ArchivedEventView } from './archived-event-view.ts';
-import { Limit, PositionText, parseLimit, parsePositionParameter } from './parameters.ts';
+import { QuarantineReason } from '../archive/archived-event.ts';
+import {
+  IsoDateTime,
+  Limit,
+  PositionText,
+  parseLimit,
+  parsePositionParameter,
+  parseTimeRange,
+} from './parameters.ts';
 import { fromReadModels } from './read-models.ts';
 
 const QuarantineQuery = Type.Object(
   {
+    reason: Type.Optional(QuarantineReason),
+    from: Type.Optional(IsoDateTime('Stored at or after (ISO 8601 with zone)')),
+    to: Type.Optional(IsoDateTime('Stored before (exclusive)')),
     limit: Type.Optional(Limit),
     cursor: Type.Optional(
       PositionText('`nextCursor` of the previous page: requests stored before this position follow'),
@@ -55,9 +66,10 @@ export const quarantineRoutes: FastifyPluginAsyncTypebox<AppDependencies> = asyn
     async (request) => {
       const limit = parseLimit(request.query.limit);
       const before = parsePositionParameter(request.query.cursor, 'querystring/cursor');
+      const filter = { reason: request.query.reason, ...parseTimeRange(request.query) };
       // One extra row tells whether an older page exists.
       const rows = await fromReadModels(() =>
-        listQuarantinedRequests(dependencies.database.db, before, limit + 1),
+        listQuarantinedRequests(dependencies.database.db, filter, before, limit + 1),
       );
       const requests = rows.slice(0, limit);
       const last = requests.at(-1);
@@ -72,9 +84,22 @@ export const quarantineRoutes: FastifyPluginAsyncTypebox<AppDependencies> = asyn
   );
 };
 
-/** Up to `count` quarantined requests stored before `before` (all, without it), newest first. */
-const listQuarantinedRequests = (
+export interface QuarantineFilter {
+  readonly reason?: QuarantineReason | undefined;
+  /** Stored at or after. */
+  readonly from?: Date | undefined;
+  /** Stored before. */
+  readonly to?: Date | undefined;
+}
+
+/**
+ * Up to `count` quarantined requests matching the filter, stored before `before` (all, without it),
+ * newest first. Walks the primary key newest first; the filters are checked on the way, which is
+ * cheap while quarantined requests are rare next to calls.
+ */
+export const listQuarantinedRequests = (
   db: ReadModelDb,
+  filter: QuarantineFilter,
   before: GlobalPosition | undefined,
   count: number,
 ): Promise<QuarantinedRequestRow[]> =>
@@ -82,8 +107,28 @@ const listQuarantinedRequests = (
     .select()
     .from(quarantinedRequests)
     .where(
-      before &&
-        sql`(${quarantinedRequests.commitPosition}, ${quarantinedRequests.preparePosition}) < (${before.commit.toString()}::numeric, ${before.prepare.toString()}::numeric)`,
+      and(
+        before &&
+          sql`(${quarantinedRequests.commitPosition}, ${quarantinedRequests.preparePosition}) < (${before.commit.toString()}::numeric, ${before.prepare.toString()}::numeric)`,
+        filter.reason && sql`${quarantinedRequests.data}->>'reason' = ${filter.reason}`,
+        filter.from && gte(quarantinedRequests.storedAt, filter.from),
+        filter.to && lt(quarantinedRequests.storedAt, filter.to),
+      ),
     )
     .orderBy(desc(quarantinedRequests.commitPosition), desc(quarantinedRequests.preparePosition))
     .limit(count);
+
+/** One quarantined request by its global position. */
+export const findQuarantinedRequest = async (
+  db: ReadModelDb,
+  position: GlobalPosition,
+): Promise<QuarantinedRequestRow | undefined> =>
+  (
+    await db
+      .select()
+      .from(quarantinedRequests)
+      .where(
+        sql`(${quarantinedRequests.commitPosition}, ${quarantinedRequests.preparePosition}) = (${position.commit.toString()}::numeric, ${position.prepare.toString()}::numeric)`,
+      )
+      .limit(1)
+  )[0];

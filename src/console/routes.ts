@@ -38,6 +38,8 @@ import { callRow, callsPage, matchesFilter, parseCallsView } from './calls-page.
 import { attribute, html } from './html.ts';
 import { page, problemList } from './layout.ts';
 import { livePage } from './live-page.ts';
+import { projectionsPages } from './projections-routes.ts';
+import { quarantinePages } from './quarantine-routes.ts';
 import {
   clearSessionCookie,
   csrfToken,
@@ -334,6 +336,9 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
       )
       .send(Readable.from(lines()));
   });
+
+  quarantinePages(app, dependencies, { sendPage, signedIn });
+  projectionsPages(app, dependencies, { sendPage, signedIn });
 
   app.get('/console/live', { schema: { hide: true } }, async (request, reply) => {
     const token = await signedIn(request, reply);

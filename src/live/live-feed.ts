@@ -45,6 +45,13 @@ export interface LiveConnection {
 }
 
 export interface LiveFeed {
+  /**
+   * Where a new client starts: the last position the feed has followed to, or else the store's
+   * newest. Connecting after it (or after nothing, when the store has no event yet) misses nothing
+   * stored from now on, however long the subscription takes to start; throws when the store cannot
+   * be read.
+   */
+  startPosition(): Promise<GlobalPosition | undefined>;
   /** Connects a client, from now or after `after` (exclusive). */
   connect(client: LiveClient, after: GlobalPosition | undefined): LiveConnection;
   readonly clientCount: number;
@@ -67,6 +74,8 @@ export const openLiveFeed = (eventStore: EventStore, logger: Logger, options: Li
   let subscription: Subscription | undefined;
   let following: Promise<void> | undefined;
   let stopping = false;
+  /** The position the running subscription has followed to, once it has one. */
+  let followedTo: GlobalPosition | undefined;
   let wake: () => void = () => {};
 
   const sleep = (ms: number) =>
@@ -125,6 +134,7 @@ export const openLiveFeed = (eventStore: EventStore, logger: Logger, options: Li
         if (!started) {
           lastSeen = await head();
           started = true;
+          followedTo = lastSeen;
         }
         const current = eventStore.subscribeToAll({
           streamPrefixes: options.streamPrefixes,
@@ -135,6 +145,7 @@ export const openLiveFeed = (eventStore: EventStore, logger: Logger, options: Li
           if (stopping || members.size === 0) break;
           if (message.kind !== 'event') continue;
           lastSeen = message.event.position;
+          followedTo = lastSeen;
           backoff = options.retryInitialMs;
           publish(message.event);
         }
@@ -157,6 +168,8 @@ export const openLiveFeed = (eventStore: EventStore, logger: Logger, options: Li
     if (following !== undefined || stopping) return;
     following = follow().finally(() => {
       following = undefined;
+      // Whatever is stored until the next subscription starts is not followed.
+      followedTo = undefined;
       // A client may have connected while the last subscription was closing.
       if (members.size > 0 && !stopping) startFollowing();
     });
@@ -185,6 +198,7 @@ export const openLiveFeed = (eventStore: EventStore, logger: Logger, options: Li
   };
 
   return {
+    startPosition: async () => followedTo ?? (await head()),
     connect: (client, after) => {
       const member: Member = { client, pending: after ? [] : undefined, last: after, closed: false };
       members.add(member);

@@ -104,6 +104,20 @@ export const liveRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app
   });
   // Before the server waits for open connections to end: a stream would otherwise keep it open.
   app.addHook('preClose', () => feed.close());
+  /**
+   * The feed hands every client the same event object: it is encoded once, not once per client
+   * (with a hundred clients, encoding each event for each was most of the fan-out's cost). Weak, so
+   * it holds an event no longer than the feed does.
+   */
+  const encoded = new WeakMap<RecordedEvent, Buffer>();
+  const messageOf = (event: RecordedEvent): Buffer => {
+    let message = encoded.get(event);
+    if (message === undefined) {
+      message = Buffer.from(`id: ${formatPosition(event.position)}\ndata: ${liveEventData(event)}\n\n`);
+      encoded.set(event, message);
+    }
+    return message;
+  };
 
   app.get(
     '/live',
@@ -134,10 +148,23 @@ export const liveRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app
     async (request, reply) => {
       const types = parseTypes(request.query.type);
       const assistant = request.query.assistant;
-      const after = parsePositionParameter(request.headers['last-event-id'], 'headers/last-event-id');
+      const lastEventId = parsePositionParameter(request.headers['last-event-id'], 'headers/last-event-id');
       if (feed.clientCount >= limits.maxClients) {
         throw serviceUnavailable(`${limits.maxClients} live clients are already connected`, 10);
       }
+      // A new client's stream starts at a position known before it is answered, so nothing stored
+      // once it has its answer can be missed; a store that cannot say where that is gets a 503, not
+      // a stream with a silent gap.
+      let after = lastEventId;
+      if (after === undefined) {
+        try {
+          after = await feed.startPosition();
+        } catch (error) {
+          request.log.warn({ err: error }, 'live: the event store could not be read');
+          throw serviceUnavailable('the event store cannot be read; retry later', 5);
+        }
+      }
+      if (request.raw.destroyed) return reply;
       reply.hijack();
       const response = reply.raw;
       response.writeHead(200, {
@@ -165,7 +192,7 @@ export const liveRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app
             // Judged before writing, so one event larger than the limit still reaches a client that
             // keeps up; what waits for a client is bounded by the limit plus one event.
             if (ended || !fits()) return false;
-            response.write(`id: ${formatPosition(event.position)}\ndata: ${liveEventData(event)}\n\n`);
+            response.write(messageOf(event));
             return true;
           },
           drop: (reason) => {

@@ -3,7 +3,8 @@
  * driven by playwright-core) against calltrail's real app on a real port, with the real projector:
  * events enter through the signed webhook, as Flireo sends them. Sign in, filter, open a call, see a
  * new call appear and an active one end without a reload, export CSV from the current filters and
- * read it back, see a hostile artifact shown as text with no script run, sign out. It also takes
+ * read it back, see a hostile artifact shown as text with no script run, see a quarantined request
+ * and the projections' state, sign out. It also takes
  * the README's screenshots (docs/).
  */
 import { readFile } from 'node:fs/promises';
@@ -294,6 +295,56 @@ describe('the console in a browser', () => {
     await page.locator(`table[data-live-calls="failed"] tr[data-call-id="${next}"]`).waitFor();
     await poll(() => active.locator(`tr[data-call-id="${next}"]`).count()).toBe(0);
     await page.screenshot({ path: path.join(screenshots, 'console-live.png') });
+  });
+
+  it('shows quarantined requests with their problems, hostile bodies as text, long ones in full on their page', async () => {
+    const body = `{"callSession":"${callId('broken')}","note":"<script>window.__pwned=1</script>","pad":"${'x'.repeat(2_000)}"`;
+    const response = await fetch(`${base}/webhooks/flireo`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...signatureHeaders(body, { at: harness.clock.now() }) },
+      body,
+    });
+    expect(response.status).toBe(400);
+    await page.getByRole('link', { name: 'Quarantine' }).click();
+    await page.getByRole('heading', { name: 'Quarantine', exact: true }).waitFor();
+    const rows = page.locator('table.quarantine tbody tr');
+    // The quarantine projection follows the store: reload until it has the request (bounded).
+    await poll(async () => {
+      if ((await rows.count()) === 0) await page.reload();
+      return rows.count();
+    }).toBe(1);
+    expect(await rows.first().textContent()).toContain('malformed JSON');
+    const preview = rows.first().locator('pre.body');
+    expect(await preview.textContent()).toContain('<script>window.__pwned=1</script>');
+    expect(await preview.locator('script').count()).toBe(0);
+    await page.getByLabel('Reason').selectOption('malformed-json');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    await poll(() => page.url()).toContain('reason=malformed-json');
+    await page.screenshot({ path: path.join(screenshots, 'console-quarantine.png') });
+    await page.getByRole('link', { name: /^Show all/ }).click();
+    await page.getByRole('heading', { name: /^Quarantined request/ }).waitFor();
+    expect(await page.locator('pre.body').textContent()).toBe(body);
+    expect(
+      await page.evaluate(() => (globalThis as unknown as { __pwned?: number }).__pwned),
+    ).toBeUndefined();
+  });
+
+  it('shows each projection running and caught up on the Projections page', async () => {
+    await page.getByRole('link', { name: 'Projections' }).click();
+    await page.getByRole('heading', { name: 'Projections', exact: true }).waitFor();
+    const rows = page.locator('table.projections tbody tr');
+    expect(await rows.count()).toBe(3);
+    for (const name of ['calls', 'call-timeline', 'quarantine']) {
+      const row = page.locator(`tr[data-projection="${name}"]`);
+      await poll(async () => {
+        const text = (await row.textContent()) ?? '';
+        if (!text.includes('caught up')) await page.reload();
+        return text;
+      }).toContain('caught up');
+      expect(await row.textContent()).toContain('running');
+    }
+    await page.getByText('No dead letters.').waitFor();
+    await page.screenshot({ path: path.join(screenshots, 'console-projections.png') });
   });
 
   it('signs out: the cookie is gone and pages ask for sign-in again', async () => {

@@ -127,19 +127,26 @@ if (tables.length > 0 || perMinute) {
     showRate();
     setInterval(showRate, 10_000);
   }
-  const source = new EventSource('/live');
-  source.addEventListener('open', () => say('Live: receiving new events as they are stored.'));
-  source.addEventListener('error', () => say('Live: connection lost, reconnecting…'));
-  source.addEventListener('dropped', (event) => {
-    const { detail } = JSON.parse(/** @type {MessageEvent} */ (event).data);
-    say(`Live: ${detail}`);
-  });
-  source.addEventListener('message', (event) => {
-    const data = JSON.parse(event.data);
-    countEvent();
-    if (typeof data.callId !== 'string') return;
-    const known = wanted.get(data.callId);
-    if (known === undefined || positionAfter(data.position, known)) wanted.set(data.callId, data.position);
-    flushTimer ??= setTimeout(flush, 150);
-  });
+  /** EventSource retries a dropped stream by itself, but not an answer other than 200 (a 503): then we do. */
+  const listen = () => {
+    const source = new EventSource('/live');
+    source.addEventListener('open', () => say('Live: receiving new events as they are stored.'));
+    source.addEventListener('error', () => {
+      say('Live: connection lost, reconnecting…');
+      if (source.readyState === EventSource.CLOSED) setTimeout(listen, 5_000);
+    });
+    source.addEventListener('dropped', (event) => {
+      const { detail } = JSON.parse(/** @type {MessageEvent} */ (event).data);
+      say(`Live: ${detail}`);
+    });
+    source.addEventListener('message', (event) => {
+      const data = JSON.parse(event.data);
+      countEvent();
+      if (typeof data.callId !== 'string') return;
+      const known = wanted.get(data.callId);
+      if (known === undefined || positionAfter(data.position, known)) wanted.set(data.callId, data.position);
+      flushTimer ??= setTimeout(flush, 150);
+    });
+  };
+  listen();
 }
