@@ -38,7 +38,8 @@ export const replayRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (a
       schema: {
         summary: 'Archived events as NDJSON, in global order, resumable',
         description:
-          'One JSON object per line (the same shape as `GET /calls/{callId}/events` items). ' +
+          'One JSON object per line (the same shape as `GET /calls/{callId}/events` items, plus ' +
+          '`storedData` and `storedMetadata`: the stored JSON text the seals cover). ' +
           '`from`/`to` select by reception time (`to` exclusive); reception time is not the store ' +
           'order, so a time-bounded replay reads from `after` (or the start) to the end of the archive.',
         tags: ['replay'],

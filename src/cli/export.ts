@@ -20,6 +20,7 @@ import {
   type TerminationsFilter,
 } from '../audit/terminations-csv.ts';
 import { openCommandStores } from './command-setup.ts';
+import { registerEvidenceExportCommand } from './export-evidence.ts';
 
 export interface ExportOptions {
   readonly from?: string | undefined;
@@ -108,7 +109,8 @@ export const runExport = async (
 };
 
 export const registerExportCommand = (program: Command): void => {
-  const exportCommand = program.command('export').description('export read models as files');
+  const exportCommand = program.command('export').description('export read models and evidence as files');
+  registerEvidenceExportCommand(exportCommand);
   exportCommand
     .command('terminations')
     .description(
