@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
 import canonicalize from 'canonicalize';
 import Type from 'typebox';
 import Value from 'typebox/value';
@@ -99,4 +100,29 @@ export const hashFile = async (file: string): Promise<{ sha256: string; bytes: n
     bytes += buffer.length;
   }
   return { sha256: hash.digest('hex'), bytes };
+};
+
+/** Writes the signed manifest of a finished file beside it (`FILE.manifest.json`); returns its name. */
+export const writeManifestFile = async (
+  file: string,
+  fields: Pick<Manifest, 'kind' | 'query' | 'count'> & { readonly lastPosition?: GlobalPosition | undefined },
+  dependencies: { readonly eventStore: EventStore; readonly key: SigningKey; readonly now: Date },
+): Promise<string> => {
+  const { sha256, bytes } = await hashFile(file);
+  const manifest = signManifest(
+    {
+      kind: fields.kind,
+      query: fields.query,
+      createdAt: dependencies.now.toISOString(),
+      count: fields.count,
+      bytes,
+      sha256,
+      lastDigest: await digestForManifest(dependencies.eventStore, fields.lastPosition),
+    },
+    dependencies.key,
+  );
+  const target = manifestFileName(file);
+  await writeFile(`${target}.partial`, `${JSON.stringify(manifest, null, 2)}\n`);
+  await rename(`${target}.partial`, target);
+  return target;
 };

@@ -10,8 +10,16 @@ import { createLogger } from '../../src/logger.ts';
 import { readDigestEvents } from '../../src/sealing/digest-stream.ts';
 import { startSealer } from '../../src/sealing/sealer.ts';
 import { generateSigningKey, type SigningKey } from '../../src/sealing/signing-key.ts';
-import { signatureHeaders, testWebhookToken, type TestApp } from '../support/app.ts';
-import { openAuditStores, startAuditApp, type AuditStores, type EventStoreKind } from '../audit/support.ts';
+import { buildApp } from '../../src/app.ts';
+import { createMetrics } from '../../src/metrics.ts';
+import {
+  createTestClock,
+  signatureHeaders,
+  testConfig,
+  testWebhookToken,
+  type TestApp,
+} from '../support/app.ts';
+import { apiToken, openAuditStores, type AuditStores, type EventStoreKind } from '../audit/support.ts';
 import { sealerTestOptions } from './archive-sealing.ts';
 
 export interface SealedCallFixture {
@@ -47,8 +55,24 @@ let sequence = 0;
 
 export const openSealedCallFixture = async (kind: EventStoreKind): Promise<SealedCallFixture> => {
   const stores = await openAuditStores(kind);
-  const test = await startAuditApp(stores);
   const key = generateSigningKey();
+  // The application holds the sealing key, as serve's does: exports and replays carry manifests.
+  const clock = createTestClock();
+  const metrics = createMetrics();
+  const config = testConfig({ apiTokens: [apiToken] });
+  const app = await buildApp(
+    {
+      config,
+      eventStore: stores.eventStore,
+      database: stores.database,
+      metrics,
+      clock: clock.now,
+      sealingKey: key,
+    },
+    { logger: false },
+  );
+  await app.ready();
+  const test: TestApp = { app, clock, metrics, config };
   return {
     stores,
     test,
