@@ -19,6 +19,7 @@ import { startBenchPostgres } from './postgres.ts';
 import { benchProjection } from './projection.ts';
 import { benchQueries } from './queries.ts';
 import { benchRebuild } from './rebuild.ts';
+import { benchSealing } from './sealing.ts';
 import { benchSoak } from './soak.ts';
 import { renderTable, type BenchmarkResult } from './report.ts';
 
@@ -30,6 +31,8 @@ const benchmarks = {
   queries: benchQueries,
   rebuild: benchRebuild,
   soak: benchSoak,
+  // Last: it appends the digest stream to the shared data set.
+  sealing: benchSealing,
 } satisfies Record<string, (context: BenchContext) => Promise<BenchmarkResult>>;
 type BenchmarkName = keyof typeof benchmarks;
 const benchmarkNames = Object.keys(benchmarks) as BenchmarkName[];
