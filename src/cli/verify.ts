@@ -185,9 +185,11 @@ export const registerVerifyCommand = (program: Command): void => {
     .description('verify the archive against its signed digests: every event present, unchanged, in order')
     .argument('[file]', 'with --offline: a replay JSON lines file or an evidence bundle')
     .option(
-      '--public-key <file|hex...>',
-      'the sealing public key(s): a PEM file (calltrail seal --public-key prints it) or the raw key in hex',
-      [],
+      '--public-key <file|hex>',
+      'the sealing public key: a PEM file (calltrail seal --public-key prints it) or the raw key in hex; ' +
+        'repeat for several (not variadic, so it never takes FILE for a key)',
+      (value: string, previous: string[]) => [...previous, value],
+      [] as string[],
     )
     .option('--offline', 'verify FILE (replay file or evidence bundle) without a database')
     .option(
