@@ -20,6 +20,7 @@ import { startBenchPostgres } from './postgres.ts';
 import { benchProjection } from './projection.ts';
 import { benchQueries } from './queries.ts';
 import { benchRebuild } from './rebuild.ts';
+import { benchSealing } from './sealing.ts';
 import { benchSoak } from './soak.ts';
 import { renderTable, type BenchmarkResult } from './report.ts';
 
@@ -32,6 +33,8 @@ const benchmarks = {
   rebuild: benchRebuild,
   soak: benchSoak,
   console: benchConsole,
+  // Last: it appends the digest stream to the shared data set.
+  sealing: benchSealing,
 } satisfies Record<string, (context: BenchContext) => Promise<BenchmarkResult>>;
 type BenchmarkName = keyof typeof benchmarks;
 const benchmarkNames = Object.keys(benchmarks) as BenchmarkName[];

@@ -29,6 +29,7 @@ import { connectionLimits } from './http/connection-limits.ts';
 import { requestLogSerializers } from './http/request-log.ts';
 import type { DurableArchive } from './journal/durable-archive.ts';
 import type { Metrics } from './metrics.ts';
+import type { SigningKey } from './sealing/signing-key.ts';
 import { webhookRoutes } from './webhook/routes.ts';
 import { auditRoutes } from './audit/routes.ts';
 import { apiDocs } from './audit/api-docs.ts';
@@ -46,6 +47,8 @@ export interface AppDependencies {
   readonly projections?: ProjectionStatusSource;
   /** The store with the outage journal behind it (serve); without it, webhooks go to the store alone. */
   readonly archive?: DurableArchive;
+  /** The sealing key, when this process has it: exports and replays then carry signed manifests. */
+  readonly sealingKey?: SigningKey;
 }
 
 export type App = FastifyInstance<

@@ -85,8 +85,25 @@ export const toArchivedEventView = (event: RecordedEvent): ArchivedEventView => 
   };
 };
 
+/**
+ * An event as JSON lines carry it: the view, plus the data and metadata exactly as stored (JSON text),
+ * which is what the archive's seals hash, so a replay file can be verified offline against digests.
+ */
+export const ArchivedEventLine = Type.Object({
+  ...ArchivedEventView.properties,
+  storedData: Type.String({ description: 'The data exactly as stored (JSON text), as sealed' }),
+  storedMetadata: Type.String({ description: 'The metadata exactly as stored (JSON text), as sealed' }),
+});
+export type ArchivedEventLine = Type.Static<typeof ArchivedEventLine>;
+
+export const toArchivedEventLine = (event: RecordedEvent): ArchivedEventLine => ({
+  ...toArchivedEventView(event),
+  storedData: event.storedData,
+  storedMetadata: event.storedMetadata,
+});
+
 /** One JSON object per line (NDJSON / JSON Lines), the form replay streams and files use. */
-export const toJsonLine = (event: RecordedEvent): string => `${JSON.stringify(toArchivedEventView(event))}\n`;
+export const toJsonLine = (event: RecordedEvent): string => `${JSON.stringify(toArchivedEventLine(event))}\n`;
 
 export async function* toJsonLines(events: AsyncIterable<RecordedEvent>): AsyncGenerator<string> {
   for await (const event of events) yield toJsonLine(event);

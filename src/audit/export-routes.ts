@@ -12,6 +12,7 @@ import { UnavailableError } from '../errors.ts';
 import { StreamedBody, auditSecurity, problemResponses } from './api-docs.ts';
 import { CallOutcome } from './call-queries.ts';
 import { IsoDateTime, TextFilter, parseTimeRange } from './parameters.ts';
+import { manifestTrailer, withManifestTrailer } from './manifest-trailer.ts';
 import { fromReadModels } from './read-models.ts';
 import { openTerminationsCsv, terminationsCsvColumns, type ExportOutcome } from './terminations-csv.ts';
 
@@ -50,7 +51,7 @@ export const exportRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (a
         querystring: TerminationsQuery,
         response: {
           200: {
-            description: 'The CSV, streamed',
+            description: `The CSV, streamed; with a signed manifest in the \`${manifestTrailer}\` trailer when the server holds the sealing key`,
             content: { 'text/csv': { schema: StreamedBody } },
           },
           ...problemResponses,
@@ -101,7 +102,21 @@ export const exportRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (a
       return reply
         .header('content-type', 'text/csv; charset=utf-8; header=present')
         .header('content-disposition', 'attachment; filename="terminations.csv"')
-        .send(csv.stream);
+        .send(
+          withManifestTrailer(reply, csv.stream, {
+            kind: 'terminations-csv',
+            query: {
+              from: request.query.from ?? null,
+              to: request.query.to ?? null,
+              outcome: request.query.outcome ?? null,
+              assistant: request.query.assistant ?? null,
+            },
+            key: dependencies.sealingKey,
+            eventStore: dependencies.eventStore,
+            clock: dependencies.clock,
+            count: async () => (await csv.finished).rows,
+          }),
+        );
     },
   );
 };

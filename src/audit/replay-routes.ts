@@ -13,7 +13,9 @@ import type { AppDependencies } from '../app.ts';
 import { archiveStreamPrefixes } from '../archive/streams.ts';
 import { StreamedBody, auditSecurity, problemResponses } from './api-docs.ts';
 import { parseStreamPrefix, readArchive, type ArchiveSelection } from './archive-reader.ts';
-import { toJsonLines } from './archived-event-view.ts';
+import { formatPosition, type GlobalPosition, type RecordedEvent } from '../event-store/event-store.ts';
+import { toJsonLine } from './archived-event-view.ts';
+import { manifestTrailer, withManifestTrailer } from './manifest-trailer.ts';
 import { IsoDateTime, PositionText, parsePositionParameter, parseTimeRange } from './parameters.ts';
 
 const ReplayQuery = Type.Object(
@@ -38,7 +40,8 @@ export const replayRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (a
       schema: {
         summary: 'Archived events as NDJSON, in global order, resumable',
         description:
-          'One JSON object per line (the same shape as `GET /calls/{callId}/events` items). ' +
+          'One JSON object per line (the same shape as `GET /calls/{callId}/events` items, plus ' +
+          '`storedData` and `storedMetadata`: the stored JSON text the seals cover). ' +
           '`from`/`to` select by reception time (`to` exclusive); reception time is not the store ' +
           'order, so a time-bounded replay reads from `after` (or the start) to the end of the archive.',
         tags: ['replay'],
@@ -46,7 +49,7 @@ export const replayRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (a
         querystring: ReplayQuery,
         response: {
           200: {
-            description: 'NDJSON, streamed',
+            description: `NDJSON, streamed; with a signed manifest in the \`${manifestTrailer}\` trailer when the server holds the sealing key`,
             content: { 'application/x-ndjson': { schema: StreamedBody } },
           },
           ...problemResponses,
@@ -63,11 +66,34 @@ export const replayRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (a
         receivedFrom: from,
         receivedTo: to,
       };
-      return reply
-        .type('application/x-ndjson; charset=utf-8')
-        .send(
-          Readable.from(toJsonLines(readArchive(dependencies.eventStore, selection)), { objectMode: false }),
-        );
+      let count = 0;
+      let last: GlobalPosition | undefined;
+      const lines = async function* (events: AsyncIterable<RecordedEvent>) {
+        for await (const event of events) {
+          count += 1;
+          last = event.position;
+          yield toJsonLine(event);
+        }
+      };
+      const body = withManifestTrailer(
+        reply,
+        Readable.from(lines(readArchive(dependencies.eventStore, selection)), { objectMode: false }),
+        {
+          kind: 'replay',
+          query: {
+            from: request.query.from ?? null,
+            to: request.query.to ?? null,
+            prefix: prefix ?? null,
+            after: selection.after === undefined ? null : formatPosition(selection.after),
+          },
+          key: dependencies.sealingKey,
+          eventStore: dependencies.eventStore,
+          clock: dependencies.clock,
+          count: () => count,
+          lastPosition: () => last,
+        },
+      );
+      return reply.type('application/x-ndjson; charset=utf-8').send(body);
     },
   );
 };

@@ -8,6 +8,7 @@ import { requireApiToken } from './authentication.ts';
 import { callEventsRoutes } from './call-events-routes.ts';
 import { callsRoutes } from './calls-routes.ts';
 import { exportRoutes } from './export-routes.ts';
+import { proofRoutes } from './proof-routes.ts';
 import { quarantineRoutes } from './quarantine-routes.ts';
 import { replayRoutes } from './replay-routes.ts';
 
@@ -19,6 +20,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (ap
   });
   await app.register(callsRoutes, dependencies);
   await app.register(callEventsRoutes, dependencies);
+  await app.register(proofRoutes, dependencies);
   await app.register(quarantineRoutes, dependencies);
   await app.register(exportRoutes, dependencies);
   await app.register(replayRoutes, dependencies);

@@ -19,7 +19,13 @@ import {
   type TerminationOutcome,
   type TerminationsFilter,
 } from '../audit/terminations-csv.ts';
+import type { EventStore } from '../event-store/event-store.ts';
+import { writeManifestFile } from '../sealing/manifest.ts';
+import { resolveSigningKey } from '../sealing/sealing-setup.ts';
+import type { SigningKey } from '../sealing/signing-key.ts';
+import { planStores } from '../stores/plan.ts';
 import { openCommandStores } from './command-setup.ts';
+import { registerEvidenceExportCommand } from './export-evidence.ts';
 
 export interface ExportOptions {
   readonly from?: string | undefined;
@@ -66,6 +72,8 @@ export const runExport = async (
     readonly pool: pg.Pool;
     readonly progress?: NodeJS.WritableStream;
     readonly signal?: AbortSignal;
+    /** With both, the finished file gets a signed manifest beside it (`FILE.manifest.json`). */
+    readonly manifest?: { readonly eventStore: EventStore; readonly key: SigningKey };
   },
 ): Promise<number> => {
   const total = await countTerminations(dependencies.pool, request.filter);
@@ -94,6 +102,23 @@ export const runExport = async (
     );
     const { rows } = await csv.finished;
     await rename(partial, request.out);
+    if (dependencies.manifest !== undefined) {
+      const { filter } = request;
+      await writeManifestFile(
+        request.out,
+        {
+          kind: 'terminations-csv',
+          query: {
+            from: filter.from?.toISOString() ?? null,
+            to: filter.to?.toISOString() ?? null,
+            outcome: filter.outcome ?? null,
+            assistant: filter.assistant ?? null,
+          },
+          count: rows,
+        },
+        { ...dependencies.manifest, now: new Date() },
+      );
+    }
     bar.setTotal(Math.max(total, rows));
     bar.update(rows);
     return rows;
@@ -108,7 +133,8 @@ export const runExport = async (
 };
 
 export const registerExportCommand = (program: Command): void => {
-  const exportCommand = program.command('export').description('export read models as files');
+  const exportCommand = program.command('export').description('export read models and evidence as files');
+  registerEvidenceExportCommand(exportCommand);
   exportCommand
     .command('terminations')
     .description(
@@ -127,13 +153,21 @@ export const registerExportCommand = (program: Command): void => {
         if (error instanceof UsageError) command.error(`error: ${error.message}`, { exitCode: 2 });
         throw error;
       }
-      const { logger, stores } = await openCommandStores(command);
+      const { config, logger, stores } = await openCommandStores(command);
       const abort = new AbortController();
       const interrupt = () => abort.abort();
       process.once('SIGINT', interrupt);
       try {
-        const rows = await runExport(request, { pool: stores.database.pool, signal: abort.signal });
-        process.stderr.write(`wrote ${rows} rows to ${request.out}\n`);
+        const key = (await resolveSigningKey(config, planStores(config).embeddedDefault))?.key;
+        const rows = await runExport(request, {
+          pool: stores.database.pool,
+          signal: abort.signal,
+          ...(key === undefined ? {} : { manifest: { eventStore: stores.eventStore, key } }),
+        });
+        process.stderr.write(
+          `wrote ${rows} rows to ${request.out}` +
+            (key === undefined ? ' (no sealing key: no signed manifest)\n' : ' and its signed manifest\n'),
+        );
       } catch (error) {
         if (abort.signal.aborted) {
           process.stderr.write('export interrupted; no file written\n');

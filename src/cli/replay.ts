@@ -29,6 +29,10 @@ import { eventStreamPrefixes, parseStreamPrefix, readArchive, readCall } from '.
 import { toJsonLine } from '../audit/archived-event-view.ts';
 import { parsePositionParameter, parseTimeRange } from '../audit/parameters.ts';
 import { redeliver, type DeliveryOutcome } from '../audit/redelivery.ts';
+import { writeManifestFile } from '../sealing/manifest.ts';
+import { resolveSigningKey } from '../sealing/sealing-setup.ts';
+import type { SigningKey } from '../sealing/signing-key.ts';
+import { planStores } from '../stores/plan.ts';
 import { openCommandStores } from './command-setup.ts';
 
 export interface ReplayOptions {
@@ -163,6 +167,8 @@ export interface ReplayDependencies {
   /** The progress bar and the closing summary. */
   readonly stderr: NodeJS.WritableStream;
   readonly signal?: AbortSignal;
+  /** With it, a completed `--out` file gets a signed manifest beside it (`FILE.manifest.json`). */
+  readonly sealingKey?: SigningKey | undefined;
 }
 
 const writeLines = async (
@@ -264,6 +270,31 @@ export const runReplay = async (
     request.mode === 'lines'
       ? await writeLines(request, dependencies)
       : await redeliverEvents(request, dependencies);
+  if (
+    request.mode === 'lines' &&
+    request.out !== undefined &&
+    outcome.result === 'completed' &&
+    dependencies.sealingKey !== undefined
+  ) {
+    const { source } = request;
+    const manifest = await writeManifestFile(
+      request.out,
+      {
+        kind: 'replay',
+        query: {
+          call: source.call ?? null,
+          prefixes: source.streamPrefixes.join(','),
+          from: source.receivedFrom?.toISOString() ?? null,
+          to: source.receivedTo?.toISOString() ?? null,
+          after: source.after === undefined ? null : formatPosition(source.after),
+        },
+        count: outcome.events,
+        lastPosition: outcome.resumeAfter,
+      },
+      { eventStore: dependencies.eventStore, key: dependencies.sealingKey, now: new Date() },
+    );
+    dependencies.stderr.write(`signed manifest: ${manifest}\n`);
+  }
   if (outcome.error !== undefined) dependencies.stderr.write(`replay stopped: ${outcome.error}\n`);
   dependencies.stderr.write(
     outcome.resumeAfter === undefined
@@ -296,7 +327,7 @@ export const registerReplayCommand = (program: Command): void => {
         if (error instanceof UsageError) command.error(`error: ${error.message}`, { exitCode: 2 });
         throw error;
       }
-      const { logger, stores } = await openCommandStores(command);
+      const { config, logger, stores } = await openCommandStores(command);
       const abort = new AbortController();
       const interrupt = () => {
         if (!abort.signal.aborted) {
@@ -309,11 +340,16 @@ export const registerReplayCommand = (program: Command): void => {
       };
       process.on('SIGINT', interrupt);
       try {
+        const sealingKey =
+          request.mode === 'lines' && request.out !== undefined
+            ? (await resolveSigningKey(config, planStores(config).embeddedDefault))?.key
+            : undefined;
         const outcome = await runReplay(request, {
           eventStore: stores.eventStore,
           stdout: process.stdout,
           stderr: process.stderr,
           signal: abort.signal,
+          sealingKey,
         });
         process.exitCode = exitCodes[outcome.result];
       } catch (error) {

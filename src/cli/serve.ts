@@ -13,7 +13,7 @@ import { createLogger, type Logger } from '../logger.ts';
 import { createMetrics } from '../metrics.ts';
 import { openOutageJournal } from '../journal/outage-journal.ts';
 import { startProjector } from '../projector/projector.ts';
-import { startSealing } from '../sealing/sealing-setup.ts';
+import { resolveSigningKey, startSealing } from '../sealing/sealing-setup.ts';
 import { openStores } from '../stores/open.ts';
 import { reportConnectedRole } from '../stores/runtime-role.ts';
 import { planStores } from '../stores/plan.ts';
@@ -117,6 +117,8 @@ export const serve = async (options: ServeOptions): Promise<number> => {
         : undefined;
     if (sealer) teardown.push({ name: 'sealer', run: () => sealer.stop() });
     if (stopping) return;
+    // Signs the manifests of exports and replays (with or without the sealer in this process).
+    const sealingKey = (await resolveSigningKey(effective, planStores(config).embeddedDefault))?.key;
 
     const outageJournal = await openOutageJournal({
       config: effective,
@@ -139,6 +141,7 @@ export const serve = async (options: ServeOptions): Promise<number> => {
         clock,
         ...(projector ? { projections: projector } : {}),
         archive: outageJournal.archive,
+        ...(sealingKey === undefined ? {} : { sealingKey }),
       },
       { logger },
     );

@@ -2,8 +2,11 @@
  * `calltrail verify`: checks the archive against its digests and the public key(s) given, and says
  * exactly what is wrong where. Exit status 0 only when everything holds; 1 when something does not;
  * 2 when it could not verify at all (bad options, unreadable key, store unreachable).
+ *
+ * `--offline FILE` checks a replay JSON lines file or an evidence bundle (and a manifest beside it)
+ * with no database and no configuration: only the public key, digest files and the file itself.
  */
-import { readFile } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { parseTimeRange } from '../audit/parameters.ts';
@@ -11,7 +14,9 @@ import { archiveStreamPrefixes, callStreamName } from '../archive/streams.ts';
 import { HttpProblem } from '../http/problem.ts';
 import { readDigestFiles } from '../sealing/digest-files.ts';
 import { readDigestEvents } from '../sealing/digest-stream.ts';
-import { parsePublicKey, type PublicKey } from '../sealing/signing-key.ts';
+import { manifestFileName } from '../sealing/manifest.ts';
+import { OfflineInputError, verifyOffline, type OfflineReport } from '../sealing/offline-verify.ts';
+import { parsePublicKeyText, type PublicKey } from '../sealing/signing-key.ts';
 import { verifyArchive, type DigestEntry, type VerifyReport, type VerifyScope } from '../sealing/verify.ts';
 import { loadConfigOrReport, oneLine } from './command-setup.ts';
 import { openStores } from '../stores/open.ts';
@@ -26,6 +31,9 @@ interface VerifyOptions {
   readonly to?: string;
   readonly json?: boolean;
   readonly unsealedGraceSeconds?: string;
+  readonly offline?: boolean;
+  readonly webhookSecret?: string;
+  readonly manifest?: string;
 }
 
 class UsageError extends Error {
@@ -52,19 +60,24 @@ export const parseVerifyScope = (options: VerifyOptions): VerifyScope => {
   }
 };
 
+const rawKeyPattern = /^[0-9a-fA-F]{64}$/;
+
 const readPublicKeys = async (files: readonly string[]): Promise<Map<string, PublicKey>> => {
   if (files.length === 0)
     throw new UsageError('--public-key: give the sealing public key (PEM) to verify against');
   const keys = new Map<string, PublicKey>();
   for (const file of files) {
-    let pem: string;
-    try {
-      pem = await readFile(file, 'utf8');
-    } catch (error) {
-      throw new UsageError(`--public-key: cannot read ${file}: ${oneLine(error)}`);
+    let text: string;
+    if (rawKeyPattern.test(file)) text = file;
+    else {
+      try {
+        text = await readFile(file, 'utf8');
+      } catch (error) {
+        throw new UsageError(`--public-key: cannot read ${file}: ${oneLine(error)}`);
+      }
     }
     try {
-      const key = parsePublicKey(pem, file);
+      const key = parsePublicKeyText(text, rawKeyPattern.test(file) ? 'the hex key' : file);
       keys.set(key.keyId, key);
     } catch (error) {
       throw new UsageError(`--public-key: ${oneLine(error)}`);
@@ -73,7 +86,7 @@ const readPublicKeys = async (files: readonly string[]): Promise<Map<string, Pub
   return keys;
 };
 
-export const formatReport = (report: VerifyReport): string => {
+export const formatReport = (report: VerifyReport | OfflineReport): string => {
   const lines = report.findings.map((finding) => {
     const where = [
       finding.digest === undefined ? undefined : `digest ${finding.digest}`,
@@ -87,18 +100,105 @@ export const formatReport = (report: VerifyReport): string => {
   const summary =
     `${report.ok ? 'OK' : 'FAILED'}: scope ${report.scope}; ${report.digests} digests; ` +
     `${report.eventsChecked} sealed events checked; ${report.unsealedEvents} not yet sealed; ` +
-    `${report.findings.length} problem(s)`;
+    `${report.findings.length} problem(s)` +
+    ('webhookSignatures' in report && report.webhookSignatures !== undefined
+      ? `; Flireo signatures: ${report.webhookSignatures.valid}/${report.webhookSignatures.checked} valid, ` +
+        `${report.webhookSignatures.notSigned} events delivered unsigned`
+      : '');
   return [...lines, summary].join('\n') + '\n';
+};
+
+const digestFiles = (directory: string): AsyncIterable<DigestEntry> =>
+  (async function* () {
+    for await (const entry of readDigestFiles(directory)) {
+      yield { where: entry.file, type: 'archive-digest', data: entry.data };
+    }
+  })();
+
+const exists = async (file: string): Promise<boolean> =>
+  access(file).then(
+    () => true,
+    () => false,
+  );
+
+/** `--offline FILE`: no configuration, no store; exit 0 only when everything in the file holds. */
+export const runOfflineVerify = async (
+  file: string | undefined,
+  options: VerifyOptions,
+  output: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream },
+): Promise<number> => {
+  let keys: Map<string, PublicKey>;
+  let manifest: { where: string; data: unknown } | undefined;
+  try {
+    if (file === undefined)
+      throw new UsageError('--offline: give the replay file or evidence bundle to verify');
+    if (options.call !== undefined || options.from !== undefined || options.to !== undefined) {
+      throw new UsageError('--offline: the file is the scope; --call, --from and --to do not apply');
+    }
+    if (!(await exists(file))) throw new UsageError(`--offline: cannot read ${file}`);
+    if (options.webhookSecret === '') throw new UsageError('--webhook-secret: must not be empty');
+    keys = await readPublicKeys(options.publicKey);
+    const manifestFile = options.manifest ?? manifestFileName(file);
+    if (options.manifest !== undefined || (await exists(manifestFile))) {
+      let data: unknown;
+      try {
+        data = JSON.parse(await readFile(manifestFile, 'utf8'));
+      } catch (error) {
+        if (options.manifest !== undefined && !(await exists(manifestFile)))
+          throw new UsageError(`--manifest: cannot read ${manifestFile}: ${oneLine(error)}`);
+        data = undefined;
+      }
+      manifest = { where: manifestFile, data };
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      output.stderr.write(`error: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+  try {
+    const report = await verifyOffline({
+      file,
+      keys,
+      ...(options.digests === undefined ? {} : { digests: digestFiles(options.digests) }),
+      ...(manifest === undefined ? {} : { manifest }),
+      ...(options.webhookSecret === undefined ? {} : { webhookSecret: options.webhookSecret }),
+    });
+    output.stdout.write(
+      options.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report),
+    );
+    return report.ok ? 0 : 1;
+  } catch (error) {
+    output.stderr.write(
+      error instanceof OfflineInputError
+        ? `error: ${error.message}\n`
+        : `calltrail: could not verify: ${oneLine(error)}\n`,
+    );
+    return 2;
+  }
 };
 
 export const registerVerifyCommand = (program: Command): void => {
   program
     .command('verify')
     .description('verify the archive against its signed digests: every event present, unchanged, in order')
+    .argument('[file]', 'with --offline: a replay JSON lines file or an evidence bundle')
     .option(
-      '--public-key <file...>',
-      'the sealing public key(s), PEM (calltrail seal --public-key prints it)',
-      [],
+      '--public-key <file|hex>',
+      'the sealing public key: a PEM file (calltrail seal --public-key prints it) or the raw key in hex; ' +
+        'repeat for several (not variadic, so it never takes FILE for a key)',
+      (value: string, previous: string[]) => [...previous, value],
+      [] as string[],
+    )
+    .option('--offline', 'verify FILE (replay file or evidence bundle) without a database')
+    .option(
+      '--webhook-secret <secret>',
+      "with --offline: also re-check Flireo's signatures of signed deliveries",
+    )
+    .option(
+      '--manifest <file>',
+      'with --offline: the signed manifest of FILE (default: FILE.manifest.json if present)',
     )
     .option('--digests <dir>', 'check against digest files in this directory instead of the digest stream')
     .option('--call <id>', 'verify one call')
@@ -109,7 +209,14 @@ export const registerVerifyCommand = (program: Command): void => {
       'events unsealed for longer than this are a problem (default: 2 sealing periods + 60)',
     )
     .option('--json', 'print the report as JSON')
-    .action(async (options: VerifyOptions, command: Command) => {
+    .action(async (file: string | undefined, options: VerifyOptions, command: Command) => {
+      if (options.offline === true) {
+        process.exitCode = await runOfflineVerify(file, options, process);
+        return;
+      }
+      if (file !== undefined) command.error('error: a FILE is verified with --offline', { exitCode: 2 });
+      if (options.webhookSecret !== undefined || options.manifest !== undefined)
+        command.error('error: --webhook-secret and --manifest: only with --offline', { exitCode: 2 });
       const config = loadConfigOrReport();
       if (config === undefined) {
         process.exitCode = 2;
@@ -167,11 +274,7 @@ export const registerVerifyCommand = (program: Command): void => {
                   };
                 }
               })()
-            : (async function* () {
-                for await (const entry of readDigestFiles(options.digests!)) {
-                  yield { where: entry.file, type: 'archive-digest', data: entry.data };
-                }
-              })();
+            : digestFiles(options.digests);
         const report = await verifyArchive(eventStore, {
           digests,
           keys,

@@ -80,6 +80,23 @@ export const parsePublicKey = (pem: string, source: string): PublicKey => {
   return { keyId: keyIdOf(publicKey), publicKey };
 };
 
+const rawPublicKeyPattern = /^[0-9a-fA-F]{64}$/;
+
+/** A public key given as SPKI PEM, or as the 32 raw bytes of an Ed25519 key in hex. */
+export const parsePublicKeyText = (text: string, source: string): PublicKey => {
+  const trimmed = text.trim();
+  if (!rawPublicKeyPattern.test(trimmed)) return parsePublicKey(trimmed, source);
+  const publicKey = createPublicKey({
+    key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(trimmed, 'hex').toString('base64url') },
+    format: 'jwk',
+  });
+  return { keyId: keyIdOf(publicKey), publicKey };
+};
+
+/** The 32 raw bytes of an Ed25519 public key, hex: the short form `--public-key` also takes. */
+export const rawPublicKeyHex = (publicKey: KeyObject): string =>
+  Buffer.from(publicKey.export({ format: 'jwk' }).x ?? '', 'base64url').toString('hex');
+
 export const generateSigningKey = (): SigningKey => {
   const { privateKey } = generateKeyPairSync('ed25519');
   return fromPrivateKey(privateKey, 'the generated key');

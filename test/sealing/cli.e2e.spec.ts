@@ -3,7 +3,7 @@
  * on a PostgreSQL event store given by URL, with the signing key in a file.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -127,6 +127,48 @@ describe('calltrail seal and verify', { timeout: 180_000 }, () => {
     ]);
     const files = await run(['verify', '--public-key', publicKey, '--digests', directory]);
     expect(files.code, files.stdout).toBe(0);
+  });
+
+  it('exports a call as evidence and a replay with its manifest, both verified offline with no configuration', async () => {
+    const directory = path.join(scratch, 'digests');
+    const bundle = path.join(scratch, 'call.evidence.json');
+    const exported = await run(['export', 'evidence', '--call', callIds[0]!, '--out', bundle]);
+    expect(exported.code, exported.stderr).toBe(0);
+    expect(exported.stderr).toMatch(/wrote 3 events .*all sealed/);
+    const replay = path.join(scratch, 'call.jsonl');
+    const replayed = await run(['replay', '--call', callIds[1]!, '--out', replay]);
+    expect(replayed.code, replayed.stderr).toBe(0);
+    expect(replayed.stderr).toContain(`signed manifest: ${replay}.manifest.json`);
+    // Offline: nothing but the files, the digest files and the public key (here as hex).
+    const offline = (args: readonly string[]) =>
+      finish(
+        spawn(process.execPath, [binary, 'verify', '--offline', ...args], {
+          env: { PATH: process.env['PATH'], HOME: process.env['HOME'] },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        }),
+      );
+    const hex = Buffer.from(key.publicKey.export({ format: 'jwk' }).x!, 'base64url').toString('hex');
+    const bundleReport = await offline(['--public-key', hex, '--digests', directory, bundle]);
+    expect(bundleReport.code, bundleReport.stdout + bundleReport.stderr).toBe(0);
+    expect(bundleReport.stdout).toMatch(/^OK: scope .*call cli-seal-1.*3 sealed events checked/m);
+    const replayReport = await offline([
+      '--public-key',
+      path.join(scratch, 'public.pem'),
+      '--digests',
+      directory,
+      '--json',
+      replay,
+    ]);
+    expect(replayReport.code, replayReport.stdout + replayReport.stderr).toBe(0);
+    expect(JSON.parse(replayReport.stdout)).toMatchObject({ ok: true, eventsChecked: 3, findings: [] });
+    await writeFile(replay, (await readFile(replay, 'utf8')).replace('"revision":1', '"revision":2'));
+    const changed = await offline(['--public-key', hex, '--digests', directory, replay]);
+    expect(changed.code).toBe(1);
+    expect(changed.stdout).toMatch(/^MODIFIED .*revision 2/m);
+    expect(changed.stdout).toMatch(/^MANIFEST-MISMATCH /m);
+    const withoutDigests = await offline(['--public-key', hex, replay]);
+    expect(withoutDigests.code).toBe(2);
+    expect(withoutDigests.stderr).toMatch(/--digests/);
   });
 
   it('refuses bad options with exit status 2, naming the option', async () => {
