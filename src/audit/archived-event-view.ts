@@ -104,7 +104,3 @@ export const toArchivedEventLine = (event: RecordedEvent): ArchivedEventLine => 
 
 /** One JSON object per line (NDJSON / JSON Lines), the form replay streams and files use. */
 export const toJsonLine = (event: RecordedEvent): string => `${JSON.stringify(toArchivedEventLine(event))}\n`;
-
-export async function* toJsonLines(events: AsyncIterable<RecordedEvent>): AsyncGenerator<string> {
-  for await (const event of events) yield toJsonLine(event);
-}
