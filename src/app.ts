@@ -46,6 +46,8 @@ export interface AppDependencies {
   readonly projections?: ProjectionStatusSource;
   /** The store with the outage journal behind it (serve); without it, webhooks go to the store alone. */
   readonly archive?: DurableArchive;
+  /** Present when this process runs the forwarder: woken by the delivery controls. */
+  readonly forwarder?: { wake(): void };
 }
 
 export type App = FastifyInstance<

@@ -13,6 +13,7 @@ import { createLogger, type Logger } from '../logger.ts';
 import { createMetrics } from '../metrics.ts';
 import { openOutageJournal } from '../journal/outage-journal.ts';
 import { startProjector } from '../projector/projector.ts';
+import { startForwarding } from '../forwarding/forwarding-setup.ts';
 import { startSealing } from '../sealing/sealing-setup.ts';
 import { openStores } from '../stores/open.ts';
 import { reportConnectedRole } from '../stores/runtime-role.ts';
@@ -34,6 +35,8 @@ export interface ServeOptions {
   readonly projector: boolean;
   /** Run the sealer in this process; default true. */
   readonly sealer?: boolean;
+  /** Run the forwarder in this process (when there are destinations); default true. */
+  readonly forwarder?: boolean;
 }
 
 /** Runs until a shutdown signal; resolves with the exit code. */
@@ -117,6 +120,17 @@ export const serve = async (options: ServeOptions): Promise<number> => {
         : undefined;
     if (sealer) teardown.push({ name: 'sealer', run: () => sealer.stop() });
     if (stopping) return;
+    const forwarder =
+      (options.forwarder ?? true)
+        ? startForwarding(effective, {
+            eventStore: stores.eventStore,
+            pool: stores.database.pool,
+            logger: logger.child({ component: 'forwarder' }),
+            metrics,
+          })
+        : undefined;
+    if (forwarder) teardown.push({ name: 'forwarder', run: () => forwarder.stop() });
+    if (stopping) return;
 
     const outageJournal = await openOutageJournal({
       config: effective,
@@ -139,6 +153,7 @@ export const serve = async (options: ServeOptions): Promise<number> => {
         clock,
         ...(projector ? { projections: projector } : {}),
         archive: outageJournal.archive,
+        ...(forwarder ? { forwarder } : {}),
       },
       { logger },
     );
@@ -203,8 +218,13 @@ export const registerServeCommand = (program: Command): void => {
     .description('receive Flireo webhooks and serve the audit API (and run the projector)')
     .option('--no-projector', 'do not run the projector in this process (run `calltrail project` for it)')
     .option('--no-sealer', 'do not run the sealer in this process (run `calltrail seal` for it)')
-    .action(async (options: { projector: boolean; sealer: boolean }) => {
-      const code = await serve({ projector: options.projector, sealer: options.sealer });
+    .option('--no-forwarder', 'do not run the forwarder in this process (run `calltrail forward` for it)')
+    .action(async (options: { projector: boolean; sealer: boolean; forwarder: boolean }) => {
+      const code = await serve({
+        projector: options.projector,
+        sealer: options.sealer,
+        forwarder: options.forwarder,
+      });
       // Explicit: a library handle left open must not keep a stopped server's process alive.
       process.exit(code);
     });
