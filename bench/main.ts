@@ -12,6 +12,7 @@ import { compileMeasuredCode } from './compiled.ts';
 import type { BenchContext, BenchOptions, Dataset } from './context.ts';
 import { catchUpProjections, seedDataset } from './dataset.ts';
 import { benchExport } from './export.ts';
+import { benchForwarding } from './forwarding.ts';
 import { benchIngest } from './ingest.ts';
 import { benchJournal } from './journal.ts';
 import { describeMachine } from './measure.ts';
@@ -30,6 +31,7 @@ const benchmarks = {
   queries: benchQueries,
   rebuild: benchRebuild,
   soak: benchSoak,
+  forwarding: benchForwarding,
 } satisfies Record<string, (context: BenchContext) => Promise<BenchmarkResult>>;
 type BenchmarkName = keyof typeof benchmarks;
 const benchmarkNames = Object.keys(benchmarks) as BenchmarkName[];

@@ -48,5 +48,6 @@ CREATE TABLE "forwarding_destinations" (
 --> statement-breakpoint
 CREATE INDEX "forwarding_attempts_delivery_idx" ON "forwarding_attempts" USING btree ("delivery_id","attempt");--> statement-breakpoint
 CREATE INDEX "forwarding_deliveries_pending_idx" ON "forwarding_deliveries" USING btree ("destination","stream_name","commit_position","prepare_position") WHERE status = 'pending';--> statement-breakpoint
+CREATE INDEX "forwarding_deliveries_due_idx" ON "forwarding_deliveries" USING btree ("commit_position","prepare_position") WHERE status = 'pending';--> statement-breakpoint
 CREATE INDEX "forwarding_deliveries_call_idx" ON "forwarding_deliveries" USING btree ("call_id");--> statement-breakpoint
 CREATE INDEX "forwarding_deliveries_destination_idx" ON "forwarding_deliveries" USING btree ("destination","status","recorded_at");

@@ -31,6 +31,27 @@ export const serialized = (client: pg.ClientBase): Queryable => {
   };
 };
 
+/**
+ * A pool used by one component with at most `max` of its connections at once, so the component
+ * leaves the rest to others (the audit API shares it) and never waits out the pool's connect bound.
+ */
+export const limited = (pool: Queryable, max: number): Queryable => {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  return {
+    query: async <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => {
+      if (running >= max) await new Promise<void>((resolve) => waiting.push(resolve));
+      running += 1;
+      try {
+        return await pool.query<R>(text, values);
+      } finally {
+        running -= 1;
+        waiting.shift()?.();
+      }
+    },
+  };
+};
+
 export const forwarderName = 'forwarder';
 
 export const loadForwardingCheckpoint = async (client: Queryable): Promise<GlobalPosition | undefined> => {
@@ -117,6 +138,8 @@ export const selectDue = async (
   limit: number,
 ): Promise<DueDelivery[]> => {
   if (destinations.length === 0 || limit <= 0) return [];
+  // Oldest pending first, each only when no earlier delivery of its call to that destination is
+  // pending: a walk of the pending index that stops after `limit` heads, whatever the backlog.
   const { rows } = await client.query<{
     id: string;
     destination: string;
@@ -127,11 +150,12 @@ export const selectDue = async (
     round_start: number;
   }>(
     `SELECT id::text, destination, event_id, stream_name, stream_revision::text, attempts, round_start
-       FROM (SELECT DISTINCT ON (destination, stream_name) *
-               FROM forwarding_deliveries
-              WHERE status = 'pending' AND destination = ANY($1::text[])
-              ORDER BY destination, stream_name, commit_position, prepare_position) heads
-      WHERE next_attempt_at <= $2
+       FROM forwarding_deliveries d
+      WHERE status = 'pending' AND destination = ANY($1::text[]) AND next_attempt_at <= $2
+        AND NOT EXISTS (
+              SELECT 1 FROM forwarding_deliveries e
+               WHERE e.status = 'pending' AND e.destination = d.destination AND e.stream_name = d.stream_name
+                 AND (e.commit_position, e.prepare_position) < (d.commit_position, d.prepare_position))
       ORDER BY commit_position, prepare_position
       LIMIT $3`,
     [destinations, now.toISOString(), limit],

@@ -2,14 +2,16 @@
  * The forwarder: delivers every archived event onward to the destinations that want its type, at
  * least once, in archive order per call, with retries, and records every attempt.
  *
- * Two loops share one database session, the one holding the forwarder's leader lock (a PostgreSQL
- * session advisory lock, as the projector and the sealer do it: other processes stand by and take
- * over when the session ends), so nothing is written without the lock:
+ * Two loops run while this process holds the forwarder's leader lock (a PostgreSQL session advisory
+ * lock, as the projector and the sealer do it: other processes stand by and take over when the
+ * session ends):
  * - the recorder follows the archive's global order from its own checkpoint and records, per event
- *   and destination wanting it, a pending delivery, in the same statement as the checkpoint;
+ *   and destination wanting it, a pending delivery, in the same statement as the checkpoint, on the
+ *   session holding the lock, so no two forwarders record;
  * - the dispatcher attempts due deliveries, at most `concurrency` at once, and of each call (stream)
  *   per destination only the earliest pending one, so a call's events arrive in order while a
- *   failing call holds up no other.
+ *   failing call holds up no other. It records outcomes on pooled connections, side by side; each
+ *   write names the attempt it follows, so an outcome never lands twice.
  *
  * A delivery is marked delivered only after its 2xx came back, so a forwarder killed mid-attempt
  * sends that delivery again after a restart (the receiver deduplicates by `X-Calltrail-Event-Id`);
@@ -46,6 +48,7 @@ import {
   type DeliveryToRecord,
   type DueDelivery,
   type Queryable,
+  limited,
   serialized,
 } from './delivery-store.ts';
 import { wants, type Destination } from './destinations.ts';
@@ -99,6 +102,8 @@ export interface RunningForwarder {
 const forwarderLockClass = 0x43_54_11;
 
 const checkpointOnlyWriteMs = 1_000;
+/** Pooled connections the dispatcher uses at most at once. */
+const dispatcherConnections = 3;
 const storeReadRetryMs = 1_000;
 
 /** Payloads by event id, oldest evicted first past the byte limit. */
@@ -147,6 +152,8 @@ export const startForwarder = (
   let stopping = false;
   let halt: AbortController | undefined;
   let wakeDispatcher: (() => void) | undefined;
+  /** The destinations' states are read again before the next look for due deliveries. */
+  let statesStale = true;
   let wakeStandby: (() => void) | undefined;
 
   const wake = () => {
@@ -244,10 +251,12 @@ export const startForwarder = (
   };
 
   /** Attempts due deliveries until halted; throws when recording an outcome fails. */
-  const dispatch = async (session: Queryable, signal: AbortSignal): Promise<void> => {
+  const dispatch = async (signal: AbortSignal): Promise<void> => {
+    const session = limited(pool, dispatcherConnections);
     const inFlight = new Set<Promise<void>>();
     const busy = new Set<string>();
     let states = new Map<string, DestinationState>();
+    let statesLoadedAt = 0;
     let failure: unknown;
 
     const attempt = async (delivery: DueDelivery, destination: Destination): Promise<void> => {
@@ -327,11 +336,13 @@ export const startForwarder = (
       const state = states.get(destination.name);
       if (!isRetryable(result.status)) {
         if (state === undefined || state.consecutiveFailures > 0 || state.pausedReason === 'failing') {
+          statesStale = true;
           if (await destinationAnswered(session, destination.name)) {
             logger.info({ destination: destination.name }, 'destination answers again; resumed');
           }
         }
       } else {
+        statesStale = true;
         const probeAt = new Date(now.getTime() + options.probeIntervalMs);
         if (await destinationFailed(session, destination.name, options.pauseAfterFailures, probeAt, now)) {
           logger.warn(
@@ -374,7 +385,11 @@ export const startForwarder = (
     try {
       while (!signal.aborted) {
         const now = clock();
-        states = await loadDestinationStates(session, names);
+        if (statesStale || now.getTime() - statesLoadedAt >= options.pollIntervalMs) {
+          statesStale = false;
+          statesLoadedAt = now.getTime();
+          states = await loadDestinationStates(session, names);
+        }
         const eligible: string[] = [];
         const probing = new Set<string>();
         for (const name of names) {
@@ -391,7 +406,9 @@ export const startForwarder = (
         }
         let launched = 0;
         const free = options.concurrency - inFlight.size;
-        if (free > 0 && eligible.length > 0) {
+        // Completions are gathered into one look for due deliveries rather than one look each.
+        const worthLooking = inFlight.size === 0 || free >= Math.max(1, Math.floor(options.concurrency / 4));
+        if (worthLooking && eligible.length > 0) {
           const due = await selectDue(session, eligible, now, free + busy.size);
           for (const delivery of due) {
             if (inFlight.size >= options.concurrency || signal.aborted) break;
@@ -444,7 +461,7 @@ export const startForwarder = (
       });
     await Promise.all([
       guard(record(session, current.signal)).finally(() => current.abort()),
-      guard(dispatch(session, current.signal)),
+      guard(dispatch(current.signal)),
     ]);
     halt = undefined;
     if (failure !== undefined && !stopping) throw asError(failure);
@@ -500,7 +517,10 @@ export const startForwarder = (
     get role() {
       return role;
     },
-    wake,
+    wake: () => {
+      statesStale = true;
+      wake();
+    },
     stop: async () => {
       stopping = true;
       halt?.abort();

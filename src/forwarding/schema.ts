@@ -56,6 +56,9 @@ export const forwardingDeliveries = pgTable(
     index('forwarding_deliveries_pending_idx')
       .on(table.destination, table.streamName, table.commitPosition, table.preparePosition)
       .where(sql`status = 'pending'`),
+    index('forwarding_deliveries_due_idx')
+      .on(table.commitPosition, table.preparePosition)
+      .where(sql`status = 'pending'`),
     index('forwarding_deliveries_call_idx').on(table.callId),
     index('forwarding_deliveries_destination_idx').on(table.destination, table.status, table.recordedAt),
   ],
