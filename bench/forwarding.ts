@@ -48,7 +48,7 @@ const startReceiver = async () => {
 export const benchForwarding = async (context: BenchContext): Promise<BenchmarkResult> => {
   const { options, processes } = context;
   const progress = (message: string) => context.progress(message);
-  const events = Math.min(options.events, options.quick ? 5_000 : 50_000);
+  const events = Math.min(options.events, options.quick ? 2_000 : 50_000);
   const url = await context.postgres.createDatabase('forwarding');
   const database = openDatabase(url, { max: 1 });
   try {
