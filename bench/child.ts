@@ -284,6 +284,81 @@ const startRawCopy = async (raw: Extract<ChildSpec, { role: 'raw-copy' }>): Prom
   };
 };
 
+/** The forwarder, delivering to one destination; `catch-up` waits until nothing is pending. */
+const startForwarderRole = async (forwarder: Extract<ChildSpec, { role: 'forwarder' }>): Promise<Handler> => {
+  const [
+    { migrateReadModels, openDatabase },
+    { openPostgresEventStore },
+    { createLogger },
+    { createMetrics },
+    { loadConfig },
+    { forwarderOptionsFrom },
+    { startForwarder },
+    { loadForwardingCheckpoint },
+  ] = await Promise.all([
+    import('../src/database/database.ts'),
+    import('../src/event-store/postgres/postgres-event-store.ts'),
+    import('../src/logger.ts'),
+    import('../src/metrics.ts'),
+    import('../src/config.ts'),
+    import('../src/forwarding/forwarding-setup.ts'),
+    import('../src/forwarding/forwarder.ts'),
+    import('../src/forwarding/delivery-store.ts'),
+  ]);
+  const logger = createLogger({ level: forwarder.logLevel });
+  const eventStore = await openPostgresEventStore(forwarder.eventStoreUrl, { timeoutMs: 30_000 });
+  const database = openDatabase(forwarder.databaseUrl);
+  await migrateReadModels(database);
+  const pool = database.pool;
+  if (forwarder.fromStart) {
+    await pool.query(
+      `INSERT INTO forwarding_checkpoints (forwarder, commit_position, prepare_position, updated_at)
+       VALUES ('forwarder', 0, 0, now()) ON CONFLICT (forwarder) DO NOTHING`,
+    );
+  }
+  const config = loadConfig({});
+  const started = performance.now();
+  const running = startForwarder(
+    { eventStore, pool, logger, metrics: createMetrics(), clock: () => new Date() },
+    {
+      ...forwarderOptionsFrom(config.forwarding, [
+        { name: 'bench', url: new URL(forwarder.destinationUrl), eventTypes: undefined },
+      ]),
+      secret: 'bench-forwarding-secret-0123456789',
+    },
+  );
+  // Ready once it leads from a checkpoint, so every event archived after this is forwarded.
+  for (;;) {
+    if (running.role === 'active' && (await loadForwardingCheckpoint(pool)) !== undefined) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  send({ kind: 'ready', port: 0 });
+  return async (command) => {
+    if (command.command === 'exit') {
+      await running.stop();
+      await eventStore.close();
+      await database.close();
+      return undefined;
+    }
+    if (command.command !== 'catch-up') return undefined;
+    const { rows: expected } = await pool.query<{ events: number }>(
+      `SELECT count(*)::int AS events FROM event_store.events
+        WHERE stream_name LIKE 'call-%' OR stream_name LIKE 'assistant-requests-%'`,
+    );
+    for (;;) {
+      const { rows } = await pool.query<{ pending: number; delivered: number; finished: number }>(
+        `SELECT count(*) FILTER (WHERE status = 'pending')::int AS pending,
+                count(*) FILTER (WHERE status = 'delivered')::int AS delivered,
+                count(*) FILTER (WHERE status <> 'pending')::int AS finished FROM forwarding_deliveries`,
+      );
+      if (rows[0]!.finished >= expected[0]!.events && rows[0]!.pending === 0) {
+        return { seconds: (performance.now() - started) / 1000, delivered: rows[0]!.delivered };
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+};
+
 const start = (): Promise<Handler> => {
   switch (spec.role) {
     case 'app':
@@ -294,6 +369,8 @@ const start = (): Promise<Handler> => {
       return startProjectorRole(spec);
     case 'raw-copy':
       return startRawCopy(spec);
+    case 'forwarder':
+      return startForwarderRole(spec);
     default: {
       const unknown: never = spec;
       throw new Error(`unknown role ${JSON.stringify(unknown)}`);

@@ -13,6 +13,7 @@ import { benchConsole } from './console.ts';
 import type { BenchContext, BenchOptions, Dataset } from './context.ts';
 import { catchUpProjections, seedDataset } from './dataset.ts';
 import { benchExport } from './export.ts';
+import { benchForwarding } from './forwarding.ts';
 import { benchIngest } from './ingest.ts';
 import { benchJournal } from './journal.ts';
 import { describeMachine } from './measure.ts';
@@ -33,6 +34,7 @@ const benchmarks = {
   rebuild: benchRebuild,
   soak: benchSoak,
   console: benchConsole,
+  forwarding: benchForwarding,
   // Last: it appends the digest stream to the shared data set.
   sealing: benchSealing,
 } satisfies Record<string, (context: BenchContext) => Promise<BenchmarkResult>>;

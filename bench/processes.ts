@@ -24,7 +24,17 @@ export type ChildSpec =
       readonly databaseUrl: string;
       readonly logLevel: string;
     }
-  | { readonly role: 'raw-copy'; readonly databaseUrl: string };
+  | { readonly role: 'raw-copy'; readonly databaseUrl: string }
+  | {
+      readonly role: 'forwarder';
+      readonly eventStoreUrl: string;
+      readonly databaseUrl: string;
+      readonly logLevel: string;
+      /** Where every event goes. */
+      readonly destinationUrl: string;
+      /** Forward the whole archive (a backlog) rather than what is archived from now on. */
+      readonly fromStart: boolean;
+    };
 
 export type ChildCommand = { readonly id: number } & (
   | { readonly command: 'memory' }

@@ -49,6 +49,8 @@ export interface AppDependencies {
   readonly archive?: DurableArchive;
   /** The sealing key, when this process has it: exports and replays then carry signed manifests. */
   readonly sealingKey?: SigningKey;
+  /** Present when this process runs the forwarder: woken by the delivery controls. */
+  readonly forwarder?: { wake(): void };
 }
 
 export type App = FastifyInstance<

@@ -6,6 +6,7 @@ import { BlockList, isIP } from 'node:net';
 import Type from 'typebox';
 import Value from 'typebox/value';
 import { maxRecordBytes } from './archive/archived-event.ts';
+import { parseDestinations, checkForwardingSecret } from './forwarding/destinations.ts';
 
 const urlWithScheme = (schemes: readonly string[]) =>
   Type.String({ pattern: `^(${schemes.map((s) => s.replace(/\+/g, '\\+')).join('|')})://` });
@@ -71,6 +72,15 @@ const Env = Type.Object({
   CALLTRAIL_SEAL_EVERY_EVENTS: Type.Integer({ minimum: 1, maximum: 100_000, default: 1_000 }),
   CALLTRAIL_SEAL_EVERY_SECONDS: Type.Number({ exclusiveMinimum: 0, maximum: 86_400, default: 60 }),
   CALLTRAIL_DIGEST_DIR: Type.Optional(Type.String({ minLength: 1 })),
+  CALLTRAIL_FORWARD_DESTINATIONS: Type.Optional(Type.String({ minLength: 1 })),
+  CALLTRAIL_FORWARD_SECRET: Type.Optional(Type.String({ minLength: 16 })),
+  CALLTRAIL_FORWARD_MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 100, default: 21 }),
+  CALLTRAIL_FORWARD_RETRY_INITIAL_MS: Type.Integer({ minimum: 10, maximum: 3_600_000, default: 10_000 }),
+  CALLTRAIL_FORWARD_RETRY_MAX_MS: Type.Integer({ minimum: 10, maximum: 86_400_000, default: 7_200_000 }),
+  CALLTRAIL_FORWARD_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 120_000, default: 10_000 }),
+  CALLTRAIL_FORWARD_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 16 }),
+  CALLTRAIL_FORWARD_PAUSE_AFTER_FAILURES: Type.Integer({ minimum: 1, maximum: 100_000, default: 10 }),
+  CALLTRAIL_FORWARD_PROBE_INTERVAL_MS: Type.Integer({ minimum: 10, maximum: 3_600_000, default: 60_000 }),
   CALLTRAIL_API_TOKENS: Type.Optional(
     Type.String({ pattern: '^[A-Za-z0-9._~-]{16,}(,[A-Za-z0-9._~-]{16,})*$' }),
   ),
@@ -146,10 +156,25 @@ const toConfig = (env: Env) =>
       /** Where digest files are written; undefined: none. */
       digestDirectory: env.CALLTRAIL_DIGEST_DIR,
     },
+    forwarding: {
+      /** The extra destinations; the relay destination is added by `forwardingDestinations`. */
+      destinations: parseDestinations(env.CALLTRAIL_FORWARD_DESTINATIONS),
+      secret: env.CALLTRAIL_FORWARD_SECRET,
+      retry: {
+        maxAttempts: env.CALLTRAIL_FORWARD_MAX_ATTEMPTS,
+        initialDelayMs: env.CALLTRAIL_FORWARD_RETRY_INITIAL_MS,
+        maxDelayMs: env.CALLTRAIL_FORWARD_RETRY_MAX_MS,
+      },
+      timeoutMs: env.CALLTRAIL_FORWARD_TIMEOUT_MS,
+      concurrency: env.CALLTRAIL_FORWARD_CONCURRENCY,
+      pauseAfterFailures: env.CALLTRAIL_FORWARD_PAUSE_AFTER_FAILURES,
+      probeIntervalMs: env.CALLTRAIL_FORWARD_PROBE_INTERVAL_MS,
+    },
   }) as const;
 
 export type Config = ReturnType<typeof toConfig>;
 export type LiveConfig = Config['live'];
+export type ForwardingConfig = Config['forwarding'];
 
 /** An address or a CIDR range of either family; throws naming the entry. */
 const checkProxyAddress = (entry: string): void => {
@@ -228,6 +253,32 @@ export const loadConfig = (source: NodeJS.ProcessEnv): Config => {
   if (env.CALLTRAIL_HEADERS_TIMEOUT_MS > env.CALLTRAIL_REQUEST_TIMEOUT_MS) {
     throw new ConfigError(
       `invalid configuration:\n  CALLTRAIL_HEADERS_TIMEOUT_MS=${env.CALLTRAIL_HEADERS_TIMEOUT_MS}: must not exceed CALLTRAIL_REQUEST_TIMEOUT_MS (${env.CALLTRAIL_REQUEST_TIMEOUT_MS})`,
+    );
+  }
+  const invalid = (name: string, value: unknown, message: string) =>
+    new ConfigError(`invalid configuration:\n  ${name}=${describeValue(name, value)}: ${message}`);
+  try {
+    parseDestinations(env.CALLTRAIL_FORWARD_DESTINATIONS);
+  } catch (error) {
+    throw invalid(
+      'CALLTRAIL_FORWARD_DESTINATIONS',
+      env.CALLTRAIL_FORWARD_DESTINATIONS,
+      (error as Error).message,
+    );
+  }
+  try {
+    checkForwardingSecret(
+      parseDestinations(env.CALLTRAIL_FORWARD_DESTINATIONS),
+      env.CALLTRAIL_FORWARD_SECRET,
+    );
+  } catch (error) {
+    throw invalid('CALLTRAIL_FORWARD_SECRET', env.CALLTRAIL_FORWARD_SECRET, (error as Error).message);
+  }
+  if (env.CALLTRAIL_FORWARD_RETRY_INITIAL_MS > env.CALLTRAIL_FORWARD_RETRY_MAX_MS) {
+    throw invalid(
+      'CALLTRAIL_FORWARD_RETRY_INITIAL_MS',
+      env.CALLTRAIL_FORWARD_RETRY_INITIAL_MS,
+      `must not exceed CALLTRAIL_FORWARD_RETRY_MAX_MS (${env.CALLTRAIL_FORWARD_RETRY_MAX_MS})`,
     );
   }
   return toConfig(env);

@@ -58,6 +58,25 @@ export const createMetrics = (options: { collectProcessMetrics?: boolean } = {})
       labelNames: ['kind'] as const,
       registers: [registry],
     }),
+    forwardingDeliveries: new Counter({
+      name: 'calltrail_forwarding_deliveries_total',
+      help: 'Forwarded deliveries by destination and outcome (recorded, delivered, failed)',
+      labelNames: ['destination', 'outcome'] as const,
+      registers: [registry],
+    }),
+    forwardingAttempts: new Counter({
+      name: 'calltrail_forwarding_attempts_total',
+      help: 'Delivery attempts by destination and outcome (delivered, retry, failed)',
+      labelNames: ['destination', 'outcome'] as const,
+      registers: [registry],
+    }),
+    forwardingAttemptSeconds: new Histogram({
+      name: 'calltrail_forwarding_attempt_duration_seconds',
+      help: 'Time of one delivery attempt, by destination',
+      labelNames: ['destination'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
   };
 };
 

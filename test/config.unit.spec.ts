@@ -56,6 +56,15 @@ describe('loadConfig', () => {
         maxSeconds: 60,
         digestDirectory: undefined,
       },
+      forwarding: {
+        destinations: [],
+        secret: undefined,
+        retry: { maxAttempts: 21, initialDelayMs: 10_000, maxDelayMs: 7_200_000 },
+        timeoutMs: 10_000,
+        concurrency: 16,
+        pauseAfterFailures: 10,
+        probeIntervalMs: 60_000,
+      },
     });
   });
 

@@ -5,6 +5,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import Type from 'typebox';
 import type { AppDependencies } from '../app.ts';
+import { DeliveryView, deliveriesOfCall } from '../forwarding/delivery-log.ts';
 import { NotFoundError } from '../errors.ts';
 import { auditSecurity, notFoundResponse, problemResponses } from './api-docs.ts';
 import { callAsOf } from './call-as-of.ts';
@@ -78,6 +79,9 @@ const CallDetail = Type.Object({
   timeline: Type.Array(TimelineEntryView),
   asOf: Type.Union([Type.String(), Type.Null()], {
     description: 'The time the call is shown as of; null for the current read model',
+  }),
+  deliveries: Type.Array(DeliveryView, {
+    description: "The call's events' deliveries to forwarding destinations, as they stand now",
   }),
 });
 
@@ -159,13 +163,18 @@ export const callsRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (ap
           call: toCallView(known.call),
           timeline: known.timeline.map(toTimelineEntryView),
           asOf: at.toISOString(),
+          deliveries: await fromReadModels(() => deliveriesOfCall(dependencies.database.pool, callId)),
         };
       }
-      const [call, timeline] = await fromReadModels(() =>
-        Promise.all([findCall(db, callId), findCallTimeline(db, callId)]),
+      const [call, timeline, deliveries] = await fromReadModels(() =>
+        Promise.all([
+          findCall(db, callId),
+          findCallTimeline(db, callId),
+          deliveriesOfCall(dependencies.database.pool, callId),
+        ]),
       );
       if (!call) throw unknownCall(callId);
-      return { call: toCallView(call), timeline: timeline.map(toTimelineEntryView), asOf: null };
+      return { call: toCallView(call), timeline: timeline.map(toTimelineEntryView), asOf: null, deliveries };
     },
   );
 };

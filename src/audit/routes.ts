@@ -11,6 +11,7 @@ import { exportRoutes } from './export-routes.ts';
 import { proofRoutes } from './proof-routes.ts';
 import { quarantineRoutes } from './quarantine-routes.ts';
 import { replayRoutes } from './replay-routes.ts';
+import { forwardingRoutes } from '../forwarding/forwarding-routes.ts';
 
 export const auditRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app, dependencies) => {
   app.addHook('onRequest', requireApiToken(dependencies.config.apiTokens));
@@ -24,4 +25,5 @@ export const auditRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (ap
   await app.register(quarantineRoutes, dependencies);
   await app.register(exportRoutes, dependencies);
   await app.register(replayRoutes, dependencies);
+  await app.register(forwardingRoutes, dependencies);
 };

@@ -4,6 +4,8 @@
 import { Command } from 'commander';
 import { registerCredentialsCommand } from './credentials.ts';
 import { registerExportCommand } from './export.ts';
+import { registerForwardCommand } from './forward.ts';
+import { registerDeliveriesCommand } from './deliveries.ts';
 import { exitOnUncaughtErrors } from './fatal-errors.ts';
 import { registerMigrateCommand } from './migrate.ts';
 import { registerProjectCommand } from './project.ts';
@@ -29,5 +31,7 @@ registerReplayCommand(program);
 registerCredentialsCommand(program);
 registerSealCommand(program);
 registerVerifyCommand(program);
+registerForwardCommand(program);
+registerDeliveriesCommand(program);
 
 await program.parseAsync(process.argv);

@@ -13,6 +13,7 @@ import { createLogger, type Logger } from '../logger.ts';
 import { createMetrics } from '../metrics.ts';
 import { openOutageJournal } from '../journal/outage-journal.ts';
 import { startProjector } from '../projector/projector.ts';
+import { startForwarding } from '../forwarding/forwarding-setup.ts';
 import { resolveSigningKey, startSealing } from '../sealing/sealing-setup.ts';
 import { openStores } from '../stores/open.ts';
 import { reportConnectedRole } from '../stores/runtime-role.ts';
@@ -34,6 +35,8 @@ export interface ServeOptions {
   readonly projector: boolean;
   /** Run the sealer in this process; default true. */
   readonly sealer?: boolean;
+  /** Run the forwarder in this process (when there are destinations); default true. */
+  readonly forwarder?: boolean;
 }
 
 /** Runs until a shutdown signal; resolves with the exit code. */
@@ -119,6 +122,17 @@ export const serve = async (options: ServeOptions): Promise<number> => {
     if (stopping) return;
     // Signs the manifests of exports and replays (with or without the sealer in this process).
     const sealingKey = (await resolveSigningKey(effective, planStores(config).embeddedDefault))?.key;
+    const forwarder =
+      (options.forwarder ?? true)
+        ? startForwarding(effective, {
+            eventStore: stores.eventStore,
+            pool: stores.database.pool,
+            logger: logger.child({ component: 'forwarder' }),
+            metrics,
+          })
+        : undefined;
+    if (forwarder) teardown.push({ name: 'forwarder', run: () => forwarder.stop() });
+    if (stopping) return;
 
     const outageJournal = await openOutageJournal({
       config: effective,
@@ -142,6 +156,7 @@ export const serve = async (options: ServeOptions): Promise<number> => {
         ...(projector ? { projections: projector } : {}),
         archive: outageJournal.archive,
         ...(sealingKey === undefined ? {} : { sealingKey }),
+        ...(forwarder ? { forwarder } : {}),
       },
       { logger },
     );
@@ -206,8 +221,13 @@ export const registerServeCommand = (program: Command): void => {
     .description('receive Flireo webhooks and serve the audit API (and run the projector)')
     .option('--no-projector', 'do not run the projector in this process (run `calltrail project` for it)')
     .option('--no-sealer', 'do not run the sealer in this process (run `calltrail seal` for it)')
-    .action(async (options: { projector: boolean; sealer: boolean }) => {
-      const code = await serve({ projector: options.projector, sealer: options.sealer });
+    .option('--no-forwarder', 'do not run the forwarder in this process (run `calltrail forward` for it)')
+    .action(async (options: { projector: boolean; sealer: boolean; forwarder: boolean }) => {
+      const code = await serve({
+        projector: options.projector,
+        sealer: options.sealer,
+        forwarder: options.forwarder,
+      });
       // Explicit: a library handle left open must not keep a stopped server's process alive.
       process.exit(code);
     });

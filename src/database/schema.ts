@@ -4,3 +4,9 @@ export { callTimeline } from '../../projections/call-timeline/read-model.ts';
 export { quarantinedRequests } from '../../projections/quarantine/read-model.ts';
 export { terminations } from '../../projections/terminations/read-model.ts';
 export { projectionCheckpoints, projectionDeadLetters } from '../projector/schema.ts';
+export {
+  forwardingAttempts,
+  forwardingCheckpoints,
+  forwardingDeliveries,
+  forwardingDestinations,
+} from '../forwarding/schema.ts';

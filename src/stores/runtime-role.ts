@@ -100,7 +100,8 @@ const sequencesOf = async (client: pg.ClientBase, table: string): Promise<string
  * connected to, exactly: on the event store, SELECT and INSERT on the events table (identity
  * positions need no sequence right; the triggers' functions run without EXECUTE checks) and SELECT
  * on its migration history; on the read models, SELECT, INSERT, UPDATE and DELETE on their tables
- * (checkpoints and dead letters included) and USAGE on their serial sequences, and SELECT on the
+ * (checkpoints, dead letters and forwarding's deliveries, attempts and destinations included) and
+ * USAGE on their serial sequences, and SELECT on the
  * migration history, which every command reads at start-up. Whatever else the role held on those
  * tables is revoked first. Returns whether the role was created. Runs in one transaction.
  */

@@ -71,6 +71,7 @@ describe('npm run bench', () => {
       'queries',
       'rebuild',
       'soak',
+      'forwarding',
     ]);
     expect(report.dataset.events).toBe(events);
     expect(report.dataset.endedCalls).toBeGreaterThan(0);

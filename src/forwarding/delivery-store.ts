@@ -1,0 +1,343 @@
+/**
+ * Forwarding's SQL: recording deliveries with the checkpoint, finding the deliveries due (the head
+ * of each call's queue per destination), recording attempts, and each destination's state. The
+ * forwarder runs these on the session holding its leader lock; the audit API's controls run theirs
+ * on the pool.
+ */
+import type pg from 'pg';
+import type { GlobalPosition, RecordedEvent } from '../event-store/event-store.ts';
+import { bigintText } from '../database/sql.ts';
+
+/** A pool, a client, or a session shared in turn (see `serialized`). */
+export interface Queryable {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    text: string,
+    values?: unknown[],
+  ): Promise<pg.QueryResult<R>>;
+}
+
+/**
+ * One session used by several loops at once, its queries one after another: a pg client must not
+ * be given a query while another runs.
+ */
+export const serialized = (client: pg.ClientBase): Queryable => {
+  let tail: Promise<unknown> = Promise.resolve();
+  return {
+    query: <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => {
+      const result = tail.then(() => client.query<R>(text, values));
+      tail = result.catch(() => {});
+      return result;
+    },
+  };
+};
+
+/**
+ * A pool used by one component with at most `max` of its connections at once, so the component
+ * leaves the rest to others (the audit API shares it) and never waits out the pool's connect bound.
+ */
+export const limited = (pool: Queryable, max: number): Queryable => {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  return {
+    query: async <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => {
+      if (running >= max) await new Promise<void>((resolve) => waiting.push(resolve));
+      running += 1;
+      try {
+        return await pool.query<R>(text, values);
+      } finally {
+        running -= 1;
+        waiting.shift()?.();
+      }
+    },
+  };
+};
+
+export const forwarderName = 'forwarder';
+
+export const loadForwardingCheckpoint = async (client: Queryable): Promise<GlobalPosition | undefined> => {
+  const { rows } = await client.query<{ commit: string; prepare: string }>(
+    `SELECT commit_position::text AS commit, prepare_position::text AS prepare
+       FROM forwarding_checkpoints WHERE forwarder = $1`,
+    [forwarderName],
+  );
+  const row = rows[0];
+  return row === undefined ? undefined : { commit: BigInt(row.commit), prepare: BigInt(row.prepare) };
+};
+
+export interface DeliveryToRecord {
+  readonly destination: string;
+  readonly event: RecordedEvent;
+  readonly callId: string | null;
+}
+
+/**
+ * In one statement (so atomically): the deliveries (each event once per destination, whatever is
+ * recorded twice) and the checkpoint `through`. Returns how many were new, per destination.
+ */
+export const recordDeliveries = async (
+  client: Queryable,
+  deliveries: readonly DeliveryToRecord[],
+  through: GlobalPosition,
+  now: Date,
+): Promise<Map<string, number>> => {
+  const column = <T>(pick: (delivery: DeliveryToRecord) => T) => deliveries.map(pick);
+  const { rows } = await client.query<{ destination: string; recorded: number }>(
+    `WITH checkpoint AS (
+       INSERT INTO forwarding_checkpoints (forwarder, commit_position, prepare_position, updated_at)
+       VALUES ($1, $2::numeric, $3::numeric, $4)
+       ON CONFLICT (forwarder) DO UPDATE SET commit_position = excluded.commit_position,
+         prepare_position = excluded.prepare_position, updated_at = excluded.updated_at
+     ), inserted AS (
+       INSERT INTO forwarding_deliveries (destination, event_id, stream_name, stream_revision,
+         commit_position, prepare_position, event_type, call_id, status, next_attempt_at, recorded_at)
+       SELECT d.destination, d.event_id::uuid, d.stream_name, d.revision::bigint, d.commit::numeric,
+              d.prepare::numeric, d.event_type, d.call_id, 'pending', $4, $4
+         FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
+           WITH ORDINALITY AS d(destination, event_id, stream_name, revision, commit, prepare, event_type, call_id, n)
+        ORDER BY d.n
+       ON CONFLICT (destination, event_id) DO NOTHING
+       RETURNING destination
+     )
+     SELECT destination, count(*)::int AS recorded FROM inserted GROUP BY destination`,
+    [
+      forwarderName,
+      bigintText(through.commit),
+      bigintText(through.prepare),
+      now.toISOString(),
+      column((d) => d.destination),
+      column((d) => d.event.id),
+      column((d) => d.event.streamName),
+      column((d) => d.event.revision.toString()),
+      column((d) => d.event.position.commit.toString()),
+      column((d) => d.event.position.prepare.toString()),
+      column((d) => d.event.type),
+      column((d) => d.callId),
+    ],
+  );
+  return new Map(rows.map((row) => [row.destination, row.recorded]));
+};
+
+export interface DueDelivery {
+  readonly id: string;
+  readonly destination: string;
+  readonly eventId: string;
+  readonly streamName: string;
+  readonly streamRevision: bigint;
+  readonly attempts: number;
+  readonly roundStart: number;
+}
+
+/**
+ * The deliveries that may be attempted now: per destination and stream, the earliest pending one
+ * (so a call's events go in archive order), when it is due; oldest first.
+ */
+export const selectDue = async (
+  client: Queryable,
+  destinations: readonly string[],
+  now: Date,
+  limit: number,
+): Promise<DueDelivery[]> => {
+  if (destinations.length === 0 || limit <= 0) return [];
+  // Oldest pending first, each only when no earlier delivery of its call to that destination is
+  // pending: a walk of the pending index that stops after `limit` heads, whatever the backlog.
+  const { rows } = await client.query<{
+    id: string;
+    destination: string;
+    event_id: string;
+    stream_name: string;
+    stream_revision: string;
+    attempts: number;
+    round_start: number;
+  }>(
+    `SELECT id::text, destination, event_id, stream_name, stream_revision::text, attempts, round_start
+       FROM forwarding_deliveries d
+      WHERE status = 'pending' AND destination = ANY($1::text[]) AND next_attempt_at <= $2
+        AND NOT EXISTS (
+              SELECT 1 FROM forwarding_deliveries e
+               WHERE e.status = 'pending' AND e.destination = d.destination AND e.stream_name = d.stream_name
+                 AND (e.commit_position, e.prepare_position) < (d.commit_position, d.prepare_position))
+      ORDER BY commit_position, prepare_position
+      LIMIT $3`,
+    [destinations, now.toISOString(), limit],
+  );
+  return rows.map((row) => ({
+    id: row.id,
+    destination: row.destination,
+    eventId: row.event_id,
+    streamName: row.stream_name,
+    streamRevision: BigInt(row.stream_revision),
+    attempts: row.attempts,
+    roundStart: row.round_start,
+  }));
+};
+
+/** When the earliest pending delivery of these destinations is due; undefined when none is pending. */
+export const nextDueAt = async (
+  client: Queryable,
+  destinations: readonly string[],
+): Promise<Date | undefined> => {
+  if (destinations.length === 0) return undefined;
+  const { rows } = await client.query<{ at: Date | null }>(
+    `SELECT min(next_attempt_at) AS at FROM forwarding_deliveries
+      WHERE status = 'pending' AND destination = ANY($1::text[])`,
+    [destinations],
+  );
+  return rows[0]?.at ?? undefined;
+};
+
+export interface AttemptRecord {
+  readonly deliveryId: string;
+  readonly attempt: number;
+  readonly destination: string;
+  readonly attemptedAt: Date;
+  readonly status: number | undefined;
+  readonly latencyMs: number;
+  readonly error: string | undefined;
+  readonly response: string | undefined;
+}
+
+/**
+ * The attempt, and what it makes of its delivery, in one statement; nothing changes when the
+ * delivery is no longer at that attempt (an operator's retry got there first).
+ */
+export const recordAttempt = async (
+  client: Queryable,
+  attempt: AttemptRecord,
+  next: { status: 'pending' | 'delivered' | 'failed'; nextAttemptAt: Date; finishedAt: Date | undefined },
+): Promise<void> => {
+  await client.query(
+    `WITH attempt AS (
+       INSERT INTO forwarding_attempts (delivery_id, attempt, destination, attempted_at, status, latency_ms, error, response)
+       VALUES ($1::bigint, $2, $3, $4, $5, $6, $7, $8)
+     )
+     UPDATE forwarding_deliveries SET attempts = $2, status = $9, next_attempt_at = $10, finished_at = $11,
+            last_status = $5, last_error = $7
+      WHERE id = $1::bigint AND status = 'pending' AND attempts = $2 - 1`,
+    [
+      attempt.deliveryId,
+      attempt.attempt,
+      attempt.destination,
+      attempt.attemptedAt.toISOString(),
+      attempt.status ?? null,
+      attempt.latencyMs,
+      attempt.error ?? null,
+      attempt.response ?? null,
+      next.status,
+      next.nextAttemptAt.toISOString(),
+      next.finishedAt?.toISOString() ?? null,
+    ],
+  );
+};
+
+/** A delivery that cannot be attempted at all (its event is gone from the archive): dead. */
+export const failUnattemptable = async (
+  client: Queryable,
+  deliveryId: string,
+  error: string,
+  now: Date,
+): Promise<void> => {
+  await client.query(
+    `UPDATE forwarding_deliveries SET status = 'failed', finished_at = $2, last_error = $3
+      WHERE id = $1::bigint AND status = 'pending'`,
+    [deliveryId, now.toISOString(), error],
+  );
+};
+
+export const postpone = async (client: Queryable, deliveryId: string, until: Date): Promise<void> => {
+  await client.query(
+    `UPDATE forwarding_deliveries SET next_attempt_at = $2 WHERE id = $1::bigint AND status = 'pending'`,
+    [deliveryId, until.toISOString()],
+  );
+};
+
+export interface DestinationState {
+  readonly name: string;
+  readonly pausedReason: 'manual' | 'failing' | null;
+  readonly pausedAt: Date | null;
+  readonly consecutiveFailures: number;
+  readonly probeAt: Date | null;
+}
+
+export const ensureDestinations = async (client: Queryable, names: readonly string[]): Promise<void> => {
+  await client.query(
+    `INSERT INTO forwarding_destinations (name) SELECT unnest($1::text[]) ON CONFLICT (name) DO NOTHING`,
+    [names],
+  );
+};
+
+export const loadDestinationStates = async (
+  client: Queryable,
+  names: readonly string[],
+): Promise<Map<string, DestinationState>> => {
+  const { rows } = await client.query<{
+    name: string;
+    paused_reason: 'manual' | 'failing' | null;
+    paused_at: Date | null;
+    consecutive_failures: number;
+    probe_at: Date | null;
+  }>(
+    `SELECT name, paused_reason, paused_at, consecutive_failures, probe_at
+       FROM forwarding_destinations WHERE name = ANY($1::text[])`,
+    [names],
+  );
+  return new Map(
+    rows.map((row) => [
+      row.name,
+      {
+        name: row.name,
+        pausedReason: row.paused_reason,
+        pausedAt: row.paused_at,
+        consecutiveFailures: row.consecutive_failures,
+        probeAt: row.probe_at,
+      },
+    ]),
+  );
+};
+
+/** A probe of a destination paused as failing is about to go out: the next one waits its interval. */
+export const scheduleNextProbe = async (client: Queryable, name: string, at: Date): Promise<void> => {
+  await client.query(`UPDATE forwarding_destinations SET probe_at = $2 WHERE name = $1`, [
+    name,
+    at.toISOString(),
+  ]);
+};
+
+/** The destination answered: its failures end, and a pause for failing with them. */
+export const destinationAnswered = async (client: Queryable, name: string): Promise<boolean> => {
+  const { rows } = await client.query<{ resumed: boolean }>(
+    `UPDATE forwarding_destinations d SET consecutive_failures = 0,
+            paused_reason = CASE WHEN d.paused_reason = 'failing' THEN NULL ELSE d.paused_reason END,
+            paused_at = CASE WHEN d.paused_reason = 'failing' THEN NULL ELSE d.paused_at END,
+            probe_at = NULL
+       FROM forwarding_destinations old
+      WHERE d.name = $1 AND old.name = d.name
+        AND (d.consecutive_failures > 0 OR d.paused_reason = 'failing')
+      RETURNING old.paused_reason = 'failing' AS resumed`,
+    [name],
+  );
+  return rows[0]?.resumed === true;
+};
+
+/** The destination failed once more; paused as failing once `pauseAfter` failures in a row. */
+export const destinationFailed = async (
+  client: Queryable,
+  name: string,
+  pauseAfter: number,
+  probeAt: Date,
+  now: Date,
+): Promise<boolean> => {
+  const { rows } = await client.query<{ paused: boolean }>(
+    `UPDATE forwarding_destinations d SET consecutive_failures = d.consecutive_failures + 1,
+            paused_reason = CASE WHEN d.paused_reason IS NULL AND d.consecutive_failures + 1 >= $2
+                                 THEN 'failing' ELSE d.paused_reason END,
+            paused_at = CASE WHEN d.paused_reason IS NULL AND d.consecutive_failures + 1 >= $2
+                             THEN $4::timestamptz ELSE d.paused_at END,
+            probe_at = CASE WHEN d.paused_reason IS NULL AND d.consecutive_failures + 1 >= $2
+                            THEN $3::timestamptz ELSE d.probe_at END
+       FROM forwarding_destinations old
+      WHERE d.name = $1 AND old.name = d.name
+      RETURNING old.paused_reason IS NULL AND d.paused_reason = 'failing' AS paused`,
+    [name, pauseAfter, probeAt.toISOString(), now.toISOString()],
+  );
+  return rows[0]?.paused === true;
+};
