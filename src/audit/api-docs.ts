@@ -39,6 +39,7 @@ export const apiDocs = fp(
           { name: 'archive', description: 'Archived events and quarantined requests, as stored' },
           { name: 'exports', description: 'CSV exports' },
           { name: 'replay', description: 'The archive as a resumable event stream' },
+          { name: 'health', description: 'Integration health: failures, durations, volume, missed webhooks' },
         ],
       },
     });

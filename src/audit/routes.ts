@@ -10,6 +10,7 @@ import { callsRoutes } from './calls-routes.ts';
 import { exportRoutes } from './export-routes.ts';
 import { quarantineRoutes } from './quarantine-routes.ts';
 import { replayRoutes } from './replay-routes.ts';
+import { integrationHealthRoutes } from '../health/health-routes.ts';
 
 export const auditRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app, dependencies) => {
   app.addHook('onRequest', requireApiToken(dependencies.config.apiTokens));
@@ -22,4 +23,5 @@ export const auditRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (ap
   await app.register(quarantineRoutes, dependencies);
   await app.register(exportRoutes, dependencies);
   await app.register(replayRoutes, dependencies);
+  await app.register(integrationHealthRoutes, dependencies);
 };
