@@ -43,6 +43,8 @@ export interface HealthQuery {
   /** The time stale calls are measured against. */
   readonly now: Date;
   readonly staleAfterSeconds: number;
+  /** Stale calls are those whose last event is at or after this (default `from`). */
+  readonly staleSince?: Date;
   readonly statementTimeoutMs: number;
   /** Defaults to `maxGroups`. */
   readonly groups?: number;
@@ -247,10 +249,17 @@ export const computeHealth = async (client: pg.ClientBase, query: HealthQuery): 
         maxAssistants,
       ])
     ).rows;
+    const staleSince = query.staleSince ?? from;
     const staleRows =
-      lastEventBefore.getTime() > from.getTime()
-        ? (await client.query<StaleRow>(staleSql, [from, lastEventBefore, assistant, maxStaleCallsListed]))
-            .rows
+      lastEventBefore.getTime() > staleSince.getTime()
+        ? (
+            await client.query<StaleRow>(staleSql, [
+              staleSince,
+              lastEventBefore,
+              assistant,
+              maxStaleCallsListed,
+            ])
+          ).rows
         : [];
     await client.query('COMMIT');
 

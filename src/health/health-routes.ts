@@ -11,6 +11,7 @@ import { InvalidArgumentError } from '../errors.ts';
 import { auditSecurity, problemResponses } from '../audit/api-docs.ts';
 import { IsoDateTime, TextFilter, nullable, parseTimeRange } from '../audit/parameters.ts';
 import { fromReadModels } from '../audit/read-models.ts';
+import { registerHealthMetrics } from './health-metrics.ts';
 import { computeHealth, maxPeriodDays, type HealthFigures } from './health-queries.ts';
 
 /** The period shown when none is asked for: the last day. */
@@ -114,7 +115,14 @@ export const parseHealthPeriod = (
 export const readHealth = (
   database: Database,
   config: Pick<Config, 'health'>,
-  options: { from: Date; to: Date; assistant: string | undefined; now: Date; groups?: number },
+  options: {
+    from: Date;
+    to: Date;
+    assistant: string | undefined;
+    now: Date;
+    groups?: number;
+    staleSince?: Date;
+  },
 ): Promise<HealthFigures> =>
   fromReadModels(async () => {
     const client = await database.pool.connect();
@@ -162,6 +170,21 @@ export const integrationHealthRoutes: FastifyPluginAsyncTypebox<AppDependencies>
   app,
   dependencies,
 ) => {
+  const { health } = dependencies.config;
+  registerHealthMetrics(dependencies.metrics.registry, {
+    now: dependencies.clock,
+    read: () => {
+      const now = dependencies.clock();
+      const from = new Date(now.getTime() - health.metricsWindowSeconds * 1000);
+      return readHealth(dependencies.database, dependencies.config, {
+        from,
+        to: now,
+        now,
+        assistant: undefined,
+        staleSince: new Date(from.getTime() - health.staleCallSeconds * 1000),
+      });
+    },
+  });
   app.get(
     '/health',
     {

@@ -468,3 +468,81 @@ describe('artifact groups', () => {
     ]);
   });
 });
+
+describe('health metrics', () => {
+  it('give the same figures over their window, with bounded labels', async () => {
+    const windowSeconds = 3 * 3_600;
+    const base = testConfig();
+    const metricsApp = await buildTestApp({
+      eventStore: stores.eventStore,
+      database: stores.database,
+      config: { ...base, health: { ...base.health, metricsWindowSeconds: windowSeconds } },
+    });
+    try {
+      metricsApp.clock.set(new Date(now));
+      const response = await metricsApp.app.inject({ method: 'GET', url: '/metrics', headers: bearer() });
+      expect(response.statusCode).toBe(200);
+      const samples = new Map<string, number>();
+      for (const line of response.body.split('\n')) {
+        const match = /^(calltrail_health_\w+(?:\{.*\})?) (\S+)$/.exec(line);
+        if (match) samples.set(match[1]!, Number(match[2]));
+      }
+      const windowFrom = new Date(now - windowSeconds * 1000).toISOString();
+      const report = (
+        await getHealth({ from: windowFrom, to: new Date(now).toISOString() })
+      ).json<HealthReport>();
+      const total = (values: number[]) => values.reduce((sum, count) => sum + count, 0);
+      expect(samples.get('calltrail_health_calls{state="started"}')).toBe(total(report.volume.started));
+      expect(samples.get('calltrail_health_calls{state="ended"}')).toBe(total(report.volume.ended));
+      expect(samples.get('calltrail_health_calls{state="failed"}')).toBe(report.failures.total);
+      expect(report.failures.total).toBeGreaterThan(0);
+      expect(samples.get('calltrail_health_window_seconds')).toBe(windowSeconds);
+      const byArtifact = [...samples].filter(([name]) =>
+        name.startsWith('calltrail_health_failures_by_artifact{'),
+      );
+      expect(byArtifact.length).toBeLessThanOrEqual(11);
+      expect(total(byArtifact.map(([, value]) => value))).toBe(report.failures.total);
+      for (const group of report.failures.byArtifact) {
+        const label =
+          group.artifactGroup === null
+            ? 'none'
+            : group.artifactGroup.replace(/\\/g, '\\\\').replace(/"/g, '\\"');
+        expect(samples.get(`calltrail_health_failures_by_artifact{artifact_group="${label}"}`)).toBe(
+          group.count,
+        );
+      }
+      const byReason = [...samples].filter(([name]) =>
+        name.startsWith('calltrail_health_failures_by_ended_reason{'),
+      );
+      expect(total(byReason.map(([, value]) => value))).toBe(report.failures.total);
+      for (const group of report.failures.byEndedReason) {
+        expect(
+          samples.get(`calltrail_health_failures_by_ended_reason{ended_reason="${group.endedReason}"}`),
+        ).toBe(group.count);
+      }
+      for (const entry of report.durations) {
+        expect(
+          samples.get(
+            `calltrail_health_call_duration_seconds{assistant="${entry.assistant}",quantile="0.5"}`,
+          ),
+        ).toBeCloseTo(entry.p50, 6);
+        expect(
+          samples.get(
+            `calltrail_health_call_duration_seconds{assistant="${entry.assistant}",quantile="0.99"}`,
+          ),
+        ).toBeCloseTo(entry.p99, 6);
+      }
+      // Stale: in progress, the last event within the window before the threshold.
+      const staleFrom = now - windowSeconds * 1000 - staleSeconds * 1000;
+      const staleTo = now - staleSeconds * 1000;
+      const stale = expectedCalls().filter(
+        (call) => call.status === 'in-progress' && call.lastAt >= staleFrom && call.lastAt < staleTo,
+      );
+      expect(stale.length).toBeGreaterThan(0);
+      expect(samples.get('calltrail_health_stale_calls')).toBe(stale.length);
+      expect(samples.get('calltrail_health_refresh_failures_total')).toBe(0);
+    } finally {
+      await metricsApp.app.close();
+    }
+  });
+});
