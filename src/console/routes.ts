@@ -38,6 +38,8 @@ import { callRow, callsPage, matchesFilter, parseCallsView } from './calls-page.
 import { attribute, html } from './html.ts';
 import { page, problemList } from './layout.ts';
 import { livePage } from './live-page.ts';
+import { healthPage, parseHealthView } from './health-page.ts';
+import { readHealth } from '../health/health-routes.ts';
 import {
   clearSessionCookie,
   csrfToken,
@@ -333,6 +335,23 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
         `attachment; filename="call-${callId.replace(/[^A-Za-z0-9._-]/g, '_')}.jsonl"`,
       )
       .send(Readable.from(lines()));
+  });
+
+  app.get('/console/health', { schema: { hide: true } }, async (request, reply) => {
+    const token = await signedIn(request, reply);
+    if (token === undefined) return reply;
+    const now = dependencies.clock();
+    const view = parseHealthView(request.query as Record<string, unknown>, now);
+    const figures =
+      view.period === undefined
+        ? undefined
+        : await readHealth(dependencies.database, config, { ...view.period, assistant: view.assistant, now });
+    const body = healthPage(view, figures, now);
+    return sendPage(
+      reply,
+      page({ title: 'Health', section: 'health', csrf: csrfToken(token), body }),
+      view.errors.length > 0 ? 400 : 200,
+    );
   });
 
   app.get('/console/live', { schema: { hide: true } }, async (request, reply) => {

@@ -12,7 +12,8 @@ import { startProjector, type RunningProjector } from '../../src/projector/proje
 import { artifactGroupOf, artifactGroupSql } from '../../src/health/artifact-groups.ts';
 import type { HealthReport } from '../../src/health/health-routes.ts';
 import { buildTestApp, signatureHeaders, testConfig, type TestApp } from '../support/app.ts';
-import { bearer, openAuditStores, runTag, type AuditStores } from '../audit/support.ts';
+import { apiToken, bearer, openAuditStores, runTag, type AuditStores } from '../audit/support.ts';
+import { escapeText } from '../../src/console/html.ts';
 
 const tag = runTag();
 const assistantA = '+31850000101';
@@ -544,5 +545,48 @@ describe('health metrics', () => {
     } finally {
       await metricsApp.app.close();
     }
+  });
+});
+
+describe('the Health page', () => {
+  const cookie = { cookie: `calltrail_session=${apiToken}` };
+
+  it('shows the figures as charts with their numbers, artifacts as text', async () => {
+    const response = await harness.app.inject({
+      method: 'GET',
+      url: `/console/health?${new URLSearchParams({ from, to }).toString()}`,
+      headers: cookie,
+    });
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['content-security-policy']).toContain("script-src 'self'");
+    const page = response.body;
+    const expected = expectedReport(undefined);
+    expect(page).toMatch(/<a\s+href="\/console\/health"\s+aria-current="page"/);
+    expect(page).toContain('role="img"');
+    expect(page).toContain(
+      `<strong>${expected.failed.reduce((sum, count) => sum + count, 0)}</strong> with an error`,
+    );
+    expect(page).toContain(`<strong>${expected.stale.length}</strong> stale`);
+    for (const group of expected.byArtifact) {
+      if (group.artifactGroup !== null) expect(page).toContain(escapeText(group.artifactGroup));
+    }
+    // The hostile group is shown as text: no script element of the archive reaches the page.
+    expect(page).toContain('&lt;script&gt;alert(&lt;n&gt;)&lt;/script&gt;');
+    expect(page).not.toMatch(/<script>alert/);
+    expect(page).not.toMatch(/style="/);
+    for (const call of expected.stale) expect(page).toContain(`/console/calls/${call.callId}`);
+  });
+
+  it('names a bad field, and asks for sign-in without a session', async () => {
+    const bad = await harness.app.inject({
+      method: 'GET',
+      url: '/console/health?from=soon',
+      headers: cookie,
+    });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.body).toContain('<strong>from</strong>');
+    const anonymous = await harness.app.inject({ method: 'GET', url: '/console/health' });
+    expect(anonymous.statusCode).toBe(303);
+    expect(anonymous.headers.location).toContain('/console/sign-in');
   });
 });
