@@ -12,6 +12,7 @@ import { compileMeasuredCode } from './compiled.ts';
 import type { BenchContext, BenchOptions, Dataset } from './context.ts';
 import { catchUpProjections, seedDataset } from './dataset.ts';
 import { benchExport } from './export.ts';
+import { benchHealth } from './health.ts';
 import { benchIngest } from './ingest.ts';
 import { benchJournal } from './journal.ts';
 import { describeMachine } from './measure.ts';
@@ -28,6 +29,7 @@ const benchmarks = {
   projection: benchProjection,
   export: benchExport,
   queries: benchQueries,
+  health: benchHealth,
   rebuild: benchRebuild,
   soak: benchSoak,
 } satisfies Record<string, (context: BenchContext) => Promise<BenchmarkResult>>;
