@@ -49,7 +49,7 @@ FROM (
   FROM generate_series(1, ${calls}) AS i
 ) AS seed`;
 
-const seedHealthDatabase = async (context: BenchContext, calls: number): Promise<string> => {
+export const seedHealthDatabase = async (context: BenchContext, calls: number): Promise<string> => {
   const url = await context.postgres.createDatabase('health');
   const database = openDatabase(url, { max: 1 });
   try {

@@ -14,7 +14,6 @@
  * agree with each other), under their own statement timeout.
  */
 import type pg from 'pg';
-import { artifactGroupSql } from './artifact-groups.ts';
 
 /** The widths a bucket may have, smallest first; the smallest giving at most `maxBuckets` wins. */
 export const bucketWidthsSeconds = [
@@ -117,14 +116,13 @@ export const bucketSecondsFor = (from: Date, to: Date): number => {
   return bucketWidthsSeconds.at(-1)!;
 };
 
-const bucketExpression = (column: string) => `floor(extract(epoch from ${column}) / $3)::bigint`;
-
-const artifactGroup = artifactGroupSql('debugging_artifact');
+// date_part (double precision), not extract (numeric): several times faster over many rows.
+const bucketExpression = (column: string) => `floor(date_part('epoch', ${column}) / $3)::bigint`;
 
 // $1 from, $2 to, $3 bucket seconds, $4 assistant (null: all), $5 groups listed.
 const failuresSql = `
 WITH failures AS MATERIALIZED (
-  SELECT ${artifactGroup} AS artifact_group, debugging_artifact, ended_reason, ${bucketExpression('ended_at')} AS bucket
+  SELECT debugging_artifact_group AS artifact_group, debugging_artifact, ended_reason, ${bucketExpression('ended_at')} AS bucket
   FROM terminations
   WHERE ended_at >= $1 AND ended_at < $2 AND outcome = 'ended-with-debugging'
     AND ($4::text IS NULL OR assistant = $4)
