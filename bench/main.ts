@@ -14,6 +14,7 @@ import type { BenchContext, BenchOptions, Dataset } from './context.ts';
 import { catchUpProjections, seedDataset } from './dataset.ts';
 import { benchExport } from './export.ts';
 import { benchForwarding } from './forwarding.ts';
+import { benchHealth } from './health.ts';
 import { benchIngest } from './ingest.ts';
 import { benchJournal } from './journal.ts';
 import { describeMachine } from './measure.ts';
@@ -31,6 +32,7 @@ const benchmarks = {
   projection: benchProjection,
   export: benchExport,
   queries: benchQueries,
+  health: benchHealth,
   rebuild: benchRebuild,
   soak: benchSoak,
   console: benchConsole,

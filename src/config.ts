@@ -67,6 +67,13 @@ const Env = Type.Object({
     maximum: 256 * 1024 * 1024,
     default: 4 * 1024 * 1024,
   }),
+  CALLTRAIL_HEALTH_STALE_CALL_SECONDS: Type.Integer({ minimum: 60, maximum: 30 * 86_400, default: 3_600 }),
+  CALLTRAIL_HEALTH_STATEMENT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 600_000, default: 5_000 }),
+  CALLTRAIL_HEALTH_METRICS_WINDOW_SECONDS: Type.Integer({
+    minimum: 60,
+    maximum: 30 * 86_400,
+    default: 3_600,
+  }),
   CALLTRAIL_SEALING_KEY: Type.Optional(Type.String({ pattern: '-----BEGIN PRIVATE KEY-----' })),
   CALLTRAIL_SEALING_KEY_FILE: Type.Optional(Type.String({ minLength: 1 })),
   CALLTRAIL_SEAL_EVERY_EVENTS: Type.Integer({ minimum: 1, maximum: 100_000, default: 1_000 }),
@@ -146,6 +153,15 @@ const toConfig = (env: Env) =>
     live: {
       maxClients: env.CALLTRAIL_LIVE_MAX_CLIENTS,
       clientBufferBytes: env.CALLTRAIL_LIVE_CLIENT_BUFFER_BYTES,
+    },
+    /** Integration health (`GET /health`, its metrics and console page). */
+    health: {
+      /** An in-progress call whose last event is older than this is reported stale (a missed webhook). */
+      staleCallSeconds: env.CALLTRAIL_HEALTH_STALE_CALL_SECONDS,
+      /** Bound on each health statement. */
+      statementTimeoutMs: env.CALLTRAIL_HEALTH_STATEMENT_TIMEOUT_MS,
+      /** The period the health metrics cover, ending at the scrape. */
+      metricsWindowSeconds: env.CALLTRAIL_HEALTH_METRICS_WINDOW_SECONDS,
     },
     sealing: {
       /** PKCS#8 PEM of the Ed25519 signing key, given directly or as a file. */

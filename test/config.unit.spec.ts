@@ -49,6 +49,7 @@ describe('loadConfig', () => {
       },
       readModels: { connectTimeoutMs: 3_000, statementTimeoutMs: 30_000 },
       live: { maxClients: 1_000, clientBufferBytes: 4 * 1024 * 1024 },
+      health: { staleCallSeconds: 3_600, statementTimeoutMs: 5_000, metricsWindowSeconds: 3_600 },
       sealing: {
         key: undefined,
         keyFile: undefined,
@@ -66,6 +67,19 @@ describe('loadConfig', () => {
         probeIntervalMs: 60_000,
       },
     });
+  });
+
+  it('reads the health settings and names a bad one', () => {
+    expect(
+      loadConfig({
+        CALLTRAIL_HEALTH_STALE_CALL_SECONDS: '600',
+        CALLTRAIL_HEALTH_STATEMENT_TIMEOUT_MS: '2000',
+        CALLTRAIL_HEALTH_METRICS_WINDOW_SECONDS: '900',
+      }).health,
+    ).toEqual({ staleCallSeconds: 600, statementTimeoutMs: 2_000, metricsWindowSeconds: 900 });
+    expect(failure({ CALLTRAIL_HEALTH_STALE_CALL_SECONDS: '5' })).toMatch(
+      /CALLTRAIL_HEALTH_STALE_CALL_SECONDS=/,
+    );
   });
 
   it('reads the live feed limits and refuses a buffer too small to hold an event', () => {

@@ -3,11 +3,12 @@
  * projection of its own: the `calls` projection renders each ended call into it (same transaction,
  * same checkpoint), so it always agrees with the `calls` table.
  */
-import { getTableColumns } from 'drizzle-orm';
+import { getTableColumns, sql } from 'drizzle-orm';
 import { doublePrecision, index, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
 import type pg from 'pg';
 import { positionColumn } from '../../src/database/columns.ts';
 import { tableName, unnestColumnsOf, unnestInsert, updateAllOnConflict } from '../../src/database/sql.ts';
+import { artifactGroupSql } from '../../src/health/artifact-groups.ts';
 import type { CallRow } from '../calls/read-model.ts';
 
 export const terminations = pgTable(
@@ -26,13 +27,26 @@ export const terminations = pgTable(
     assistant: text('assistant'),
     lastCommitPosition: positionColumn('last_commit_position').notNull(),
     lastPreparePosition: positionColumn('last_prepare_position').notNull(),
+    /**
+     * The debugging artifact with its ids, numbers and times replaced by placeholders, so the same
+     * failure groups together (the rule is in `src/health/artifact-groups.ts`). Computed by
+     * PostgreSQL when the row is written, so health queries group without running the rule.
+     */
+    debuggingArtifactGroup: text('debugging_artifact_group').generatedAlwaysAs(
+      sql.raw(artifactGroupSql('debugging_artifact')),
+    ),
   },
   (table) => [
     index('terminations_ended_at_idx').on(table.endedAt, table.callId),
     index('terminations_assistant_idx').on(table.assistant, table.endedAt),
+    // Health: failures of a period, and the figures of a period without visiting the table.
+    index('terminations_failures_idx')
+      .on(table.endedAt, table.debuggingArtifactGroup, table.endedReason, table.assistant)
+      .where(sql`outcome = 'ended-with-debugging'`),
   ],
 );
-export type TerminationRow = typeof terminations.$inferSelect;
+/** A termination as the projection writes it; the artifact group is PostgreSQL's to compute. */
+export type TerminationRow = Omit<typeof terminations.$inferSelect, 'debuggingArtifactGroup'>;
 
 /** The call's termination, or undefined while it has not ended. An ended call never un-ends. */
 export const terminationOfCall = (call: CallRow): TerminationRow | undefined =>
@@ -52,7 +66,7 @@ export const terminationOfCall = (call: CallRow): TerminationRow | undefined =>
         lastPreparePosition: call.lastPreparePosition,
       };
 
-const terminationColumns = unnestColumnsOf(terminations);
+const terminationColumns = unnestColumnsOf(terminations, ['debuggingArtifactGroup']);
 const upsertTerminations = updateAllOnConflict(terminations.callId.name, terminationColumns);
 
 /**
@@ -71,5 +85,8 @@ export const writeTerminations = async (
  * The columns the terminations export shows, in table order: all but the projector's bookkeeping.
  */
 export const terminationsExportColumns = Object.values(getTableColumns(terminations)).filter(
-  (column) => column !== terminations.lastCommitPosition && column !== terminations.lastPreparePosition,
+  (column) =>
+    column !== terminations.lastCommitPosition &&
+    column !== terminations.lastPreparePosition &&
+    column !== terminations.debuggingArtifactGroup,
 );

@@ -40,6 +40,7 @@ export const apiDocs = fp(
           { name: 'exports', description: 'CSV exports' },
           { name: 'replay', description: 'The archive as a resumable event stream' },
           { name: 'forwarding', description: 'Deliveries of archived events to forwarding destinations' },
+          { name: 'health', description: 'Integration health: failures, durations, volume, missed webhooks' },
         ],
       },
     });

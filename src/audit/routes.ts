@@ -12,6 +12,7 @@ import { proofRoutes } from './proof-routes.ts';
 import { quarantineRoutes } from './quarantine-routes.ts';
 import { replayRoutes } from './replay-routes.ts';
 import { forwardingRoutes } from '../forwarding/forwarding-routes.ts';
+import { integrationHealthRoutes } from '../health/health-routes.ts';
 
 export const auditRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app, dependencies) => {
   app.addHook('onRequest', requireApiToken(dependencies.config.apiTokens));
@@ -26,4 +27,5 @@ export const auditRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (ap
   await app.register(exportRoutes, dependencies);
   await app.register(replayRoutes, dependencies);
   await app.register(forwardingRoutes, dependencies);
+  await app.register(integrationHealthRoutes, dependencies);
 };

@@ -5,11 +5,12 @@
  */
 import { attribute, html, type Html, type HtmlValue } from './html.ts';
 
-export type Section = 'calls' | 'live' | 'quarantine' | 'projections';
+export type Section = 'calls' | 'live' | 'health' | 'quarantine' | 'projections';
 
 const sections: readonly { readonly section: Section; readonly label: string; readonly href: string }[] = [
   { section: 'calls', label: 'Calls', href: '/console/calls' },
   { section: 'live', label: 'Live', href: '/console/live' },
+  { section: 'health', label: 'Health', href: '/console/health' },
   { section: 'quarantine', label: 'Quarantine', href: '/console/quarantine' },
   { section: 'projections', label: 'Projections', href: '/console/projections' },
 ];

@@ -40,6 +40,8 @@ import { page, problemList } from './layout.ts';
 import { livePage } from './live-page.ts';
 import { projectionsPages } from './projections-routes.ts';
 import { quarantinePages } from './quarantine-routes.ts';
+import { healthPage, parseHealthView } from './health-page.ts';
+import { readHealth } from '../health/health-routes.ts';
 import {
   clearSessionCookie,
   csrfToken,
@@ -339,6 +341,22 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
 
   quarantinePages(app, dependencies, { sendPage, signedIn });
   projectionsPages(app, dependencies, { sendPage, signedIn });
+  app.get('/console/health', { schema: { hide: true } }, async (request, reply) => {
+    const token = await signedIn(request, reply);
+    if (token === undefined) return reply;
+    const now = dependencies.clock();
+    const view = parseHealthView(request.query as Record<string, unknown>, now);
+    const figures =
+      view.period === undefined
+        ? undefined
+        : await readHealth(dependencies.database, config, { ...view.period, assistant: view.assistant, now });
+    const body = healthPage(view, figures, now);
+    return sendPage(
+      reply,
+      page({ title: 'Health', section: 'health', csrf: csrfToken(token), body }),
+      view.errors.length > 0 ? 400 : 200,
+    );
+  });
 
   app.get('/console/live', { schema: { hide: true } }, async (request, reply) => {
     const token = await signedIn(request, reply);

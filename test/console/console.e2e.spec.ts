@@ -7,6 +7,7 @@
  * and the projections' state, sign out. It also takes
  * the README's screenshots (docs/).
  */
+import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import chromium from '@sparticuz/chromium';
@@ -345,6 +346,35 @@ describe('the console in a browser', () => {
     }
     await page.getByText('No dead letters.').waitFor();
     await page.screenshot({ path: path.join(screenshots, 'console-projections.png') });
+  });
+
+  it('shows integration health: failures grouped by artifact, volume, durations, stale calls', async () => {
+    // The same failure three times with different ids and numbers, and a call whose end never came.
+    for (const [index, id] of ['timeout-1', 'timeout-2', 'timeout-3'].entries()) {
+      await statusUpdate(callId(id), 'in-progress', minutes(7 + index));
+      await statusUpdate(callId(id), 'ended-with-debugging', minutes(9 + index), {
+        'debugging-artifact': `Tool call ${randomUUID()} timed out after ${3000 + index * 750} ms`,
+        reason: 'tool-timeout',
+      });
+    }
+    await statusUpdate(callId('lost'), 'in-progress', minutes(-100));
+    await projected(callId('timeout-3'), 'ended-with-debugging');
+    await projected(callId('lost'), 'in-progress');
+    await page.getByRole('link', { name: 'Health' }).click();
+    await page.getByRole('heading', { name: 'Health', exact: true }).waitFor();
+    const groups = page.locator('table.health-groups').first();
+    const timeouts = groups.locator('tr', { hasText: 'Tool call <uuid> timed out after <n> ms' });
+    await timeouts.waitFor();
+    expect(await timeouts.locator('td.number').textContent()).toBe('3');
+    // The hostile artifact is a group of its own, shown as text; no script of it ran.
+    expect(await groups.textContent()).toContain('<script>window.__pwned=<n></script>');
+    expect(await groups.locator('img, script').count()).toBe(0);
+    expect(
+      await page.evaluate(() => (globalThis as unknown as { __pwned?: number }).__pwned),
+    ).toBeUndefined();
+    expect(await page.getByRole('img', { name: /Call volume per/ }).isVisible()).toBe(true);
+    await page.locator(`a[href="/console/calls/${callId('lost')}"]`).waitFor();
+    await page.screenshot({ path: path.join(screenshots, 'console-health.png'), fullPage: true });
   });
 
   it('signs out: the cookie is gone and pages ask for sign-in again', async () => {
