@@ -6,6 +6,7 @@ import { tableName, unnestColumnsOf, unnestInsert } from '../../src/database/sql
 import { decodeCallEvent, type CallEvent } from '../../src/archive/call-event.ts';
 import { callStreamPrefix } from '../../src/archive/streams.ts';
 import type { Projection } from '../projection.ts';
+import { isRelayExchange } from '../relay-exchanges/read-model.ts';
 import { callTimeline, timelineRecords, type TimelineRecord } from './read-model.ts';
 
 const timelineColumns = unnestColumnsOf<typeof callTimeline, never, TimelineRecord>(callTimeline);
@@ -13,6 +14,8 @@ const timelineColumns = unnestColumnsOf<typeof callTimeline, never, TimelineReco
 export const callTimelineProjection: Projection<CallEvent> = {
   name: 'call-timeline',
   streamPrefix: callStreamPrefix,
+  // Relay exchanges sit in the call streams too; the relay-exchanges projection folds them.
+  folds: (recorded) => !isRelayExchange(recorded),
   decode: decodeCallEvent,
   tables: [tableName(callTimeline)],
   apply: async (client, events) => {

@@ -8,6 +8,7 @@ import type { AppDependencies } from '../app.ts';
 import { NotFoundError } from '../errors.ts';
 import { auditSecurity, notFoundResponse, problemResponses } from './api-docs.ts';
 import { callAsOf } from './call-as-of.ts';
+import { RelayExchangeView, findRelayExchanges, toRelayExchangeView } from '../relay/exchange-queries.ts';
 import { fromReadModels } from './read-models.ts';
 import {
   CallOutcome,
@@ -76,6 +77,9 @@ const CallQuery = Type.Object(
 const CallDetail = Type.Object({
   call: CallView,
   timeline: Type.Array(TimelineEntryView),
+  relayExchanges: Type.Array(RelayExchangeView, {
+    description: "Relay mode: what the call's relayed requests got from the customer's handler, in order",
+  }),
   asOf: Type.Union([Type.String(), Type.Null()], {
     description: 'The time the call is shown as of; null for the current read model',
   }),
@@ -155,17 +159,24 @@ export const callsRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (ap
             `no event of call ${JSON.stringify(callId)} had been received by ${at.toISOString()}`,
           );
         }
+        const exchanges = await fromReadModels(() => findRelayExchanges(db, callId, at));
         return {
           call: toCallView(known.call),
           timeline: known.timeline.map(toTimelineEntryView),
+          relayExchanges: exchanges.map(toRelayExchangeView),
           asOf: at.toISOString(),
         };
       }
-      const [call, timeline] = await fromReadModels(() =>
-        Promise.all([findCall(db, callId), findCallTimeline(db, callId)]),
+      const [call, timeline, exchanges] = await fromReadModels(() =>
+        Promise.all([findCall(db, callId), findCallTimeline(db, callId), findRelayExchanges(db, callId)]),
       );
       if (!call) throw unknownCall(callId);
-      return { call: toCallView(call), timeline: timeline.map(toTimelineEntryView), asOf: null };
+      return {
+        call: toCallView(call),
+        timeline: timeline.map(toTimelineEntryView),
+        relayExchanges: exchanges.map(toRelayExchangeView),
+        asOf: null,
+      };
     },
   );
 };
