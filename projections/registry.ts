@@ -6,13 +6,11 @@ import { callTimelineProjection } from './call-timeline/projection.ts';
 import { callsProjection } from './calls/projection.ts';
 import type { Projection } from './projection.ts';
 import { quarantineProjection } from './quarantine/projection.ts';
-import { relayExchangesProjection } from './relay-exchanges/projection.ts';
 
 export const projections: readonly Projection[] = [
   callsProjection,
   callTimelineProjection,
   quarantineProjection,
-  relayExchangesProjection,
 ];
 
 /** The streams the projections fold, by prefix: what the projector and a rebuild subscribe to. */

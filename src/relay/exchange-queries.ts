@@ -5,7 +5,7 @@
 import { and, asc, eq, lte } from 'drizzle-orm';
 import Type from 'typebox';
 import type { ReadModelDb } from '../database/database.ts';
-import { relayExchanges, type RelayExchangeRow } from '../../projections/relay-exchanges/read-model.ts';
+import { relayExchanges, type RelayExchangeRow } from '../../projections/call-timeline/relay-exchanges.ts';
 
 const nullable = <T extends Type.TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 

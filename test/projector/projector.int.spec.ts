@@ -442,8 +442,6 @@ describe.each(adapterKinds)('projector on the %s event store', (kind) => {
       'calls:standby',
       'quarantine:active',
       'quarantine:standby',
-      'relay-exchanges:active',
-      'relay-exchanges:standby',
     ]);
 
     // Whoever was active goes away; the other takes over from the checkpoint.

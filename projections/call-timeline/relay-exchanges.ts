@@ -1,5 +1,6 @@
 /**
- * Read model `relay_exchanges`: every `relay-exchange` record of the call streams, one row each,
+ * Read model `relay_exchanges` (written by the call-timeline projection, beside `call_timeline`):
+ * every `relay-exchange` record of the call streams, one row each,
  * keyed by its event id (applying it twice changes nothing): which destination a call's relayed
  * requests went to, what came back or how it failed, and what Flireo got. The call's timeline in
  * `GET /calls/:callId` shows them beside its events; integration health is a query over it.
@@ -57,7 +58,7 @@ export type RelayExchangeRecord = Omit<RelayExchangeRow, 'startedAt'> & { readon
 
 const relayExchange = Compile(RelayExchange);
 
-/** Whether a record of a call stream is a relay exchange (the other projections pass these by). */
+/** Whether a record of a call stream is a relay exchange (the calls projection passes these by). */
 export const isRelayExchange = (recorded: RecordedEvent): boolean => recorded.type === relayExchangeType;
 
 /** Throws `PoisonEventError` for a record that is not a relay exchange of its call stream. */
