@@ -174,7 +174,12 @@ export const createRelay = (options: RelayOptions): Relay => {
       requestId: request.requestId,
     };
     const pending = archive
-      .append(request.stream, { id: randomUUID(), type: relayExchangeType, data: exchange, metadata })
+      // Within the archive budget too: the call's next relayed request queues behind this append.
+      .append(
+        request.stream,
+        { id: randomUUID(), type: relayExchangeType, data: exchange, metadata },
+        { timeoutMs: config.archiveBudgetMs },
+      )
       .then(
         () => {},
         (error: unknown) => {
