@@ -23,6 +23,11 @@ export interface Projection<Event = unknown> {
    * (for other projections): their events pass this one by, neither applied nor dead letters.
    */
   readonly streamPrefix: string;
+  /**
+   * Which records of its streams it folds, when not all: the others (records another projection
+   * folds, such as relay exchanges beside a call's events) pass it by, neither applied nor dead letters.
+   */
+  readonly folds?: (recorded: RecordedEvent) => boolean;
   /** What the fold takes of a stored record; throws `PoisonEventError` when it cannot be folded. */
   decode(recorded: RecordedEvent): Event;
   /**

@@ -7,6 +7,7 @@ import Type from 'typebox';
 import Value from 'typebox/value';
 import { maxRecordBytes } from './archive/archived-event.ts';
 import { parseDestinations, checkForwardingSecret } from './forwarding/destinations.ts';
+import { RelayConfigProblem, parseRelayConfig } from './relay/relay-config.ts';
 
 const urlWithScheme = (schemes: readonly string[]) =>
   Type.String({ pattern: `^(${schemes.map((s) => s.replace(/\+/g, '\\+')).join('|')})://` });
@@ -88,6 +89,25 @@ const Env = Type.Object({
   CALLTRAIL_FORWARD_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 16 }),
   CALLTRAIL_FORWARD_PAUSE_AFTER_FAILURES: Type.Integer({ minimum: 1, maximum: 100_000, default: 10 }),
   CALLTRAIL_FORWARD_PROBE_INTERVAL_MS: Type.Integer({ minimum: 10, maximum: 3_600_000, default: 60_000 }),
+  // Relay mode (src/relay/): checked further, and the JSON ones parsed, by parseRelayConfig.
+  CALLTRAIL_RELAY_URL: Type.Optional(urlWithScheme(['http', 'https'])),
+  CALLTRAIL_RELAY_OVERRIDES: Type.Optional(Type.String({ minLength: 2 })),
+  CALLTRAIL_RELAY_FALLBACKS: Type.Optional(Type.String({ minLength: 2 })),
+  // Flireo waits 5 s for an assistant and 10 s for tool results.
+  CALLTRAIL_RELAY_ASSISTANT_REQUEST_DEADLINE_MS: Type.Integer({
+    minimum: 100,
+    maximum: 5_000,
+    default: 4_500,
+  }),
+  CALLTRAIL_RELAY_TOOL_CALLS_DEADLINE_MS: Type.Integer({ minimum: 100, maximum: 10_000, default: 9_500 }),
+  CALLTRAIL_RELAY_ARCHIVE_BUDGET_MS: Type.Integer({ minimum: 10, maximum: 5_000, default: 200 }),
+  CALLTRAIL_RELAY_MAX_RESPONSE_BYTES: Type.Integer({
+    minimum: 1024,
+    maximum: 64 * 1024 * 1024,
+    default: 1_048_576,
+  }),
+  // Kept whole in the exchange record, which must fit one record beside its metadata.
+  CALLTRAIL_RELAY_ARCHIVED_RESPONSE_BYTES: Type.Integer({ minimum: 0, maximum: 131_072, default: 65_536 }),
   CALLTRAIL_API_TOKENS: Type.Optional(
     Type.String({ pattern: '^[A-Za-z0-9._~-]{16,}(,[A-Za-z0-9._~-]{16,})*$' }),
   ),
@@ -106,6 +126,8 @@ export class ConfigError extends Error {
  */
 const toConfig = (env: Env) =>
   ({
+    /** Relay mode: undefined without `CALLTRAIL_RELAY_URL` (nothing is relayed). */
+    relay: relayConfigOf(env),
     /** Unset: the embedded default (or `databaseUrl`'s Postgres) is the event store. */
     eventStoreUrl: env.CALLTRAIL_EVENTSTORE_URL,
     databaseUrl: env.CALLTRAIL_DATABASE_URL,
@@ -189,6 +211,21 @@ const toConfig = (env: Env) =>
   }) as const;
 
 export type Config = ReturnType<typeof toConfig>;
+
+const relayConfigOf = (env: Env) =>
+  parseRelayConfig({
+    url: env.CALLTRAIL_RELAY_URL,
+    overrides: env.CALLTRAIL_RELAY_OVERRIDES,
+    fallbacks: env.CALLTRAIL_RELAY_FALLBACKS,
+    assistantRequestDeadlineMs: env.CALLTRAIL_RELAY_ASSISTANT_REQUEST_DEADLINE_MS,
+    toolCallsDeadlineMs: env.CALLTRAIL_RELAY_TOOL_CALLS_DEADLINE_MS,
+    archiveBudgetMs: env.CALLTRAIL_RELAY_ARCHIVE_BUDGET_MS,
+    maxResponseBytes: env.CALLTRAIL_RELAY_MAX_RESPONSE_BYTES,
+    archivedResponseBytes: env.CALLTRAIL_RELAY_ARCHIVED_RESPONSE_BYTES,
+    listenHost: env.CALLTRAIL_HOST,
+    listenPort: env.CALLTRAIL_PORT,
+    publicUrl: env.CALLTRAIL_PUBLIC_URL,
+  });
 export type LiveConfig = Config['live'];
 export type ForwardingConfig = Config['forwarding'];
 
@@ -229,7 +266,7 @@ export const parseTrustProxy = (value: string): TrustProxy => {
 };
 
 const describeValue = (name: string, value: unknown): string =>
-  /SECRET|TOKEN|SEALING_KEY$/.test(name) ? '(hidden)' : JSON.stringify(value);
+  /SECRET|TOKEN|SEALING_KEY$|RELAY_URL|RELAY_OVERRIDES/.test(name) ? '(hidden)' : JSON.stringify(value);
 
 /** Throws `ConfigError` naming every bad variable. Empty strings count as unset. */
 export const loadConfig = (source: NodeJS.ProcessEnv): Config => {
@@ -297,5 +334,10 @@ export const loadConfig = (source: NodeJS.ProcessEnv): Config => {
       `must not exceed CALLTRAIL_FORWARD_RETRY_MAX_MS (${env.CALLTRAIL_FORWARD_RETRY_MAX_MS})`,
     );
   }
-  return toConfig(env);
+  try {
+    return toConfig(env);
+  } catch (error) {
+    if (!(error instanceof RelayConfigProblem)) throw error;
+    throw new ConfigError(`invalid configuration:\n  ${error.variable}: ${error.message}`);
+  }
 };

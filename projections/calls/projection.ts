@@ -8,6 +8,7 @@ import { tableName, unnestColumnsOf, unnestInsert, updateAllOnConflict } from '.
 import { decodeCallEvent, type CallEvent } from '../../src/archive/call-event.ts';
 import { callStreamPrefix } from '../../src/archive/streams.ts';
 import type { Projection, RejectedEvent } from '../projection.ts';
+import { isRelayExchange } from '../call-timeline/relay-exchanges.ts';
 import { terminationOfCall, terminations, writeTerminations } from '../terminations/read-model.ts';
 import { applyCallEvent, calls, renderCall, type CallFold, type CallFoldState } from './read-model.ts';
 
@@ -55,6 +56,8 @@ const loadCalls = async (
 export const callsProjection: Projection<CallEvent> = {
   name: 'calls',
   streamPrefix: callStreamPrefix,
+  // Relay exchanges sit in the call streams too; the call-timeline projection folds them.
+  folds: (recorded) => !isRelayExchange(recorded),
   decode: decodeCallEvent,
   tables: [callsTable, tableName(terminations)],
   apply: async (client, events) => {

@@ -9,6 +9,7 @@ import { DeliveryView, deliveriesOfCall } from '../forwarding/delivery-log.ts';
 import { NotFoundError } from '../errors.ts';
 import { auditSecurity, notFoundResponse, problemResponses } from './api-docs.ts';
 import { callAsOf } from './call-as-of.ts';
+import { RelayExchangeView, findRelayExchanges, toRelayExchangeView } from '../relay/exchange-queries.ts';
 import { fromReadModels } from './read-models.ts';
 import {
   CallOutcome,
@@ -77,6 +78,9 @@ const CallQuery = Type.Object(
 const CallDetail = Type.Object({
   call: CallView,
   timeline: Type.Array(TimelineEntryView),
+  relayExchanges: Type.Array(RelayExchangeView, {
+    description: "Relay mode: what the call's relayed requests got from the customer's handler, in order",
+  }),
   asOf: Type.Union([Type.String(), Type.Null()], {
     description: 'The time the call is shown as of; null for the current read model',
   }),
@@ -159,22 +163,31 @@ export const callsRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (ap
             `no event of call ${JSON.stringify(callId)} had been received by ${at.toISOString()}`,
           );
         }
+        const exchanges = await fromReadModels(() => findRelayExchanges(db, callId, at));
         return {
           call: toCallView(known.call),
           timeline: known.timeline.map(toTimelineEntryView),
+          relayExchanges: exchanges.map(toRelayExchangeView),
           asOf: at.toISOString(),
           deliveries: await fromReadModels(() => deliveriesOfCall(dependencies.database.pool, callId)),
         };
       }
-      const [call, timeline, deliveries] = await fromReadModels(() =>
+      const [call, timeline, exchanges, deliveries] = await fromReadModels(() =>
         Promise.all([
           findCall(db, callId),
           findCallTimeline(db, callId),
+          findRelayExchanges(db, callId),
           deliveriesOfCall(dependencies.database.pool, callId),
         ]),
       );
       if (!call) throw unknownCall(callId);
-      return { call: toCallView(call), timeline: timeline.map(toTimelineEntryView), asOf: null, deliveries };
+      return {
+        call: toCallView(call),
+        timeline: timeline.map(toTimelineEntryView),
+        relayExchanges: exchanges.map(toRelayExchangeView),
+        asOf: null,
+        deliveries,
+      };
     },
   );
 };

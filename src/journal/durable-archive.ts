@@ -11,7 +11,7 @@
  */
 import type { ProposedEvent } from '../event-store/event-store.ts';
 import type { Logger } from '../logger.ts';
-import { isRetryableAppendFailure, type ArchiveWriter } from '../webhook/ingest.ts';
+import { isRetryableAppendFailure, type AppendOptions, type ArchiveWriter } from '../webhook/ingest.ts';
 import { startDrainer, type Drainer } from './drainer.ts';
 import type { Journal } from './journal.ts';
 
@@ -23,8 +23,12 @@ export interface DurableAppendResult {
 }
 
 export interface DurableArchiveWriter {
-  /** Throws `JournalFullError` when neither the store nor the journal could take the event. */
-  append(streamName: string, event: ProposedEvent): Promise<DurableAppendResult>;
+  /**
+   * Throws `JournalFullError` when neither the store nor the journal could take the event. A
+   * `timeoutMs` tighter than the append's own bounds the store's turn (and the wait for the stream's
+   * drain) for this event: past it, the event is journaled.
+   */
+  append(streamName: string, event: ProposedEvent, options?: AppendOptions): Promise<DurableAppendResult>;
 }
 
 export interface JournalStatus {
@@ -147,8 +151,9 @@ export const startDurableArchive = (options: DurableArchiveOptions): DurableArch
   };
 
   const durableWriter: DurableArchiveWriter = {
-    append: (stream, event) =>
+    append: (stream, event, appendOptions) =>
       order.run(stream, async () => {
+        const waitForDrainMs = Math.min(options.waitForDrainMs, appendOptions?.timeoutMs ?? Infinity);
         if (journaling) return toJournal(stream, event);
         // The stream's journaled events go first: give the drain the budget to store them, so a
         // busy stream is not journaled for ever behind its own backlog; past it, journal behind them.
@@ -156,7 +161,7 @@ export const startDurableArchive = (options: DurableArchiveOptions): DurableArch
         // stream has many) are journaled at once rather than each waiting in turn.
         if (journal.pendingIn(stream) > 0) {
           if ((impatientUntil.get(stream) ?? 0) > clock()) return toJournal(stream, event);
-          if (!(await journal.whenDrained(stream, options.waitForDrainMs))) {
+          if (!(await journal.whenDrained(stream, waitForDrainMs))) {
             impatientUntil.set(stream, clock() + options.waitForDrainMs);
             return toJournal(stream, event);
           }
@@ -164,7 +169,7 @@ export const startDurableArchive = (options: DurableArchiveOptions): DurableArch
         impatientUntil.delete(stream);
         if (journaling) return toJournal(stream, event);
         try {
-          const { duplicate } = await writer.append(stream, event);
+          const { duplicate } = await writer.append(stream, event, appendOptions);
           return { duplicate, journaled: false };
         } catch (error) {
           if (!isRetryableAppendFailure(error)) throw error;
@@ -214,7 +219,10 @@ export const startDurableArchive = (options: DurableArchiveOptions): DurableArch
   };
 };
 
-/** The store alone, for processes without a journal: nothing is ever journaled. */
+/**
+ * The store alone, for processes without a journal: nothing is ever journaled. With nowhere else to
+ * keep an event, the store always gets the append's whole budget, whatever tighter one is asked for.
+ */
 export const storeOnly = (writer: ArchiveWriter): DurableArchiveWriter => ({
   append: async (stream, event) => ({ ...(await writer.append(stream, event)), journaled: false }),
 });

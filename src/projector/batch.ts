@@ -123,6 +123,7 @@ const decodeAll = (projection: Projection, events: readonly RecordedEvent[]) => 
   let relevant = 0;
   for (const event of events) {
     if (!event.streamName.startsWith(projection.streamPrefix)) continue;
+    if (projection.folds !== undefined && !projection.folds(event)) continue;
     relevant += 1;
     try {
       decoded.push(projection.decode(event));

@@ -47,8 +47,13 @@ export const isRetryableAppendFailure = (error: unknown): boolean =>
   error instanceof AppendContentionError ||
   error instanceof EventStoreUnavailableError;
 
+export interface AppendOptions {
+  /** A tighter bound than the writer's own for this append (a relayed request's archive budget). */
+  readonly timeoutMs?: number;
+}
+
 export interface ArchiveWriter {
-  append(streamName: string, event: ProposedEvent): Promise<ArchiveAppendResult>;
+  append(streamName: string, event: ProposedEvent, options?: AppendOptions): Promise<ArchiveAppendResult>;
 }
 
 export interface ArchiveWriterOptions {
@@ -229,15 +234,16 @@ export const createArchiveWriter = (eventStore: EventStore, options: ArchiveWrit
   };
 
   return {
-    append: async (streamName, event) => {
-      const deadline = AbortSignal.timeout(options.timeoutMs);
+    append: async (streamName, event, appendOptions) => {
+      const timeoutMs = Math.min(options.timeoutMs, appendOptions?.timeoutMs ?? options.timeoutMs);
+      const deadline = AbortSignal.timeout(timeoutMs);
       try {
         return await queue.run(streamName, deadline, () => appendOnce(streamName, event, deadline));
       } catch (error) {
         // Whatever an abandoned read or append did is unknown here: re-read the stream next time.
         tails.forget(streamName);
         if (deadline.aborted && error === deadline.reason) {
-          throw new AppendTimeoutError(`${streamName}: append took over ${options.timeoutMs} ms`, {
+          throw new AppendTimeoutError(`${streamName}: append took over ${timeoutMs} ms`, {
             cause: error,
           });
         }

@@ -7,6 +7,7 @@
  * outage journal, which drains into the store once it is back.
  */
 import type { IncomingMessage } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import { TypeBoxValidatorCompiler, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest, FastifySchemaCompiler } from 'fastify';
 import Type, { type TSchema } from 'typebox';
@@ -38,6 +39,7 @@ import { authenticateDelivery, type Authenticated } from './authentication.ts';
 import { storeOnly } from '../journal/durable-archive.ts';
 import { JournalFullError } from '../journal/journal.ts';
 import { provenanceOf } from './provenance.ts';
+import { createRelay } from '../relay/relay.ts';
 import { createArchiveWriter, isRetryableAppendFailure } from './ingest.ts';
 import {
   checkJsonMediaType,
@@ -111,6 +113,14 @@ const responses = {
     'The event store is unavailable and the outage journal cannot take the event: it is NOT stored; ' +
       'retry after `Retry-After` seconds.',
   ),
+  502: problem(
+    "Relay mode: the customer's handler failed (refused, closed, non-2xx, an invalid or too large " +
+      'answer) and no fallback is configured. The request is archived. Relayed requests otherwise get ' +
+      "the handler's answer verbatim.",
+  ),
+  504: problem(
+    "Relay mode: the customer's handler did not answer within the deadline. The request is archived.",
+  ),
 };
 
 const TokenParams = Type.Object({
@@ -149,6 +159,18 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
         rememberedIds: config.webhook.rememberedEventIds,
       }),
     );
+  // Relay mode: assistant-request and tool-calls are answered through the customer's handler.
+  const relay =
+    config.relay === undefined
+      ? undefined
+      : createRelay({
+          config: config.relay,
+          archive,
+          metricsRegistry: metrics.registry,
+          logger: app.log,
+          clock,
+        });
+  if (relay !== undefined) app.addHook('onClose', () => relay.close());
   /** Neither the store nor the journal took it: the sender must try again. */
   const isNotKept = (error: unknown): boolean =>
     isRetryableAppendFailure(error) || error instanceof JournalFullError;
@@ -288,6 +310,8 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
     pathToken: string | undefined,
   ): Promise<FastifyReply> => {
     const receivedAt = clock();
+    const startedAt = performance.now();
+    let archiveSeconds = 0;
     const body = request.body === undefined ? emptyBody : request.body;
     if (!isReceivedBody(body)) throw new Error('webhook body was not read by the raw body parser');
     if (body.kind === 'too-large') reply.header('connection', 'close');
@@ -371,26 +395,43 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
       });
     }
 
+    const relaying = relay?.relays(event.eventType) === true ? relay : undefined;
     const stopTimer = metrics.appendSeconds.startTimer();
     let duplicate: boolean;
     let journaled: boolean;
     try {
-      ({ duplicate, journaled } = await archive.append(stream, {
-        id: eventId,
-        type: event.eventType,
-        data,
-        metadata: reception,
-      }));
+      ({ duplicate, journaled } = await archive.append(
+        stream,
+        { id: eventId, type: event.eventType, data, metadata: reception },
+        relaying === undefined ? undefined : { timeoutMs: relaying.archiveBudgetMs },
+      ));
     } catch (error) {
       if (isNotKept(error)) return unavailable(reply, error);
       throw error;
     } finally {
-      stopTimer();
+      archiveSeconds = stopTimer();
     }
     metrics.webhooks.inc({ outcome: duplicate ? 'duplicate' : journaled ? 'journaled' : 'accepted' });
+    if (relaying !== undefined && relaying.relays(event.eventType)) {
+      return relaying.answer(reply, {
+        eventType: event.eventType,
+        eventId,
+        stream,
+        callId: event.callId,
+        assistant: event.toAssistant,
+        rawBody: bytes,
+        parsed,
+        contentType: declaredContentType(request),
+        headers: request.headers,
+        requestId: request.id,
+        startedAt,
+        archiveMs: archiveSeconds * 1000,
+        journaled,
+      });
+    }
     // tool-calls and assistant-request expect an answer (tool results, an assistant) from the
-    // customer's own server; calltrail is an archive alongside it (an extra server URL, or sent
-    // copies), never the assistant backend, so it acknowledges these like any other event.
+    // customer's own server; without relay mode calltrail is an archive alongside it (an extra server
+    // URL, or sent copies), never the assistant backend, so it acknowledges these like any other event.
     return reply.code(202).send({ eventId, stream, duplicate, ...(journaled ? { journaled } : {}) });
   };
 

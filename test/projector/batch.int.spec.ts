@@ -7,6 +7,7 @@ import type { RecordedEvent } from '../../src/event-store/event-store.ts';
 import { applyBatch } from '../../src/projector/batch.ts';
 import { callTimelineProjection } from '../../projections/call-timeline/projection.ts';
 import { callsProjection } from '../../projections/calls/projection.ts';
+import type { Projection } from '../../projections/projection.ts';
 import { CheckpointMovedError, loadCheckpoint } from '../../src/projector/checkpoints.ts';
 import { recordedCallEvent, statusUpdate } from '../support/call-events.ts';
 import { deadLetters, openReadModels, type ReadModels } from '../support/projector-harness.ts';
@@ -38,7 +39,7 @@ describe('applyBatch', () => {
   it('dead-letters only the events Postgres refuses, and applies the rest with the checkpoint', async () => {
     const batch = events('batch-poison', 13, [4, 9]);
     const through = { commit: 500n, prepare: 500n };
-    const apply = (projection: typeof callsProjection) =>
+    const apply = <Event>(projection: Projection<Event>) =>
       applyBatch(
         client,
         projection,

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type pg from 'pg';
 import type { EventStore } from '../../src/event-store/event-store.ts';
-import type { CallEvent } from '../../src/archive/call-event.ts';
+import type { TimelineInput } from '../../projections/call-timeline/projection.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { callTimelineProjection } from '../../projections/call-timeline/projection.ts';
 import { lockArguments } from '../../src/projector/checkpoints.ts';
@@ -385,7 +385,7 @@ describe.each(adapterKinds)('rebuild on the %s event store', (kind) => {
     const before = await liveState(pool);
 
     let timelineBatches = 0;
-    const failingTimeline: Projection<CallEvent> = {
+    const failingTimeline: Projection<TimelineInput> = {
       ...callTimelineProjection,
       apply: async (client, events) => {
         timelineBatches += 1;

@@ -399,7 +399,10 @@ describe.each(storeSubjects)('POST /webhooks/flireo on $name', (subject) => {
         '401',
         '413',
         '415',
+        // Relay mode's answers when the customer's handler fails.
+        '502',
         '503',
+        '504',
       ]);
       expect(operation?.responses?.['400']).toMatchObject({
         content: { 'application/problem+json': { schema: { type: 'object' } } },

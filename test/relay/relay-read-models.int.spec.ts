@@ -1,0 +1,133 @@
+/**
+ * Relay exchanges in the read models, on each real event store: the exchanges that sit in a call's
+ * stream between its events are folded by the relay-exchanges projection alone (the calls and
+ * timeline projections pass them by, with no dead letter), and `GET /calls/:callId` shows them
+ * beside the call's timeline.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/logger.ts';
+import { createMetrics } from '../../src/metrics.ts';
+import { startProjector } from '../../src/projector/projector.ts';
+import type { RelayExchangeView } from '../../src/relay/exchange-queries.ts';
+import { testApiToken } from '../support/app.ts';
+import {
+  deadLetters,
+  openReadModels,
+  testProjectorOptions,
+  waitUntilCaughtUp,
+  type ReadModels,
+} from '../support/projector-harness.ts';
+import { storeSubjects, type StoreUnderTest } from '../webhook/stores.ts';
+import { startCustomerHandler, type CustomerHandler } from './customer-handler.ts';
+import { closedPort, deliver, relayTestConfig, startRelayApp, streamWith, toolCalls } from './harness.ts';
+
+describe.each(storeSubjects)('relay exchanges in the read models on $name', (subject) => {
+  let store: StoreUnderTest;
+  let readModels: ReadModels;
+  let handler: CustomerHandler;
+  let root: string;
+
+  beforeAll(async () => {
+    store = await subject.open({ timeoutMs: 3_000 });
+    readModels = await openReadModels('relay_reads');
+    handler = await startCustomerHandler({ slowMs: 2_000 });
+    root = await mkdtemp(path.join(os.tmpdir(), 'calltrail-relay-'));
+  });
+
+  afterAll(async () => {
+    await handler?.close();
+    await store?.close();
+    await readModels?.dispose();
+    if (root !== undefined) await rm(root, { recursive: true, force: true });
+  });
+
+  it('projects exchanges into relay_exchanges and shows them with the call, never as dead letters', async () => {
+    const running = await startRelayApp(
+      store,
+      readModels.database,
+      relayTestConfig(handler, await closedPort(), undefined, root),
+    );
+    const tag = `relay${randomUUID().slice(0, 8)}`;
+    const callId = `${tag}-call`;
+    try {
+      const { test } = running;
+      const status = JSON.stringify({
+        eventTimestamp: 1756368117035,
+        eventType: 'status-update',
+        callSession: callId,
+        fromCaller: '+31612345678',
+        toAssistant: '+31850123456',
+        status: 'in-progress',
+      });
+      expect((await deliver(test, status)).statusCode).toBe(202);
+      const answered = await deliver(test, toolCalls(callId, 'fast', ['task-a']));
+      expect(answered.statusCode).toBe(200);
+      const failed = await deliver(test, toolCalls(callId, 'fail', ['task-b']));
+      expect(failed.statusCode).toBe(502);
+      await streamWith(store, `call-${callId}`, 5);
+
+      const projector = await startProjector(
+        {
+          eventStore: store.eventStore,
+          database: readModels.database,
+          logger: createLogger({ level: 'silent' }),
+          metrics: createMetrics(),
+          clock: () => new Date(),
+        },
+        testProjectorOptions([`call-${tag}`]),
+      );
+      try {
+        await waitUntilCaughtUp(projector, 60_000);
+      } finally {
+        await projector.stop();
+      }
+      expect(await deadLetters(readModels.database.pool)).toEqual([]);
+
+      const response = await test.app.inject({
+        method: 'GET',
+        url: `/calls/${callId}`,
+        headers: { authorization: `Bearer ${testApiToken}` },
+      });
+      expect(response.statusCode).toBe(200);
+      const detail = response.json<{
+        call: { eventCount: number };
+        timeline: { eventType: string }[];
+        relayExchanges: RelayExchangeView[];
+      }>();
+      expect(detail.call.eventCount).toBe(3);
+      expect(detail.timeline.map((entry) => entry.eventType).sort()).toEqual([
+        'status-update',
+        'tool-calls',
+        'tool-calls',
+      ]);
+      expect(detail.relayExchanges).toEqual([
+        expect.objectContaining({
+          requestEventId: answered.headers['x-calltrail-event-id'],
+          requestType: 'tool-calls',
+          destination: handler.url('/fast'),
+          outcome: 'answered',
+          failure: null,
+          answeredWith: 'destination',
+          answerStatus: 200,
+          responseStatus: 200,
+          revision: 2,
+        }),
+        expect.objectContaining({
+          requestEventId: failed.headers['x-calltrail-event-id'],
+          outcome: 'failed',
+          failure: 'non-2xx',
+          answeredWith: 'problem',
+          answerStatus: 502,
+          responseStatus: 500,
+          revision: 4,
+        }),
+      ]);
+    } finally {
+      await running.close();
+    }
+  });
+});
