@@ -21,6 +21,7 @@ import { fromReadModels } from '../audit/read-models.ts';
 import { invalidArgument, NotFoundError } from '../errors.ts';
 import { HttpProblem, ProblemDetails } from '../http/problem.ts';
 import { pauseDestination, resumeDestination, retryDelivery, retryFailedSince } from './controls.ts';
+import { relayDestinationName } from './destinations.ts';
 import {
   AttemptView,
   DeliveryStatus,
@@ -76,7 +77,10 @@ const conflict = {
 export const forwardingRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app, dependencies) => {
   const { pool } = dependencies.database;
   const { clock } = dependencies;
-  const configured = dependencies.config.forwarding.destinations.map((destination) => destination.name);
+  const configured = [
+    ...dependencies.config.forwarding.destinations.map((destination) => destination.name),
+    ...(dependencies.config.relay ? [relayDestinationName] : []),
+  ];
   const wake = () => dependencies.forwarder?.wake();
   registerBacklogMetrics(dependencies);
 

@@ -36,9 +36,9 @@ export const forwarderOptionsFrom = (
 });
 
 /**
- * Starts the forwarder when there is anywhere to forward to; undefined otherwise. `relayUrl` is the
- * relay's destination, when calltrail runs in line. Throws naming the variable when the
- * destinations do not hold together.
+ * Starts the forwarder when there is anywhere to forward to; undefined otherwise. When calltrail
+ * runs in line (relay mode), the relay's handler is a destination too. Throws naming the variable
+ * when the destinations do not hold together.
  */
 export const startForwarding = (
   config: Config,
@@ -47,12 +47,11 @@ export const startForwarding = (
     pool: pg.Pool;
     logger: Logger;
     metrics: Metrics;
-    relayUrl?: string | undefined;
   },
 ): RunningForwarder | undefined => {
   const destinations = forwardingDestinations(
     config.forwarding.destinations,
-    dependencies.relayUrl,
+    config.relay?.url.href,
     config.forwarding.secret,
   );
   if (destinations.length === 0) return undefined;
