@@ -25,6 +25,7 @@ import {
 } from '../audit/parameters.ts';
 import { terminationOutcomes } from '../audit/terminations-csv.ts';
 import { formatPosition } from '../event-store/event-store.ts';
+import { InvalidArgumentError } from '../errors.ts';
 import { HttpProblem } from '../http/problem.ts';
 import { attribute, html, type Html } from './html.ts';
 import { duration, problemList, statusBadge, text, time } from './layout.ts';
@@ -99,6 +100,7 @@ export const parseCallsView = (raw: Readonly<Record<string, unknown>>): CallsVie
     };
   } catch (error) {
     if (error instanceof HttpProblem && error.errors !== undefined) return { ...empty, errors: error.errors };
+    if (error instanceof InvalidArgumentError) return { ...empty, errors: error.problems };
     throw error;
   }
 };

@@ -7,6 +7,7 @@
  */
 import Value from 'typebox/value';
 import type { Problem } from '../archive/archived-event.ts';
+import { InvalidArgumentError } from '../errors.ts';
 import { HttpProblem } from '../http/problem.ts';
 import type { HealthFigures } from '../health/health-queries.ts';
 import { HealthQuery, parseHealthPeriod } from '../health/health-routes.ts';
@@ -46,6 +47,7 @@ export const parseHealthView = (raw: Readonly<Record<string, unknown>>, now: Dat
   try {
     return { query, period: parseHealthPeriod(checked, now, ''), assistant: checked.assistant, errors: [] };
   } catch (error) {
+    if (error instanceof InvalidArgumentError) return failed(error.problems);
     if (error instanceof HttpProblem && error.errors !== undefined) return failed(error.errors);
     throw error;
   }

@@ -122,6 +122,17 @@ describe('console pages', () => {
     expect(response.body).toContain('<strong>status</strong>');
   });
 
+  it('name a time range that ends before it starts on the page, with a 400', async () => {
+    const response = await harness.app.inject({
+      method: 'GET',
+      url: '/console/calls?from=2026-03-02T00:00:00Z&to=2026-03-01T00:00:00Z',
+      headers: { cookie },
+    });
+    expect(response.statusCode).toBe(400);
+    expect(String(response.headers['content-type'])).toMatch(/^text\/html/);
+    expect(response.body).toContain('<strong>from</strong>');
+  });
+
   it('treat a cookie with a token the server no longer knows as signed out', async () => {
     const response = await harness.app.inject({
       method: 'GET',

@@ -585,6 +585,14 @@ describe('the Health page', () => {
     });
     expect(bad.statusCode).toBe(400);
     expect(bad.body).toContain('<strong>from</strong>');
+    const backwards = await harness.app.inject({
+      method: 'GET',
+      url: '/console/health?from=2026-03-02T00:00:00Z&to=2026-03-01T00:00:00Z',
+      headers: cookie,
+    });
+    expect(backwards.statusCode).toBe(400);
+    expect(String(backwards.headers['content-type'])).toMatch(/^text\/html/);
+    expect(backwards.body).toContain('<strong>from</strong>');
     const anonymous = await harness.app.inject({ method: 'GET', url: '/console/health' });
     expect(anonymous.statusCode).toBe(303);
     expect(anonymous.headers.location).toContain('/console/sign-in');
