@@ -11,8 +11,8 @@ import { writeDigestFile } from '../sealing/digest-files.ts';
 import { readDigestEvents } from '../sealing/digest-stream.ts';
 import { isDigest } from '../sealing/digest.ts';
 import { resolveSigningKey, startSealing } from '../sealing/sealing-setup.ts';
-import { trapShutdownSignals } from '../server.ts';
 import { loadConfigOrReport, oneLine } from './command-setup.ts';
+import { runWorkerCommand } from './worker-command.ts';
 
 const printPublicKey = async (): Promise<number> => {
   const config = loadConfigOrReport();
@@ -63,51 +63,22 @@ const exportDigests = async (directory: string): Promise<number> => {
   }
 };
 
-const runSealer = async (): Promise<number> => {
-  const config = loadConfigOrReport();
-  if (config === undefined) return 1;
-  const logger = createLogger({ level: config.logLevel });
-  let resolveStop: () => void = () => {};
-  const stopRequested = new Promise<void>((resolve) => {
-    resolveStop = resolve;
-  });
-  const untrap = trapShutdownSignals(
-    () => resolveStop(),
-    (signal) => logger.warn({ signal }, 'second signal: exiting without waiting'),
-  );
-  try {
-    let stores;
-    try {
-      stores = await openStores(config, logger);
-    } catch (error) {
-      process.stderr.write(`calltrail: could not open the stores: ${oneLine(error)}\n`);
-      return 1;
-    }
-    try {
-      const sealer = await startSealing(
+const runSealer = (): Promise<number> =>
+  runWorkerCommand({
+    name: 'sealer',
+    inFlight: 'the digest in flight',
+    start: (stores, logger, config) =>
+      startSealing(
         stores.config,
         {
           eventStore: stores.eventStore,
           pool: stores.database.pool,
-          logger: logger.child({ component: 'sealer' }),
+          logger,
           embeddedDefault: planStores(config).embeddedDefault,
         },
         (text) => process.stderr.write(text),
-      );
-      if (sealer === undefined) return 1;
-      await stopRequested;
-      await sealer.stop();
-      return 0;
-    } catch (error) {
-      process.stderr.write(`calltrail: ${oneLine(error)}\n`);
-      return 1;
-    } finally {
-      await stores.close();
-    }
-  } finally {
-    untrap();
-  }
-};
+      ),
+  });
 
 export const registerSealCommand = (program: Command): void => {
   program
