@@ -255,6 +255,11 @@ export const startForwarder = (
     const session = limited(pool, dispatcherConnections);
     const inFlight = new Set<Promise<void>>();
     const busy = new Set<string>();
+    /**
+     * The deliveries whose attempt ended while a look for due deliveries ran: what the look found of
+     * them may predate the attempt's record (still pending, due at once), so they wait for the next look.
+     */
+    let endedDuringLook: Set<string> | undefined;
     let states = new Map<string, DestinationState>();
     let statesLoadedAt = 0;
     let failure: unknown;
@@ -362,6 +367,7 @@ export const startForwarder = (
           halt?.abort();
         })
         .finally(() => {
+          endedDuringLook?.add(delivery.id);
           busy.delete(key);
           inFlight.delete(running);
           wake();
@@ -409,9 +415,17 @@ export const startForwarder = (
         // Completions are gathered into one look for due deliveries rather than one look each.
         const worthLooking = inFlight.size === 0 || free >= Math.max(1, Math.floor(options.concurrency / 4));
         if (worthLooking && eligible.length > 0) {
-          const due = await selectDue(session, eligible, now, free + busy.size);
+          const ended = new Set<string>();
+          endedDuringLook = ended;
+          let due;
+          try {
+            due = await selectDue(session, eligible, now, free + busy.size);
+          } finally {
+            endedDuringLook = undefined;
+          }
           for (const delivery of due) {
             if (inFlight.size >= options.concurrency || signal.aborted) break;
+            if (ended.has(delivery.id)) continue;
             const destination = destinations.get(delivery.destination);
             if (destination === undefined) continue;
             if (busy.has(`${delivery.destination}\u0000${delivery.streamName}`)) continue;
