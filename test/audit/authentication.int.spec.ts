@@ -11,9 +11,14 @@ const protectedRoutes = [
   '/calls/some-call',
   '/calls/some-call?asOf=2026-03-01T00:00:00Z',
   '/calls/some-call/events',
+  '/calls/some-call/proof',
   '/quarantine',
   '/exports/terminations.csv',
   '/replay',
+  '/health',
+  '/deliveries',
+  '/deliveries/1',
+  '/destinations',
   '/metrics',
 ];
 
@@ -129,9 +134,13 @@ describe('the OpenAPI document', () => {
       '/calls',
       '/calls/{callId}',
       '/calls/{callId}/events',
+      '/calls/{callId}/proof',
       '/quarantine',
       '/exports/terminations.csv',
       '/replay',
+      '/health',
+      '/deliveries',
+      '/destinations',
     ]) {
       const operation = document.paths[path]?.['get'];
       expect(operation, path).toBeDefined();
@@ -170,7 +179,7 @@ describe('the OpenAPI document', () => {
     expect(names('/calls/{callId}')).toEqual(['asOf']);
     expect(names('/exports/terminations.csv')).toEqual(['assistant', 'from', 'outcome', 'to']);
     expect(names('/replay')).toEqual(['after', 'from', 'prefix', 'to']);
-    expect(names('/quarantine')).toEqual(['cursor', 'limit']);
+    expect(names('/quarantine')).toEqual(['cursor', 'from', 'limit', 'reason', 'to']);
     expect(names('/live')).toEqual(['assistant', 'type']);
     expect(document.paths['/live']!['get']!.security).toEqual([{ bearerAuth: [] }]);
   });
