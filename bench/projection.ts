@@ -23,7 +23,7 @@ interface Column {
 const columnsOf = async (client: pg.Client, table: string): Promise<Column[]> => {
   const { rows } = await client.query<Column>(
     `SELECT attname AS name, format_type(atttypid, NULL) AS type FROM pg_attribute
-      WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+      WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum`,
     [`public.${table}`],
   );
   return rows;

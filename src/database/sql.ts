@@ -116,7 +116,8 @@ export const unnestColumnsOf = <
   omit: readonly Omitted[] = [],
 ): readonly UnnestColumn<Row>[] =>
   Object.entries(getTableColumns(table))
-    .filter(([key]) => !(omit as readonly string[]).includes(key))
+    // A generated column is PostgreSQL's to fill: never written.
+    .filter(([key, column]) => column.generated === undefined && !(omit as readonly string[]).includes(key))
     .map(([key, column]) => {
       const { type, encode } = encodingOf(column.getSQLType());
       return {
