@@ -69,9 +69,12 @@ describe('npm run bench', () => {
       'projection',
       'export',
       'queries',
+      'health',
       'rebuild',
       'soak',
+      'console',
       'forwarding',
+      'sealing',
     ]);
     expect(report.dataset.events).toBe(events);
     expect(report.dataset.endedCalls).toBeGreaterThan(0);
