@@ -72,6 +72,7 @@ describe('npm run bench', () => {
       'rebuild',
       'soak',
       'forwarding',
+      'relay',
     ]);
     expect(report.dataset.events).toBe(events);
     expect(report.dataset.endedCalls).toBeGreaterThan(0);
