@@ -14,9 +14,15 @@ import pg from 'pg';
 import { Pool } from 'undici';
 import { appSpec, webhookSecret, type BenchContext } from './context.ts';
 import { assistantNumbers, seededRandom, signedHeaders } from './flireo-traffic.ts';
-import { processCpuSeconds, startCpuMeter, summarizeLatencies, type LatencySummary } from './measure.ts';
+import {
+  cpuMicrosPer,
+  processCpuSeconds,
+  startCpuMeter,
+  summarizeLatencies,
+  type LatencySummary,
+} from './measure.ts';
 import { startMeasuredProcess, type MeasuredProcess } from './processes.ts';
-import { formatMs, type BenchmarkResult } from './report.ts';
+import { formatMicros, formatMs, type BenchmarkResult } from './report.ts';
 import { toolCallAnswer } from './tool-handler.ts';
 
 const rates = [200, 1000] as const;
@@ -149,7 +155,14 @@ const sendAtRate = async (target: Pool, bodies: readonly string[], rate: number)
   };
 };
 
-const storedCounts = async (url: string): Promise<{ requests: number; exchanges: number }> => {
+interface Stored {
+  readonly requests: number;
+  readonly exchanges: number;
+  /** Relayed requests journaled (their store append missed the archive budget), per run. */
+  readonly journaledByRun: Record<string, number>;
+}
+
+const storedCounts = async (url: string): Promise<Stored> => {
   const client = new pg.Client(url);
   await client.connect();
   try {
@@ -158,7 +171,17 @@ const storedCounts = async (url: string): Promise<{ requests: number; exchanges:
               count(*) FILTER (WHERE event_type = 'relay-exchange')::int AS exchanges
          FROM event_store.events`,
     );
-    return rows[0] ?? { requests: 0, exchanges: 0 };
+    // The run is the call id's second part (relay-<run>-...).
+    const journaled = await client.query<{ run: string; journaled: number }>(
+      `SELECT split_part(data->>'callId', '-', 2) AS run,
+              count(*) FILTER (WHERE (data->>'requestJournaled')::boolean)::int AS journaled
+         FROM event_store.events WHERE event_type = 'relay-exchange' GROUP BY 1`,
+    );
+    return {
+      requests: rows[0]?.requests ?? 0,
+      exchanges: rows[0]?.exchanges ?? 0,
+      journaledByRun: Object.fromEntries(journaled.rows.map((row) => [row.run, row.journaled])),
+    };
   } finally {
     await client.end();
   }
@@ -228,6 +251,8 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
         direct: directRun,
         calltrail: calltrailRun,
         cpu: {
+          calltrailMicrosPerRequest: cpuMicrosPer(cpu.processSeconds, calltrailRun.sent),
+          postgresMicrosPerRequest: cpuMicrosPer(cpu.postgresSeconds, calltrailRun.sent),
           calltrailCores: cpu.processCores,
           postgresCores: cpu.postgresCores,
           handlerCores: cores(handlerSeconds, cpu.wallSeconds),
@@ -274,7 +299,7 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
         },
         {
           measure: `${rate} req/s added by calltrail, p50 / p99`,
-          value: `${formatMs(addedP50)} / ${formatMs(addedP99)}; failed ${failed}`,
+          value: `${formatMs(addedP50)} / ${formatMs(addedP99)}; failed ${failed}, journaled ${stored.journaledByRun[`r${rate}`] ?? 0}`,
           ...(rate === targetRate
             ? {
                 target: {
@@ -302,6 +327,8 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
       notes: [
         `open loop at a fixed arrival rate, ${options.loadSeconds} s per rate and path, distinct signed tool-calls (both generations, 1-3 tool calls each); latency from each request's send to its checked answer; calltrail in relay mode with its outage journal, the handler and calltrail each in a process of their own, the load in this process`,
         `failed (not 200 with the handler's answer, or no answer in ${requestTimeoutMs / 1000} s): ${failures} (must be 0)${failures > 0 ? ', see JSON' : ''}`,
+        `journaled: a relayed request whose store append misses CALLTRAIL_RELAY_ARCHIVE_BUDGET_MS (200 ms) goes to the outage journal, and the events after it too until the drainer stores one (warm-up ${stored.journaledByRun['warmup'] ?? 0})`,
+        `calltrail CPU per relayed request: ${runs.map((run) => `${run.rate}/s ${formatMicros(run.cpu['calltrailMicrosPerRequest'])}`).join(', ')} (PostgreSQL: ${runs.map((run) => formatMicros(run.cpu['postgresMicrosPerRequest'])).join(', ')})`,
         `archived: ${stored.requests} tool-calls requests and ${stored.exchanges} relay exchanges of ${relayed} relayed (must be equal); the handler answered ${handlerRequests}`,
         `other processes on the machine used ${runs.map((run) => `${run.cpu['otherCores'] ?? '?'}`).join(' / ')} cores during the calltrail runs (2 cores in all); load average ${loadAverageAtStart.join(', ')} at the start`,
       ],
