@@ -69,10 +69,13 @@ describe('npm run bench', () => {
       'projection',
       'export',
       'queries',
+      'health',
       'rebuild',
       'soak',
+      'console',
       'forwarding',
       'relay',
+      'sealing',
     ]);
     expect(report.dataset.events).toBe(events);
     expect(report.dataset.endedCalls).toBeGreaterThan(0);
