@@ -1,6 +1,7 @@
 /**
  * A process the benchmark measures, apart from the load generator: the calltrail app, the no-op
- * route it is compared with, the projector, or a raw COPY. Started by `processes.ts` with its role
+ * route it is compared with, the projector, a raw COPY, the forwarder, or the customer's handler
+ * relay mode answers through. Started by `processes.ts` with its role
  * as the first argument (JSON); answers commands over the IPC channel. Apart, because on two cores
  * a load generator sharing the server's event loop would slow it down and flatter its latencies,
  * and because peak memory must be measured in the process that does the work.
@@ -106,7 +107,18 @@ const startApp = async (app: Extract<ChildSpec, { role: 'app' }>): Promise<Handl
     import('../src/config.ts'),
   ]);
   const logger = createLogger({ level: app.logLevel });
-  const config = configFor(app, loadConfig({}));
+  const config = configFor(
+    app,
+    loadConfig(
+      app.relayUrl === undefined
+        ? {}
+        : // Relay mode forwards the other events too, which needs the secret; this process runs no forwarder.
+          {
+            CALLTRAIL_RELAY_URL: app.relayUrl,
+            CALLTRAIL_FORWARD_SECRET: 'bench-forwarding-secret-0123456789',
+          },
+    ),
+  );
   const eventStore = await openPostgresEventStore(app.eventStoreUrl, {
     timeoutMs: config.appendTimeoutMs,
     logger: logger.child({ component: 'event-store' }),
@@ -359,6 +371,18 @@ const startForwarderRole = async (forwarder: Extract<ChildSpec, { role: 'forward
   };
 };
 
+/** The customer's handler: `requests` answers how many it has answered. */
+const startToolHandlerRole = async (): Promise<Handler> => {
+  const { startToolHandler } = await import('./tool-handler.ts');
+  const handler = await startToolHandler();
+  send({ kind: 'ready', port: handler.port });
+  return async (command) => {
+    if (command.command === 'exit') await handler.close();
+    if (command.command === 'requests') return handler.requests();
+    return undefined;
+  };
+};
+
 const start = (): Promise<Handler> => {
   switch (spec.role) {
     case 'app':
@@ -371,6 +395,8 @@ const start = (): Promise<Handler> => {
       return startRawCopy(spec);
     case 'forwarder':
       return startForwarderRole(spec);
+    case 'tool-handler':
+      return startToolHandlerRole();
     default: {
       const unknown: never = spec;
       throw new Error(`unknown role ${JSON.stringify(unknown)}`);

@@ -22,6 +22,7 @@ import { startBenchPostgres } from './postgres.ts';
 import { benchProjection } from './projection.ts';
 import { benchQueries } from './queries.ts';
 import { benchRebuild } from './rebuild.ts';
+import { benchRelay } from './relay.ts';
 import { benchSealing } from './sealing.ts';
 import { benchSoak } from './soak.ts';
 import { renderTable, type BenchmarkResult } from './report.ts';
@@ -37,6 +38,7 @@ const benchmarks = {
   soak: benchSoak,
   console: benchConsole,
   forwarding: benchForwarding,
+  relay: benchRelay,
   // Last: it appends the digest stream to the shared data set.
   sealing: benchSealing,
 } satisfies Record<string, (context: BenchContext) => Promise<BenchmarkResult>>;

@@ -16,8 +16,12 @@ export type ChildSpec =
       readonly apiToken: string;
       /** With an outage journal in this directory, as `calltrail serve` runs. */
       readonly journalDir?: string;
+      /** In relay mode, with this as `CALLTRAIL_RELAY_URL`. */
+      readonly relayUrl?: string;
     }
   | { readonly role: 'noop'; readonly logLevel: string }
+  /** The customer's handler relay mode answers through (`tool-handler.ts`). */
+  | { readonly role: 'tool-handler' }
   | {
       readonly role: 'projector';
       readonly eventStoreUrl: string;
@@ -42,6 +46,7 @@ export type ChildCommand = { readonly id: number } & (
   | { readonly command: 'live-heap' }
   | { readonly command: 'catch-up' }
   | { readonly command: 'copy'; readonly sql: string }
+  | { readonly command: 'requests' }
   | { readonly command: 'exit' }
 );
 

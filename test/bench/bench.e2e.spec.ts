@@ -74,6 +74,7 @@ describe('npm run bench', () => {
       'soak',
       'console',
       'forwarding',
+      'relay',
       'sealing',
     ]);
     expect(report.dataset.events).toBe(events);
