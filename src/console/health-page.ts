@@ -201,7 +201,7 @@ const failuresByArtifact = (figures: HealthFigures): Html =>
           <thead>
             <tr>
               <th scope="col">Artifact group</th>
-              <th scope="col">Failures</th>
+              <th scope="col" class="number">Failures</th>
               <th scope="col">Trend</th>
               <th scope="col">Example</th>
             </tr>
@@ -232,7 +232,7 @@ const failuresByReason = (figures: HealthFigures): Html =>
           <thead>
             <tr>
               <th scope="col">Ended reason</th>
-              <th scope="col">Failures</th>
+              <th scope="col" class="number">Failures</th>
               <th scope="col">Trend</th>
             </tr>
           </thead>
@@ -264,10 +264,10 @@ const durations = (figures: HealthFigures): Html => {
       <thead>
         <tr>
           <th scope="col">Assistant</th>
-          <th scope="col">Calls</th>
-          <th scope="col">p50</th>
-          <th scope="col">p95</th>
-          <th scope="col">p99</th>
+          <th scope="col" class="number">Calls</th>
+          <th scope="col" class="number">p50</th>
+          <th scope="col" class="number">p95</th>
+          <th scope="col" class="number">p99</th>
           <th scope="col">Spread (scale to ${formatSeconds(longest)})</th>
         </tr>
       </thead>
@@ -389,7 +389,7 @@ export const healthPage = (view: HealthView, figures: HealthFigures | undefined,
       ${field('assistant', 'Assistant', view.query['assistant'], '+4930123456')}
       <div class="actions">
         <button type="submit">Show</button>
-        <a href="/console/health">Last day</a>
+        <a href="/console/health">Clear</a>
       </div>
     </form>
     ${periodLinks(now, view.assistant)} ${view.errors.length > 0 ? problemList(view.errors) : ''}
