@@ -12,22 +12,17 @@ import { randomUUID } from 'node:crypto';
 import { access, chmod, cp, mkdir, mkdtemp, readFile, readdir, rm, symlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/database/embedded-postgres.ts';
 import { sharedBase } from '../../src/database/embedded-postgres/root-placement.ts';
+import { waitFor as waitUntil } from '../support/wait.ts';
 
 const projectRoot = fileURLToPath(new URL('../..', import.meta.url));
 const isRoot = process.getuid?.() === 0;
 
-const waitFor = async (condition: () => boolean | Promise<boolean>, what: string, timeoutMs: number) => {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(100);
-  }
-};
+const waitFor = (condition: () => boolean | Promise<boolean>, what: string, timeoutMs: number) =>
+  waitUntil(what, async () => await condition(), timeoutMs);
 
 const exists = (file: string) =>
   access(file).then(

@@ -7,10 +7,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { access, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/database/embedded-postgres.ts';
+import { waitFor as waitUntil } from '../support/wait.ts';
 
 const projectRoot = fileURLToPath(new URL('../..', import.meta.url));
 const startTimeoutMs = 60_000;
@@ -20,13 +20,8 @@ const environment = (variables: Record<string, string>): NodeJS.ProcessEnv => ({
   ...variables,
 });
 
-const waitFor = async (condition: () => boolean | Promise<boolean>, what: string, timeoutMs: number) => {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(100);
-  }
-};
+const waitFor = (condition: () => boolean | Promise<boolean>, what: string, timeoutMs: number) =>
+  waitUntil(what, async () => await condition(), timeoutMs);
 
 const processExists = (pid: number) =>
   access(`/proc/${pid}`).then(

@@ -12,6 +12,7 @@ import { statusUpdate } from '../support/call-events.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 import { appendCallEvents } from '../support/projector-harness.ts';
 import { startReceiver, type Receiver } from './receiver.ts';
+import { waitFor } from '../support/wait.ts';
 
 const binary = fileURLToPath(new URL('../../bin/calltrail.js', import.meta.url));
 const secret = 'forwarding-secret-0123456789';
@@ -47,14 +48,6 @@ const finish = (child: ChildProcess): Promise<{ code: number | null; stdout: str
 
 const run = (args: readonly string[], more: Record<string, string> = {}) => finish(start(args, more));
 
-const until = async (what: string, condition: () => Promise<boolean> | boolean): Promise<void> => {
-  const deadline = Date.now() + 60_000;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-};
-
 beforeAll(async () => {
   database = await createTestDatabase('forwarding_cli');
   eventStore = await openPostgresEventStore(database.url, { timeoutMs: 5_000 });
@@ -89,15 +82,19 @@ describe('calltrail forward and deliveries', { timeout: 180_000 }, () => {
       CALLTRAIL_FORWARD_SECRET: secret,
     });
     const done = finish(forwarder);
-    await until('the forwarder to take its starting point', async () => {
-      const found = await pool.query('SELECT 1 FROM forwarding_checkpoints').catch(() => ({ rowCount: 0 }));
-      return (found.rowCount ?? 0) > 0;
-    });
+    await waitFor(
+      'the forwarder to take its starting point',
+      async () => {
+        const found = await pool.query('SELECT 1 FROM forwarding_checkpoints').catch(() => ({ rowCount: 0 }));
+        return (found.rowCount ?? 0) > 0;
+      },
+      60_000,
+    );
     const proposed = await appendCallEvents(eventStore, [
       statusUpdate('cli-1', 'in-progress', '2026-03-01T10:00:00.000Z'),
       statusUpdate('cli-1', 'ended', '2026-03-01T10:01:00.000Z'),
     ]);
-    await until('both deliveries', () => receiver.requests.length >= 2);
+    await waitFor('both deliveries', async () => receiver.requests.length >= 2, 60_000);
     forwarder.kill('SIGTERM');
     const { code, stderr } = await done;
     expect(code, stderr).toBe(0);

@@ -17,6 +17,7 @@ import { generateSigningKey } from '../../src/sealing/signing-key.ts';
 import type { VerifyReport } from '../../src/sealing/verify.ts';
 import { proposedCallEvent, statusUpdate } from '../support/call-events.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
+import { waitFor } from '../support/wait.ts';
 
 const binary = fileURLToPath(new URL('../../bin/calltrail.js', import.meta.url));
 
@@ -86,11 +87,7 @@ describe('calltrail seal and verify', { timeout: 180_000 }, () => {
   it('seals with the configured key, prints its public key, and stops cleanly on SIGTERM', async () => {
     const sealer = start(['seal']);
     const done = finish(sealer);
-    const deadline = Date.now() + 60_000;
-    while ((await sealedCount()) < 9) {
-      if (Date.now() > deadline) throw new Error('timed out waiting for the sealer');
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await waitFor('the sealer to seal every event', async () => (await sealedCount()) >= 9, 60_000);
     sealer.kill('SIGTERM');
     const { code, stderr } = await done;
     expect(code).toBe(0);

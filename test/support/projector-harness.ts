@@ -16,6 +16,7 @@ import { createLogger, type Logger } from '../../src/logger.ts';
 import type { ProjectorOptions, RunningProjector } from '../../src/projector/projector.ts';
 import { proposedCallEvent, type CallEventSpec } from './call-events.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
+import { sleep, waitFor } from './wait.ts';
 
 export type AdapterKind = 'postgres' | 'eventstoredb';
 export const adapterKinds: readonly AdapterKind[] = ['postgres', 'eventstoredb'];
@@ -109,21 +110,7 @@ export const appendRaw = async (
   revisions.set(callId, result.nextRevision);
 };
 
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-export const waitFor = async <T>(
-  what: string,
-  check: () => Promise<T | undefined | false>,
-  timeoutMs = 15_000,
-): Promise<T> => {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const result = await check();
-    if (result !== undefined && result !== false) return result;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-};
+export { sleep, waitFor };
 
 export const waitUntilCaughtUp = async (projector: RunningProjector, timeoutMs = 15_000): Promise<void> => {
   await waitFor(
