@@ -152,6 +152,20 @@ export const exportHref = (query: Readonly<Record<string, string>>): string => {
   })}`;
 };
 
+/** The Calls table's column headings, shared by every page that lists calls. */
+export const callsTableHead: Html = html`<thead>
+  <tr>
+    <th scope="col">Time</th>
+    <th scope="col">Call</th>
+    <th scope="col">Caller</th>
+    <th scope="col">Assistant</th>
+    <th scope="col">Status</th>
+    <th scope="col">Reason</th>
+    <th scope="col">Debug Info</th>
+    <th scope="col">Duration</th>
+  </tr>
+</thead>`;
+
 export const callRow = (row: ShownCallRow): Html => {
   const position = formatPosition({ commit: row.lastCommitPosition, prepare: row.lastPreparePosition });
   return html`<tr data-call-id="${attribute(row.callId)}" data-position="${attribute(position)}">
@@ -239,18 +253,7 @@ export const callsPage = (
         <caption class="visually-hidden">
           Calls, most recent first
         </caption>
-        <thead>
-          <tr>
-            <th scope="col">Time</th>
-            <th scope="col">Call</th>
-            <th scope="col">Caller</th>
-            <th scope="col">Assistant</th>
-            <th scope="col">Status</th>
-            <th scope="col">Reason</th>
-            <th scope="col">Debug Info</th>
-            <th scope="col">Duration</th>
-          </tr>
-        </thead>
+        ${callsTableHead}
         <tbody>
           ${rows.map(callRow)}
         </tbody>

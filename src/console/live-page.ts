@@ -3,7 +3,7 @@
  * read models and keeps itself current from `GET /live` (the page script does the counting).
  */
 import type { ShownCallRow } from '../audit/call-queries.ts';
-import { callRow } from './calls-page.ts';
+import { callRow, callsTableHead } from './calls-page.ts';
 import { html, type Html } from './html.ts';
 
 const callsTable = (caption: string, rows: readonly ShownCallRow[], mode: string): Html =>
@@ -16,18 +16,7 @@ const callsTable = (caption: string, rows: readonly ShownCallRow[], mode: string
       <caption>
         ${caption}
       </caption>
-      <thead>
-        <tr>
-          <th scope="col">Time</th>
-          <th scope="col">Call</th>
-          <th scope="col">Caller</th>
-          <th scope="col">Assistant</th>
-          <th scope="col">Status</th>
-          <th scope="col">Reason</th>
-          <th scope="col">Debug Info</th>
-          <th scope="col">Duration</th>
-        </tr>
-      </thead>
+      ${callsTableHead}
       <tbody>
         ${rows.map(callRow)}
       </tbody>
