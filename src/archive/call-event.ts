@@ -67,8 +67,7 @@ const firstProblem = (
   return error === undefined ? part : `${part}${error.instancePath || ''}: ${error.message}`;
 };
 
-/** Throws `PoisonEventError` for a record that is not an archived call event of its stream. */
-export const decodeCallEvent = (recorded: RecordedEvent): CallEvent => {
+const decode = (recorded: RecordedEvent): CallEvent => {
   if (!recorded.streamName.startsWith(callStreamPrefix) || recorded.streamName === callStreamPrefix) {
     throw new PoisonEventError(`streamName: not a call stream: ${JSON.stringify(recorded.streamName)}`);
   }
@@ -107,4 +106,27 @@ export const decodeCallEvent = (recorded: RecordedEvent): CallEvent => {
     signatureVerified: metadata.signatureVerified,
     payloadGeneration: data.payloadGeneration,
   };
+};
+
+/**
+ * Each record's decoding (or why it does not decode), kept while the record is: the calls and the
+ * call-timeline projections fold the same records of the same batch, and checking a record against
+ * the archived shape is most of the projector's own work per event.
+ */
+const decoded = new WeakMap<RecordedEvent, CallEvent | PoisonEventError>();
+
+/** Throws `PoisonEventError` for a record that is not an archived call event of its stream. */
+export const decodeCallEvent = (recorded: RecordedEvent): CallEvent => {
+  let result = decoded.get(recorded);
+  if (result === undefined) {
+    try {
+      result = decode(recorded);
+    } catch (error) {
+      if (!(error instanceof PoisonEventError)) throw error;
+      result = error;
+    }
+    decoded.set(recorded, result);
+  }
+  if (result instanceof PoisonEventError) throw result;
+  return result;
 };

@@ -30,6 +30,17 @@ describe('decodeCallEvent', () => {
     });
   });
 
+  it('decodes a record once, however many projections fold it, and a poison record the same each time', () => {
+    const recorded = valid();
+    expect(decodeCallEvent(recorded)).toBe(decodeCallEvent(recorded));
+    const poison = { ...recorded, metadata: {} };
+    const first = poisonMessage(() => decodeCallEvent(poison));
+    expect(poisonMessage(() => decodeCallEvent(poison))).toBe(first);
+    // Another record with the same content is decoded on its own.
+    expect(decodeCallEvent({ ...recorded })).not.toBe(decodeCallEvent(recorded));
+    expect(decodeCallEvent({ ...recorded })).toEqual(decodeCallEvent(recorded));
+  });
+
   it('accepts leap days and offsets, and keeps canonical times as they are', () => {
     const recorded = valid();
     const decode = (eventTime: string) =>
