@@ -5,7 +5,6 @@
  * keeps rows current from `GET /live`, asking `/console/calls/:callId/row` for each changed call.
  */
 import Type from 'typebox';
-import Value from 'typebox/value';
 import type { Problem } from '../archive/archived-event.ts';
 import {
   CallOutcome,
@@ -25,8 +24,7 @@ import {
 } from '../audit/parameters.ts';
 import { terminationOutcomes } from '../audit/terminations-csv.ts';
 import { formatPosition } from '../event-store/event-store.ts';
-import { InvalidArgumentError } from '../errors.ts';
-import { HttpProblem } from '../http/problem.ts';
+import { readViewQuery, viewProblemsOf } from './view-query.ts';
 import { attribute, html, type Html } from './html.ts';
 import { duration, problemList, statusBadge, text, time } from './layout.ts';
 
@@ -62,25 +60,9 @@ const defaultPageSize = 50;
  * checked as the audit API checks it, and each problem names its field.
  */
 export const parseCallsView = (raw: Readonly<Record<string, unknown>>): CallsView => {
-  const query: Record<string, string> = {};
-  const errors: Problem[] = [];
-  for (const [name, value] of Object.entries(raw)) {
-    if (!(name in CallsViewQuery.properties)) {
-      errors.push({ field: `querystring/${name}`, message: 'is not a filter of this page' });
-    } else if (typeof value !== 'string') {
-      errors.push({ field: `querystring/${name}`, message: 'must be given once' });
-    } else if (value !== '') {
-      query[name] = value;
-    }
-  }
+  const { query, checked, errors } = readViewQuery<CallsViewQuery>(raw, { schema: CallsViewQuery });
   const empty: CallsView = { query, filter: {}, limit: defaultPageSize, after: undefined, errors };
-  if (errors.length > 0) return empty;
-  for (const error of Value.Errors(CallsViewQuery, query)) {
-    const field = `querystring${error.instancePath}`;
-    if (!errors.some((known) => known.field === field)) errors.push({ field, message: error.message });
-  }
-  if (errors.length > 0) return { ...empty, errors };
-  const checked = query as CallsViewQuery;
+  if (checked === undefined) return empty;
   try {
     const range = parseTimeRange(checked);
     const key = decodeCursor(checked.cursor, CallsPageKey);
@@ -99,9 +81,9 @@ export const parseCallsView = (raw: Readonly<Record<string, unknown>>): CallsVie
       errors: [],
     };
   } catch (error) {
-    if (error instanceof HttpProblem && error.errors !== undefined) return { ...empty, errors: error.errors };
-    if (error instanceof InvalidArgumentError) return { ...empty, errors: error.problems };
-    throw error;
+    const problems = viewProblemsOf(error);
+    if (problems === undefined) throw error;
+    return { ...empty, errors: problems };
   }
 };
 

@@ -5,12 +5,10 @@
  * chart has a title and description for screen readers and its numbers in a table beside it;
  * artifact text only ever appears as escaped text.
  */
-import Value from 'typebox/value';
 import type { Problem } from '../archive/archived-event.ts';
-import { InvalidArgumentError } from '../errors.ts';
-import { HttpProblem } from '../http/problem.ts';
 import type { HealthFigures } from '../health/health-queries.ts';
 import { HealthQuery, parseHealthPeriod } from '../health/health-routes.ts';
+import { readViewQuery, viewProblemsOf } from './view-query.ts';
 import { attribute, html, type Html } from './html.ts';
 import { problemList, text, time } from './layout.ts';
 
@@ -24,32 +22,20 @@ export interface HealthView {
 
 /** Reads the page's query: empty fields are absent; each problem names its field. */
 export const parseHealthView = (raw: Readonly<Record<string, unknown>>, now: Date): HealthView => {
-  const query: Record<string, string> = {};
-  const errors: Problem[] = [];
-  for (const [name, value] of Object.entries(raw)) {
-    if (!(name in HealthQuery.properties))
-      errors.push({ field: name, message: 'is not a filter of this page' });
-    else if (typeof value !== 'string') errors.push({ field: name, message: 'must be given once' });
-    else if (value.trim() !== '') query[name] = value.trim();
-  }
+  const { query, checked, errors } = readViewQuery<HealthQuery>(raw, { schema: HealthQuery });
   const failed = (problems: readonly Problem[]): HealthView => ({
     query,
     period: undefined,
     assistant: undefined,
     errors: problems,
   });
-  if (errors.length > 0) return failed(errors);
-  for (const error of Value.Errors(HealthQuery, query)) {
-    errors.push({ field: error.instancePath.replace(/^\//, ''), message: error.message });
-  }
-  if (errors.length > 0) return failed(errors);
-  const checked = query as HealthQuery;
+  if (checked === undefined) return failed(errors);
   try {
-    return { query, period: parseHealthPeriod(checked, now, ''), assistant: checked.assistant, errors: [] };
+    return { query, period: parseHealthPeriod(checked, now), assistant: checked.assistant, errors: [] };
   } catch (error) {
-    if (error instanceof InvalidArgumentError) return failed(error.problems);
-    if (error instanceof HttpProblem && error.errors !== undefined) return failed(error.errors);
-    throw error;
+    const problems = viewProblemsOf(error);
+    if (problems === undefined) throw error;
+    return failed(problems);
   }
 };
 

@@ -17,6 +17,7 @@ import { measureLag, readStoreHead } from '../projector/lag.ts';
 import { projectionCheckpoints, projectionDeadLetters } from '../projector/schema.ts';
 import type { ProjectionStatus } from '../projector/status.ts';
 import { projectionNames, projections } from '../../projections/registry.ts';
+import { readViewQuery } from './view-query.ts';
 import { csrfToken } from './session.ts';
 import { page } from './layout.ts';
 import { projectionsPage, type DeadLetterView, type ProjectionOverview } from './projections-page.ts';
@@ -34,15 +35,9 @@ interface DeadLettersQuery {
 }
 
 const parseQuery = (raw: Readonly<Record<string, unknown>>): DeadLettersQuery => {
-  const query: Record<string, string> = {};
-  const errors: Problem[] = [];
-  for (const [name, value] of Object.entries(raw)) {
-    if (!queryNames.includes(name))
-      errors.push({ field: `querystring/${name}`, message: 'is not a filter of this page' });
-    else if (typeof value !== 'string')
-      errors.push({ field: `querystring/${name}`, message: 'must be given once' });
-    else if (value !== '') query[name] = value;
-  }
+  const read = readViewQuery(raw, { known: queryNames });
+  const { query } = read;
+  const errors = [...read.errors];
   const projection = query['projection'];
   if (projection !== undefined && !projectionNames.includes(projection)) {
     errors.push({ field: 'querystring/projection', message: `must be one of ${projectionNames.join(', ')}` });

@@ -5,7 +5,6 @@
  * as escaped text, a bounded preview in the list and the whole body on the request's own page.
  */
 import Type from 'typebox';
-import Value from 'typebox/value';
 import { QuarantineReason, type Problem } from '../archive/archived-event.ts';
 import type { ArchivedEventView } from '../audit/archived-event-view.ts';
 import type { QuarantineFilter } from '../audit/quarantine-routes.ts';
@@ -18,9 +17,8 @@ import {
   parseTimeRange,
 } from '../audit/parameters.ts';
 import { parsePosition, type GlobalPosition } from '../event-store/event-store.ts';
-import { InvalidArgumentError } from '../errors.ts';
-import { HttpProblem } from '../http/problem.ts';
 import { queryString } from './calls-page.ts';
+import { readViewQuery, viewProblemsOf } from './view-query.ts';
 import { attribute, html, type Html, type HtmlValue } from './html.ts';
 import { problemList, text, time } from './layout.ts';
 
@@ -56,25 +54,11 @@ const reasonLabels: Record<QuarantineReason, string> = {
 
 /** Reads a Quarantine view from a query string; empty fields count as absent, each problem named. */
 export const parseQuarantineView = (raw: Readonly<Record<string, unknown>>): QuarantineView => {
-  const query: Record<string, string> = {};
-  const errors: Problem[] = [];
-  for (const [name, value] of Object.entries(raw)) {
-    if (!(name in QuarantineViewQuery.properties)) {
-      errors.push({ field: `querystring/${name}`, message: 'is not a filter of this page' });
-    } else if (typeof value !== 'string') {
-      errors.push({ field: `querystring/${name}`, message: 'must be given once' });
-    } else if (value !== '') {
-      query[name] = value;
-    }
-  }
+  const { query, checked, errors } = readViewQuery<Type.Static<typeof QuarantineViewQuery>>(raw, {
+    schema: QuarantineViewQuery,
+  });
   const empty: QuarantineView = { query, filter: {}, limit: defaultPageSize, before: undefined, errors };
-  if (errors.length > 0) return empty;
-  for (const error of Value.Errors(QuarantineViewQuery, query)) {
-    const field = `querystring${error.instancePath}`;
-    if (!errors.some((known) => known.field === field)) errors.push({ field, message: error.message });
-  }
-  if (errors.length > 0) return { ...empty, errors };
-  const checked = query as Type.Static<typeof QuarantineViewQuery>;
+  if (checked === undefined) return empty;
   try {
     return {
       query,
@@ -84,9 +68,9 @@ export const parseQuarantineView = (raw: Readonly<Record<string, unknown>>): Qua
       errors: [],
     };
   } catch (error) {
-    if (error instanceof InvalidArgumentError) return { ...empty, errors: error.problems };
-    if (error instanceof HttpProblem && error.errors !== undefined) return { ...empty, errors: error.errors };
-    throw error;
+    const problems = viewProblemsOf(error);
+    if (problems === undefined) throw error;
+    return { ...empty, errors: problems };
   }
 };
 
