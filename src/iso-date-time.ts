@@ -38,19 +38,41 @@ export const parseIsoDateTime = (text: string): Date | undefined => {
   return Number.isNaN(date.getTime()) ? undefined : date;
 };
 
-// What ingest stores: UTC with milliseconds, already in normal form.
-const canonical = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.\d{3}Z$/;
+// What ingest stores, already in normal form: `d` a decimal digit, anything else itself.
+const canonicalPattern = 'dddd-dd-ddTdd:dd:dd.dddZ';
+const digitMark = 'd'.charCodeAt(0);
+const zero = '0'.charCodeAt(0);
+
+/** The number written by the digits `text[from, to)` (known to be digits). */
+const digitsAt = (text: string, from: number, to: number): number => {
+  let value = 0;
+  for (let index = from; index < to; index += 1) value = value * 10 + text.charCodeAt(index) - zero;
+  return value;
+};
+
+/** Whether `text` is in the canonical form and a real time, read without allocating anything. */
+const isCanonical = (text: string): boolean => {
+  if (text.length !== canonicalPattern.length) return false;
+  for (let index = 0; index < canonicalPattern.length; index += 1) {
+    const expected = canonicalPattern.charCodeAt(index);
+    const actual = text.charCodeAt(index);
+    if (expected === digitMark ? actual < zero || actual > zero + 9 : actual !== expected) return false;
+  }
+  return isValidTime(
+    digitsAt(text, 0, 4),
+    digitsAt(text, 5, 7),
+    digitsAt(text, 8, 10),
+    digitsAt(text, 11, 13),
+    digitsAt(text, 14, 16),
+    digitsAt(text, 17, 19),
+  );
+};
 
 /**
  * The date-time as ISO 8601 UTC with milliseconds (`toISOString`), or undefined when it is not one
- * `parseIsoDateTime` accepts. Text already in that form comes back as it is without making a Date:
- * the projector reads every stored time through here.
+ * `parseIsoDateTime` accepts. Text already in that form comes back as it is, checked without making
+ * a Date or a regular-expression match: the projector reads every stored time through here, twice
+ * per event, and the garbage of a match per time was a large share of its collection work.
  */
-export const normalizeIsoDateTime = (text: string): string | undefined => {
-  const match = canonical.exec(text);
-  if (match) {
-    const [y, mo, d, h, mi, s] = match.slice(1, 7).map(Number) as Fields;
-    return isValidTime(y, mo, d, h, mi, s) ? text : undefined;
-  }
-  return parseIsoDateTime(text)?.toISOString();
-};
+export const normalizeIsoDateTime = (text: string): string | undefined =>
+  isCanonical(text) ? text : parseIsoDateTime(text)?.toISOString();

@@ -7,7 +7,7 @@ import {
   uuidFromDigest,
 } from '../../src/flireo/event-id.ts';
 import { normalizeFlireoEvent, type Normalization } from '../../src/flireo/normalize.ts';
-import { parseIsoDateTime } from '../../src/iso-date-time.ts';
+import { normalizeIsoDateTime, parseIsoDateTime } from '../../src/iso-date-time.ts';
 import {
   allExamples,
   callSession,
@@ -399,5 +399,58 @@ describe('parseIsoDateTime', () => {
     '1756368117035',
   ])('refuses %s', (text) => {
     expect(parseIsoDateTime(text)).toBeUndefined();
+  });
+});
+
+describe('normalizeIsoDateTime', () => {
+  it.each([
+    ['2025-08-28T08:01:57.035Z', '2025-08-28T08:01:57.035Z'],
+    ['2024-02-29T23:59:59.999Z', '2024-02-29T23:59:59.999Z'],
+    ['0000-01-01T00:00:00.000Z', '0000-01-01T00:00:00.000Z'],
+    ['2025-08-28T10:01:57.1+02:00', '2025-08-28T08:01:57.100Z'],
+    ['2025-08-28T08:01:57.035z', '2025-08-28T08:01:57.035Z'],
+    ['2025-08-28T08:01:57Z', '2025-08-28T08:01:57.000Z'],
+  ])('%s -> %s', (text, iso) => {
+    expect(normalizeIsoDateTime(text)).toBe(iso);
+  });
+
+  it.each([
+    '2025-02-29T00:00:00.000Z',
+    '2025-04-31T00:00:00.000Z',
+    '2025-00-01T00:00:00.000Z',
+    '2025-13-01T00:00:00.000Z',
+    '2025-08-00T00:00:00.000Z',
+    '2025-08-28T24:00:00.000Z',
+    '2025-08-28T08:60:00.000Z',
+    '2025-08-28T08:00:60.000Z',
+    '2025-08-28T08:00:00.0a0Z',
+    '2025-08-28T08:00:00.000',
+    '2025-08-28 08:00:00.000Z',
+    '2025-08-28T08:00:00.000Z ',
+    '２025-08-28T08:00:00.000Z',
+    '٢٠٢٥-08-28T08:00:00.000Z',
+    '2025/08/28T08:00:00.000Z',
+  ])('refuses %s', (text) => {
+    expect(normalizeIsoDateTime(text)).toBeUndefined();
+  });
+
+  it('agrees with parsing the text into a Date and formatting it, for any text', () => {
+    // Strings of the canonical shape with any digits (impossible dates included), one character of
+    // it replaced by anything, and arbitrary strings.
+    const digit = fc.constantFrom(...'0123456789');
+    const digits = (count: number) =>
+      fc.array(digit, { minLength: count, maxLength: count }).map((d) => d.join(''));
+    const shaped = fc
+      .tuple(digits(4), digits(2), digits(2), digits(2), digits(2), digits(2), digits(3))
+      .map(([y, mo, d, h, mi, s, ms]) => `${y}-${mo}-${d}T${h}:${mi}:${s}.${ms}Z`);
+    const mutated = fc
+      .tuple(shaped, fc.nat(23), fc.string({ minLength: 1, maxLength: 1, unit: 'binary' }))
+      .map(([text, at, character]) => `${text.slice(0, at)}${character}${text.slice(at + 1)}`);
+    fc.assert(
+      fc.property(fc.oneof(shaped, mutated, fc.string()), (text) => {
+        expect(normalizeIsoDateTime(text)).toBe(parseIsoDateTime(text)?.toISOString());
+      }),
+      { numRuns: 1000 },
+    );
   });
 });
