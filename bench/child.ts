@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import type { Config } from '../src/config.ts';
+import { applyHeapSizing } from '../src/heap-sizing.ts';
 import type { ChildCommand, ChildReply, ChildSpec, LiveHeapReport, MemoryReport } from './processes.ts';
 
 // Each role imports only what it uses (below), so a process's memory is its role's, not the sum
@@ -287,6 +288,8 @@ const startRawCopy = async (raw: Extract<ChildSpec, { role: 'raw-copy' }>): Prom
 const start = (): Promise<Handler> => {
   switch (spec.role) {
     case 'app':
+      // Serve's heap sizing, as `calltrail serve` sets it (see heap-sizing.ts).
+      applyHeapSizing();
       return startApp(spec);
     case 'noop':
       return startNoop(spec);

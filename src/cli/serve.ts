@@ -21,6 +21,7 @@ import { listen, trapShutdownSignals } from '../server.ts';
 import { createArchiveWriter } from '../webhook/ingest.ts';
 import { loadConfigOrReport, oneLine } from './command-setup.ts';
 import { connectionInstructions, defaultPublicUrl, hasWebhookAuthentication } from './credentials.ts';
+import { applyHeapSizing } from '../heap-sizing.ts';
 
 /** Past this, shutdown gives up waiting and exits non-zero. */
 const shutdownTimeoutMs = 30_000;
@@ -204,6 +205,8 @@ export const registerServeCommand = (program: Command): void => {
     .option('--no-projector', 'do not run the projector in this process (run `calltrail project` for it)')
     .option('--no-sealer', 'do not run the sealer in this process (run `calltrail seal` for it)')
     .action(async (options: { projector: boolean; sealer: boolean }) => {
+      // A long-running server: hold its heap near what is live (see heap-sizing.ts).
+      applyHeapSizing();
       const code = await serve({ projector: options.projector, sealer: options.sealer });
       // Explicit: a library handle left open must not keep a stopped server's process alive.
       process.exit(code);
