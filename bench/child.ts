@@ -10,6 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import type { Config } from '../src/config.ts';
+import { applyHeapSizing } from '../src/heap-sizing.ts';
 import type { ChildCommand, ChildReply, ChildSpec, LiveHeapReport, MemoryReport } from './processes.ts';
 
 // Each role imports only what it uses (below), so a process's memory is its role's, not the sum
@@ -386,6 +387,8 @@ const startToolHandlerRole = async (): Promise<Handler> => {
 const start = (): Promise<Handler> => {
   switch (spec.role) {
     case 'app':
+      // Serve's heap sizing, as `calltrail serve` sets it (see heap-sizing.ts).
+      applyHeapSizing();
       return startApp(spec);
     case 'noop':
       return startNoop(spec);

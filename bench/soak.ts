@@ -86,6 +86,11 @@ export const benchSoak = async (context: BenchContext): Promise<BenchmarkResult>
       // RSS first: the collection that measures the live heap would lower it.
       const memory = await app.request<MemoryReport>({ command: 'memory' });
       const live = await app.request<LiveHeapReport>({ command: 'live-heap' });
+      // Each reading as it comes: the full soak runs for a long time.
+      context.progress(
+        `soak: after ${total.toLocaleString('en-US')} webhooks: RSS ${formatMiB(memory.rss)}, ` +
+          `live heap ${formatMiB(live.heapUsed)} (RSS ${formatMiB(live.rss)} after a full collection), ${failed} failed`,
+      );
       return { after: total, memory, live };
     };
     const afterEarly = await sendUpTo(early);

@@ -22,6 +22,7 @@ import { listen, trapShutdownSignals } from '../server.ts';
 import { createArchiveWriter } from '../webhook/ingest.ts';
 import { loadConfigOrReport, oneLine } from './command-setup.ts';
 import { connectionInstructions, defaultPublicUrl, hasWebhookAuthentication } from './credentials.ts';
+import { applyHeapSizing } from '../heap-sizing.ts';
 
 /** Past this, shutdown gives up waiting and exits non-zero. */
 const shutdownTimeoutMs = 30_000;
@@ -223,6 +224,8 @@ export const registerServeCommand = (program: Command): void => {
     .option('--no-sealer', 'do not run the sealer in this process (run `calltrail seal` for it)')
     .option('--no-forwarder', 'do not run the forwarder in this process (run `calltrail forward` for it)')
     .action(async (options: { projector: boolean; sealer: boolean; forwarder: boolean }) => {
+      // A long-running server: hold its heap near what is live (see heap-sizing.ts).
+      applyHeapSizing();
       const code = await serve({
         projector: options.projector,
         sealer: options.sealer,
