@@ -13,8 +13,8 @@
  *
  * Durability: LMDB commits copy-on-write pages and then switches its meta page, so a commit cut short
  * (a torn tail) is never visible after a restart; with `overlappingSync` off, a write's promise
- * resolves only after the commit is synced to disk. Writes queued in one event turn share one commit,
- * so concurrent requests share one sync.
+ * resolves only after the commit is synced to disk. Transactions queued while a commit runs share the
+ * next commit, so concurrent requests share one sync.
  */
 import { crc32 } from 'node:zlib';
 import { open, type Database, type RootDatabase } from 'lmdb';
@@ -96,6 +96,31 @@ export const decodeRecord = (bytes: Uint8Array): JournalRecord | string => {
 
 const idKey = (stream: string, id: string): string => `${stream}\n${id}`;
 
+/**
+ * A failed LMDB commit (a full disk, say) rejects every write in it with one error, whose `commitError`
+ * is a second promise, rejected with the file system's own error. Unobserved, each of these rejections
+ * is unhandled and ends the process; the failure is reported once, by the transaction's promise.
+ */
+const observeCommitFailure = (error: unknown): void => {
+  const commitError: unknown = (error as { commitError?: unknown } | null)?.commitError;
+  if (commitError instanceof Promise) commitError.catch(() => undefined);
+};
+
+/** A write inside a transaction: its failure is the transaction's, reported there. */
+const inTransaction = (write: Promise<unknown>): void => {
+  write.catch(observeCommitFailure);
+};
+
+/** Awaits a commit, with its failure's second promise observed. */
+const committed = async <T>(commit: Promise<T>): Promise<T> => {
+  try {
+    return await commit;
+  } catch (error) {
+    observeCommitFailure(error);
+    throw error;
+  }
+};
+
 export interface AppendOptions {
   /** Keeps an earlier journal's time when its records are taken over. */
   readonly journaledAt?: number;
@@ -148,7 +173,15 @@ export interface Journal {
 export const openJournal = (options: JournalOptions): Journal => {
   const clock = options.clock ?? Date.now;
   // overlappingSync off: every commit is synced before its writes resolve (classic LMDB durability).
-  const environment: RootDatabase = open({ path: options.path, overlappingSync: false, maxDbs: 4 });
+  // eventTurnBatching off: an event turn's writes would otherwise be wrapped in a batch of LMDB's own,
+  // whose promise nobody can observe; when its commit fails (a full disk), that rejection is unhandled
+  // and ends the process. Transactions queued while a commit runs still share the next one.
+  const environment: RootDatabase = open({
+    path: options.path,
+    overlappingSync: false,
+    eventTurnBatching: false,
+    maxDbs: 4,
+  });
   const records: Database<Buffer, number> = environment.openDB({ name: 'records', encoding: 'binary' });
   const ids: Database<number, string> = environment.openDB({ name: 'ids', encoding: 'ordered-binary' });
   const asideDb: Database<AsideRecord, number> = environment.openDB({ name: 'aside', encoding: 'json' });
@@ -191,14 +224,18 @@ export const openJournal = (options: JournalOptions): Journal => {
   const setAside = async (sequence: number, reason: string): Promise<void> => {
     const bytes = records.getBinary(sequence);
     if (bytes === undefined) return;
-    await environment.transaction(() => {
-      void asideDb.put(sequence, {
-        reason,
-        bytes: Buffer.from(bytes).toString('base64'),
-        setAsideAt: clock(),
-      });
-      void records.remove(sequence);
-    });
+    await committed(
+      environment.transaction(() => {
+        inTransaction(
+          asideDb.put(sequence, {
+            reason,
+            bytes: Buffer.from(bytes).toString('base64'),
+            setAsideAt: clock(),
+          }),
+        );
+        inTransaction(records.remove(sequence));
+      }),
+    );
     const size = sizes.get(sequence);
     if (size !== undefined) {
       sizes.delete(sequence);
@@ -264,10 +301,12 @@ export const openJournal = (options: JournalOptions): Journal => {
       sizes.set(sequence, size);
       count(stream, 1);
       try {
-        await environment.transaction(() => {
-          void records.put(sequence, encoded);
-          void ids.put(key, sequence);
-        });
+        await committed(
+          environment.transaction(() => {
+            inTransaction(records.put(sequence, encoded));
+            inTransaction(ids.put(key, sequence));
+          }),
+        );
       } catch (error) {
         totalBytes -= size;
         sizes.delete(sequence);
@@ -308,11 +347,13 @@ export const openJournal = (options: JournalOptions): Journal => {
     keepAside: async (bytes, reason) => {
       const sequence = nextSequence;
       nextSequence += 1;
-      await asideDb.put(sequence, {
-        reason,
-        bytes: Buffer.from(bytes).toString('base64'),
-        setAsideAt: clock(),
-      });
+      await committed(
+        asideDb.put(sequence, {
+          reason,
+          bytes: Buffer.from(bytes).toString('base64'),
+          setAsideAt: clock(),
+        }),
+      );
     },
     asideCount: () => asideDb.getKeysCount(),
     aside: () => [...asideDb.getRange()].map(({ key, value }) => ({ sequence: key, record: value })),

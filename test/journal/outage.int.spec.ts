@@ -3,13 +3,16 @@
  * during a stream of signed webhooks (every answer 202, journaled ones say so), redeliveries of
  * journaled events recognised as duplicates, live traffic while the journal drains, and afterwards
  * every event in its stream exactly once and in the order it was received. A full journal answers
- * 503 and loses nothing it acknowledged. The read models projected afterwards equal those projected
+ * 503 and loses nothing it acknowledged; so does a full disk under the journal, and the process goes on
+ * serving and journals again once there is room. The read models projected afterwards equal those projected
  * from the same webhooks sent to a second store that never went away.
  */
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../src/database/database.ts';
 import { openOutageJournal, type OutageJournal } from '../../src/journal/outage-journal.ts';
@@ -67,8 +70,9 @@ const startHarness = async (
   store: StoreUnderTest,
   database: Database,
   maxBytes = 64 * 1024 * 1024,
+  journalDir?: string,
 ): Promise<Harness> => {
-  const root = await mkdtemp(path.join(os.tmpdir(), 'calltrail-journal-'));
+  const root = journalDir ?? (await mkdtemp(path.join(os.tmpdir(), 'calltrail-journal-')));
   const metrics = createMetrics();
   const config = { ...testConfig({ appendTimeoutMs }), journal: { dir: root, maxBytes } };
   const outage = await openOutageJournal({
@@ -314,6 +318,75 @@ describe.each(storeSubjects)('outage journal on $name', (subject) => {
     } finally {
       await store.bringBack();
       await harness.close();
+    }
+  });
+
+  it('answers 503 when the disk under the journal is full, stays up, and journals again once there is room', async () => {
+    // The journal on a 1 MiB memory file system: the disk fills long before the journal's own limit.
+    const run = promisify(execFile);
+    const mountPoint = await mkdtemp(path.join(os.tmpdir(), 'calltrail-journal-disk-'));
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mountPoint]);
+    // A rejection nobody handles ends a serve process: none may happen here.
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const harness = await startHarness(store, database, 64 * 1024 * 1024, path.join(mountPoint, 'journal'));
+      try {
+        const { test, outage } = harness;
+        const call = `journal-disk-${randomUUID()}`;
+        const padding = 'x'.repeat(16 * 1024);
+        const padded = (step: number) =>
+          JSON.stringify({ ...(JSON.parse(statusUpdate(call, step)) as object), padding });
+        await store.takeDown();
+        const acknowledged: string[] = [];
+        let refused = 0;
+        let step = 0;
+        for (; step < 200 && refused < 3; step += 1) {
+          const response = await deliver(test, padded(step));
+          if (response.statusCode === 202) {
+            expect(response.json<Accepted>().journaled).toBe(true);
+            acknowledged.push(response.json<Accepted>().eventId);
+            continue;
+          }
+          expect(response.statusCode).toBe(503);
+          expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
+          expect(response.headers['retry-after']).toBeDefined();
+          expect(response.json<{ detail: string }>().detail).toMatch(/journal/);
+          refused += 1;
+        }
+        expect(refused).toBe(3);
+        expect(acknowledged.length).toBeGreaterThan(1);
+        const depthWhenFull = outage.journal.depth();
+        expect(depthWhenFull).toBe(acknowledged.length);
+
+        // Still serving: it answers the next requests.
+        const ready = await test.app.inject({ method: 'GET', url: '/readyz' });
+        expect(ready.statusCode).toBe(503);
+        expect((await deliver(test, padded(step))).statusCode).toBe(503);
+        step += 1;
+
+        // Room again: the journal takes the next event.
+        await run('mount', ['-o', 'remount,size=64m', mountPoint]);
+        const afterRoom = await deliver(test, padded(step));
+        expect(afterRoom.statusCode).toBe(202);
+        expect(afterRoom.json<Accepted>().journaled).toBe(true);
+        acknowledged.push(afterRoom.json<Accepted>().eventId);
+        expect(outage.journal.depth()).toBe(depthWhenFull + 1);
+
+        await store.bringBack();
+        await waitUntil('the journal drains', async () => outage.journal.depth() === 0);
+        const stored = (await readStream(store.eventStore, `call-${call}`)).map((event) => event.id);
+        expect(stored).toEqual(acknowledged);
+        expect(unhandled).toEqual([]);
+      } finally {
+        await store.bringBack();
+        await harness.close();
+      }
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await run('umount', [mountPoint]);
+      await rm(mountPoint, { recursive: true, force: true });
     }
   });
 });
