@@ -95,7 +95,7 @@ export const appendBatches = (
 export const startDrainer = (options: DrainerOptions): Drainer => {
   const { journal, writer, logger } = options;
   const batchSize = options.batchSize ?? 4096;
-  const concurrency = options.concurrency ?? 128;
+  const concurrency = options.concurrency ?? 1024;
   const maxAppendEvents = options.maxAppendEvents ?? 500;
   // What EventStoreDB takes in one append by default, the smaller of the two stores' limits.
   const maxAppendBytes = options.maxAppendBytes ?? maxRecordBytes;
