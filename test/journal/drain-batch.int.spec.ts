@@ -1,0 +1,153 @@
+/**
+ * The drain's batched appends on each real event store: a stream's journaled events reach the store
+ * in a few appends, in order; and after a crash between an append and the journal's delete (the
+ * stream already holds a prefix of the journaled events, or all of them), every event is stored
+ * exactly once, in order, by a process that has not seen the stream before.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { EventStore, ProposedEvent } from '../../src/event-store/event-store.ts';
+import { startDrainer } from '../../src/journal/drainer.ts';
+import { openJournal, type Journal } from '../../src/journal/journal.ts';
+import { createLogger } from '../../src/logger.ts';
+import { createArchiveWriter } from '../../src/webhook/ingest.ts';
+import { readStream, storeSubjects, type StoreUnderTest } from '../webhook/stores.ts';
+
+const timeoutMs = 5_000;
+
+const event = (step: number): ProposedEvent => ({
+  id: randomUUID(),
+  type: 'status-update',
+  data: { step },
+  metadata: { receivedAt: '2026-01-01T00:00:00.000Z' },
+});
+
+/** The store, counting the appends that reach it. */
+const counting = (store: EventStore): { store: EventStore; appends: () => number } => {
+  let appends = 0;
+  return {
+    store: new Proxy(store, {
+      get(target, property, receiver) {
+        if (property === 'append') {
+          return (...args: Parameters<EventStore['append']>) => {
+            appends += 1;
+            return target.append(...args);
+          };
+        }
+        return Reflect.get(target, property, receiver) as unknown;
+      },
+    }),
+    appends: () => appends,
+  };
+};
+
+const waitUntil = async (what: string, check: () => boolean, timeout = 30_000) => {
+  const deadline = Date.now() + timeout;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeout} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+};
+
+let root: string;
+beforeAll(async () => {
+  root = await mkdtemp(path.join(os.tmpdir(), 'calltrail-drain-batch-'));
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+const journalWith = async (events: readonly [string, ProposedEvent][]): Promise<Journal> => {
+  const journal = openJournal({ path: path.join(root, randomUUID()), maxBytes: 64 * 1024 * 1024 });
+  for (const [stream, proposed] of events) await journal.append(stream, proposed);
+  return journal;
+};
+
+/** Drains the journal into the store with a fresh writer (a process that knows no stream yet). */
+const drain = async (journal: Journal, eventStore: EventStore, maxAppendEvents: number) => {
+  const drainer = startDrainer({
+    journal,
+    writer: createArchiveWriter(eventStore, { timeoutMs }),
+    logger: createLogger({ level: 'silent' }),
+    maxAppendEvents,
+  });
+  try {
+    await waitUntil('the journal drains', () => journal.depth() === 0);
+  } finally {
+    // Stopping waits for the round, so its removals are committed and counted.
+    await drainer.stop();
+  }
+  return drainer.drained();
+};
+
+const idsIn = async (store: EventStore, stream: string) =>
+  (await readStream(store, stream)).map((recorded) => recorded.id);
+
+describe.each(storeSubjects)('batched drain on $name', (subject) => {
+  let store: StoreUnderTest;
+
+  beforeAll(async () => {
+    store = await subject.open({ timeoutMs });
+  });
+  afterAll(async () => {
+    await store?.close();
+  });
+
+  it("stores each stream's journaled events in a few appends, in order", async () => {
+    const first = `call-drain-${randomUUID()}`;
+    const second = `call-drain-${randomUUID()}`;
+    const firstEvents = Array.from({ length: 20 }, (_, step) => event(step));
+    const secondEvents = Array.from({ length: 10 }, (_, step) => event(step));
+    // Interleaved as received: the two streams' events alternate in the journal.
+    const received: [string, ProposedEvent][] = [];
+    for (let step = 0; step < 20; step += 1) {
+      received.push([first, firstEvents[step]!]);
+      if (step < 10) received.push([second, secondEvents[step]!]);
+    }
+    const journal = await journalWith(received);
+    try {
+      const counted = counting(store.eventStore);
+      expect(await drain(journal, counted.store, 8)).toBe(30);
+      // 20 events in appends of at most 8, and 10 in appends of at most 8: five appends, not thirty.
+      expect(counted.appends()).toBe(5);
+      expect(await idsIn(store.eventStore, first)).toEqual(firstEvents.map(({ id }) => id));
+      expect(await idsIn(store.eventStore, second)).toEqual(secondEvents.map(({ id }) => id));
+    } finally {
+      await journal.close();
+    }
+  });
+
+  it('stores each event once when the store already holds a prefix of the journaled ones', async () => {
+    const stream = `call-drain-${randomUUID()}`;
+    const before = [event(0), event(1)];
+    const journaled = Array.from({ length: 12 }, (_, step) => event(step + 2));
+    // Stored before the outage, then a batch appended whose removal from the journal never happened.
+    const storedBatch = journaled.slice(0, 5);
+    expect((await store.eventStore.append(stream, before, 'no-stream')).outcome).toBe('appended');
+    expect((await store.eventStore.append(stream, storedBatch, 1n)).outcome).toBe('appended');
+    const journal = await journalWith(journaled.map((proposed) => [stream, proposed]));
+    try {
+      await drain(journal, store.eventStore, 8);
+      expect(await idsIn(store.eventStore, stream)).toEqual([...before, ...journaled].map(({ id }) => id));
+    } finally {
+      await journal.close();
+    }
+  });
+
+  it('stores nothing again when the store already holds every journaled event', async () => {
+    const stream = `call-drain-${randomUUID()}`;
+    const journaled = Array.from({ length: 6 }, (_, step) => event(step));
+    // A whole stream appended as one batch, then the process died before the journal's delete.
+    expect((await store.eventStore.append(stream, journaled, 'no-stream')).outcome).toBe('appended');
+    const journal = await journalWith(journaled.map((proposed) => [stream, proposed]));
+    try {
+      await drain(journal, store.eventStore, 4);
+      expect(await idsIn(store.eventStore, stream)).toEqual(journaled.map(({ id }) => id));
+    } finally {
+      await journal.close();
+    }
+  });
+});
