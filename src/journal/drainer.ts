@@ -8,8 +8,13 @@
  * by what one append may carry), and a stream stops at its first batch the store does not take (the
  * next round starts again from the journal's head, so nothing of that stream overtakes it). A batch
  * whose append succeeded but whose removal from the journal did not (a crash in between) is appended
- * again later: the idempotent append leaves out the events the stream already holds. While the store
- * is away, rounds back off exponentially up to a bound.
+ * again later: the idempotent append leaves out the events the stream already holds.
+ *
+ * A slow store must not stall the drain: an append that fails for want of time (or of the store)
+ * halves that stream's next appends, down to one event, and each success doubles them back, so a
+ * backlog that grew while the store was away never outgrows what one append can carry within its
+ * budget. A round that stored anything found the store there, and the next one starts at once; only
+ * rounds that stored nothing back off, exponentially up to a bound.
  */
 import { maxRecordBytes } from '../archive/archived-event.ts';
 import type { ProposedEvent } from '../event-store/event-store.ts';
@@ -25,6 +30,8 @@ export interface DrainerOptions {
   readonly batchSize?: number;
   /** Streams drained side by side. */
   readonly concurrency?: number;
+  /** Streams whose appends are held below `maxAppendEvents` after a failure, at most (least recent go). */
+  readonly maxThrottledStreams?: number;
   /** Events of one stream stored by one append, at most. */
   readonly maxAppendEvents?: number;
   /** Stored bytes of the events one append carries, at most (a larger event goes alone). */
@@ -101,6 +108,19 @@ export const startDrainer = (options: DrainerOptions): Drainer => {
   const maxAppendBytes = options.maxAppendBytes ?? maxRecordBytes;
   const minBackoffMs = options.minBackoffMs ?? 100;
   const maxBackoffMs = options.maxBackoffMs ?? 5_000;
+  const maxThrottledStreams = options.maxThrottledStreams ?? 10_000;
+  /** Streams whose appends failed: how many events their next append carries, at most. */
+  const appendLimits = new Map<string, number>();
+  const appendLimitOf = (stream: string) => appendLimits.get(stream) ?? maxAppendEvents;
+  const setAppendLimit = (stream: string, limit: number) => {
+    appendLimits.delete(stream);
+    if (limit >= maxAppendEvents) return;
+    appendLimits.set(stream, limit);
+    if (appendLimits.size > maxThrottledStreams) {
+      const [oldest] = appendLimits.keys();
+      if (oldest !== undefined) appendLimits.delete(oldest);
+    }
+  };
   let drained = 0;
   let stopped = false;
   let backoffMs = minBackoffMs;
@@ -162,6 +182,7 @@ export const startDrainer = (options: DrainerOptions): Drainer => {
     }
     let unavailable: unknown;
     let journalFailed: unknown;
+    const drainedBefore = drained;
     const stopsTheRound = () => stopped || unavailable !== undefined || journalFailed !== undefined;
 
     /** Appends one event alone; whether the stream may go on (false: the store is away). */
@@ -190,10 +211,12 @@ export const startDrainer = (options: DrainerOptions): Drainer => {
     ): Promise<{ stored: JournalEntry[]; complete: boolean }> => {
       try {
         await writer.appendAll(stream, batch.map(eventOf));
+        setAppendLimit(stream, Math.min(maxAppendEvents, 2 * appendLimitOf(stream)));
         return { stored: [...batch], complete: true };
       } catch (error) {
         if (isRetryableAppendFailure(error)) {
           unavailable = error;
+          setAppendLimit(stream, Math.max(1, Math.floor(batch.length / 2)));
           return { stored: [], complete: false };
         }
       }
@@ -209,7 +232,7 @@ export const startDrainer = (options: DrainerOptions): Drainer => {
 
     await inPool([...byStream.entries()], concurrency, async ([stream, entries]) => {
       try {
-        for (const batch of appendBatches(entries, maxAppendEvents, maxAppendBytes)) {
+        for (const batch of appendBatches(entries, appendLimitOf(stream), maxAppendBytes)) {
           if (stopsTheRound()) return;
           const { stored, complete } = await storeBatch(stream, batch);
           if (stored.length > 0) {
@@ -232,6 +255,9 @@ export const startDrainer = (options: DrainerOptions): Drainer => {
       );
       return 'unavailable';
     }
+    // Some streams stored and others not: the store is there but slow for those, whose appends are
+    // smaller next round.
+    if (drained > drainedBefore) return 'progress';
     if (unavailable !== undefined) {
       options.onUnavailable?.(unavailable);
       return 'unavailable';

@@ -1,15 +1,20 @@
 /**
  * The drain's batched appends on each real event store: a stream's journaled events reach the store
- * in a few appends, in order; and after a crash between an append and the journal's delete (the
- * stream already holds a prefix of the journaled events, or all of them), every event is stored
- * exactly once, in order, by a process that has not seen the stream before.
+ * in a few appends, in order; after a crash between an append and the journal's delete (the stream
+ * already holds a prefix of the journaled events, or all of them), every event is stored exactly
+ * once, in order, by a process that has not seen the stream before; and a store too slow to write a
+ * large append within its timeout still takes the backlog, in smaller appends.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { EventStore, ProposedEvent } from '../../src/event-store/event-store.ts';
+import {
+  EventStoreUnavailableError,
+  type EventStore,
+  type ProposedEvent,
+} from '../../src/event-store/event-store.ts';
 import { startDrainer } from '../../src/journal/drainer.ts';
 import { openJournal, type Journal } from '../../src/journal/journal.ts';
 import { createLogger } from '../../src/logger.ts';
@@ -44,6 +49,25 @@ const counting = (store: EventStore): { store: EventStore; appends: () => number
   };
 };
 
+/**
+ * The store, too slow to commit an append of more than `maxEvents` events within its own write
+ * timeout: such an append fails unwritten, as EventStoreDB's commit timeout does.
+ */
+const committingAtMost = (store: EventStore, maxEvents: number): EventStore =>
+  new Proxy(store, {
+    get(target, property, receiver) {
+      if (property === 'append') {
+        return async (...args: Parameters<EventStore['append']>) => {
+          if (args[1].length > maxEvents) {
+            throw new EventStoreUnavailableError(`${args[0]}: commit timed out (${args[1].length} events)`);
+          }
+          return target.append(...args);
+        };
+      }
+      return Reflect.get(target, property, receiver) as unknown;
+    },
+  });
+
 const waitUntil = async (what: string, check: () => boolean, timeout = 30_000) => {
   const deadline = Date.now() + timeout;
   while (!check()) {
@@ -67,7 +91,12 @@ const journalWith = async (events: readonly [string, ProposedEvent][]): Promise<
 };
 
 /** Drains the journal into the store with a fresh writer (a process that knows no stream yet). */
-const drain = async (journal: Journal, eventStore: EventStore, maxAppendEvents: number) => {
+const drain = async (
+  journal: Journal,
+  eventStore: EventStore,
+  maxAppendEvents: number,
+  options: { readonly within?: number } = {},
+) => {
   const drainer = startDrainer({
     journal,
     writer: createArchiveWriter(eventStore, { timeoutMs }),
@@ -75,7 +104,7 @@ const drain = async (journal: Journal, eventStore: EventStore, maxAppendEvents: 
     maxAppendEvents,
   });
   try {
-    await waitUntil('the journal drains', () => journal.depth() === 0);
+    await waitUntil('the journal drains', () => journal.depth() === 0, options.within);
   } finally {
     // Stopping waits for the round, so its removals are committed and counted.
     await drainer.stop();
@@ -146,6 +175,25 @@ describe.each(storeSubjects)('batched drain on $name', (subject) => {
     try {
       await drain(journal, store.eventStore, 4);
       expect(await idsIn(store.eventStore, stream)).toEqual(journaled.map(({ id }) => id));
+    } finally {
+      await journal.close();
+    }
+  });
+
+  it('takes a backlog too large for one append within the store timeout, in smaller appends', async () => {
+    const slow = `call-drain-${randomUUID()}`;
+    const quick = `call-drain-${randomUUID()}`;
+    const slowEvents = Array.from({ length: 40 }, (_, step) => event(step));
+    const quickEvents = [event(0), event(1)];
+    const journal = await journalWith([
+      ...slowEvents.map((proposed): [string, ProposedEvent] => [slow, proposed]),
+      ...quickEvents.map((proposed): [string, ProposedEvent] => [quick, proposed]),
+    ]);
+    try {
+      // 40 events in one append never commit; the drain must not retry that append for ever.
+      await drain(journal, committingAtMost(store.eventStore, 8), 64, { within: 10_000 });
+      expect(await idsIn(store.eventStore, slow)).toEqual(slowEvents.map(({ id }) => id));
+      expect(await idsIn(store.eventStore, quick)).toEqual(quickEvents.map(({ id }) => id));
     } finally {
       await journal.close();
     }
