@@ -216,7 +216,8 @@ export const startDrainer = (options: DrainerOptions): Drainer => {
       } catch (error) {
         if (isRetryableAppendFailure(error)) {
           unavailable = error;
-          setAppendLimit(stream, Math.max(1, Math.floor(batch.length / 2)));
+          // Streams of one event each (an outage seen by every call) have nothing to make smaller.
+          if (batch.length > 1) setAppendLimit(stream, Math.floor(batch.length / 2));
           return { stored: [], complete: false };
         }
       }
