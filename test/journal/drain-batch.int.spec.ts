@@ -95,13 +95,14 @@ const drain = async (
   journal: Journal,
   eventStore: EventStore,
   maxAppendEvents: number,
-  options: { readonly within?: number } = {},
+  options: { readonly within?: number; readonly onUnavailable?: (error: unknown) => void } = {},
 ) => {
   const drainer = startDrainer({
     journal,
     writer: createArchiveWriter(eventStore, { timeoutMs }),
     logger: createLogger({ level: 'silent' }),
     maxAppendEvents,
+    ...(options.onUnavailable ? { onUnavailable: options.onUnavailable } : {}),
   });
   try {
     await waitUntil('the journal drains', () => journal.depth() === 0, options.within);
@@ -189,11 +190,18 @@ describe.each(storeSubjects)('batched drain on $name', (subject) => {
       ...slowEvents.map((proposed): [string, ProposedEvent] => [slow, proposed]),
       ...quickEvents.map((proposed): [string, ProposedEvent] => [quick, proposed]),
     ]);
+    const unavailable: unknown[] = [];
     try {
       // 40 events in one append never commit; the drain must not retry that append for ever.
-      await drain(journal, committingAtMost(store.eventStore, 8), 64, { within: 10_000 });
+      await drain(journal, committingAtMost(store.eventStore, 8), 64, {
+        within: 10_000,
+        onUnavailable: (error) => unavailable.push(error),
+      });
       expect(await idsIn(store.eventStore, slow)).toEqual(slowEvents.map(({ id }) => id));
       expect(await idsIn(store.eventStore, quick)).toEqual(quickEvents.map(({ id }) => id));
+      // Appends of 40, 20, 10 failed, then 5 went. The first round also stored the quick call: the
+      // store answered, so only the two rounds that stored nothing reported it unavailable.
+      expect(unavailable).toHaveLength(2);
     } finally {
       await journal.close();
     }
