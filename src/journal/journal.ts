@@ -36,6 +36,8 @@ export type JournalRecord = Type.Static<typeof JournalRecord>;
 export interface JournalEntry {
   readonly sequence: number;
   readonly record: JournalRecord;
+  /** The record's stored size. */
+  readonly bytes: number;
 }
 
 export interface AsideRecord {
@@ -153,8 +155,8 @@ export interface Journal {
   append(stream: string, event: ProposedEvent, options?: AppendOptions): Promise<JournalAppendResult>;
   /** The first `limit` records in receive order (after `afterSequence` when given). */
   head(limit: number, afterSequence?: number): ReadEntry[];
-  /** Removes a drained record (and its id) from the journal. */
-  remove(entry: JournalEntry): Promise<void>;
+  /** Removes drained records (and their ids) from the journal, in one commit. */
+  remove(entries: readonly JournalEntry[]): Promise<void>;
   /** Moves an unusable record to `aside`, with the reason. */
   setAside(sequence: number, reason: string): Promise<void>;
   /** Keeps another journal's unusable record in `aside`, with the reason. */
@@ -326,22 +328,40 @@ export const openJournal = (options: JournalOptions): Journal => {
         entries.push(
           typeof decoded === 'string'
             ? { kind: 'unreadable', sequence: key, reason: decoded, bytes: Buffer.from(value) }
-            : { kind: 'entry', entry: { sequence: key, record: decoded } },
+            : { kind: 'entry', entry: { sequence: key, record: decoded, bytes: value.length } },
         );
       }
       return entries;
     },
-    remove: async ({ sequence, record }) => {
-      // Counted out at once: the event is in the store, so the stream's next live event may follow it.
-      const size = sizes.get(sequence);
-      if (size === undefined) return;
-      sizes.delete(sequence);
-      totalBytes -= size;
-      count(record.stream, -1);
-      await environment.transaction(() => {
-        void records.remove(sequence);
-        void ids.remove(idKey(record.stream, record.id));
+    remove: async (entries) => {
+      // Counted out at once: the events are in the store, so the streams' next live events may follow.
+      const removed = entries.flatMap((entry) => {
+        const size = sizes.get(entry.sequence);
+        if (size === undefined) return [];
+        sizes.delete(entry.sequence);
+        totalBytes -= size;
+        count(entry.record.stream, -1);
+        return [{ entry, size }];
       });
+      if (removed.length === 0) return;
+      try {
+        await committed(
+          environment.transaction(() => {
+            for (const { entry } of removed) {
+              inTransaction(records.remove(entry.sequence));
+              inTransaction(ids.remove(idKey(entry.record.stream, entry.record.id)));
+            }
+          }),
+        );
+      } catch (error) {
+        // Still in the journal (a full disk, say): counted in again, to be drained, as duplicates, again.
+        for (const { entry, size } of removed) {
+          sizes.set(entry.sequence, size);
+          totalBytes += size;
+          count(entry.record.stream, 1);
+        }
+        throw error;
+      }
     },
     setAside,
     keepAside: async (bytes, reason) => {

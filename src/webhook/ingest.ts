@@ -52,8 +52,19 @@ export interface AppendOptions {
   readonly timeoutMs?: number;
 }
 
+export interface ArchiveBatchAppendResult {
+  /** How many of the events the stream already held: those were not written again. */
+  readonly duplicates: number;
+}
+
 export interface ArchiveWriter {
   append(streamName: string, event: ProposedEvent, options?: AppendOptions): Promise<ArchiveAppendResult>;
+  /**
+   * Stores consecutive events of one stream with one append, in their order, each exactly once: the
+   * events the stream already holds (an earlier append whose acknowledgement was lost, say) are left
+   * out, the rest appended atomically. The caller bounds the batch to what one append may carry.
+   */
+  appendAll(streamName: string, events: readonly ProposedEvent[]): Promise<ArchiveBatchAppendResult>;
 }
 
 export interface ArchiveWriterOptions {
@@ -233,22 +244,81 @@ export const createArchiveWriter = (eventStore: EventStore, options: ArchiveWrit
     }
   };
 
-  return {
-    append: async (streamName, event, appendOptions) => {
-      const timeoutMs = Math.min(options.timeoutMs, appendOptions?.timeoutMs ?? options.timeoutMs);
-      const deadline = AbortSignal.timeout(timeoutMs);
-      try {
-        return await queue.run(streamName, deadline, () => appendOnce(streamName, event, deadline));
-      } catch (error) {
-        // Whatever an abandoned read or append did is unknown here: re-read the stream next time.
-        tails.forget(streamName);
-        if (deadline.aborted && error === deadline.reason) {
-          throw new AppendTimeoutError(`${streamName}: append took over ${timeoutMs} ms`, {
-            cause: error,
-          });
+  /** The same rule as `appendOnce`, for several events: those already in the stream are left out. */
+  const appendAllOnce = async (
+    streamName: string,
+    events: readonly ProposedEvent[],
+    signal: AbortSignal,
+  ): Promise<ArchiveBatchAppendResult> => {
+    let tail = tails.get(streamName);
+    let mustRead = tail === undefined && !eventStore.reportsWrites;
+    for (let attempt = 1; ; attempt += 1) {
+      if (mustRead) tail = await catchUp(streamName, signal);
+      const proposed = new Set<string>();
+      const fresh = events.filter((event) => {
+        if (tail?.ids.has(event.id) === true || proposed.has(event.id)) return false;
+        proposed.add(event.id);
+        return true;
+      });
+      if (fresh.length === 0) return { duplicates: events.length };
+      const expected: ExpectedRevision = tail === undefined ? 'no-stream' : tail.lastRevision;
+      signal.throwIfAborted();
+      const result = await eventStore.append(streamName, fresh, expected);
+      signal.throwIfAborted();
+      if (result.outcome === 'appended') {
+        // The fresh events sit at expected + 1 onwards, written now or (all of them, as the store's
+        // idempotency requires) before. Acknowledged as the first events of an unread stream, they say
+        // nothing of what follows them, so the stream is not remembered then.
+        const written = result.written !== false;
+        if (written || tail !== undefined) {
+          const first = result.nextRevision - BigInt(fresh.length - 1);
+          tails.extend(
+            streamName,
+            tail,
+            fresh.map((event, index) => ({ id: event.id, revision: first + BigInt(index) })),
+          );
         }
-        throw error;
+        return { duplicates: events.length - (written ? fresh.length : 0) };
       }
-    },
+      if (attempt >= maxAttempts) {
+        throw new AppendContentionError(`${streamName}: still contended after ${maxAttempts} attempts`);
+      }
+      mustRead = true;
+      if (attempt > 1) {
+        await sleep(1 + random() * 4 * attempt, undefined, { signal }).catch(() => signal.throwIfAborted());
+      }
+    }
+  };
+
+  /** Runs one append to the stream in its queue, within the time bound. */
+  const bounded = async <T>(
+    streamName: string,
+    timeoutMs: number,
+    work: (signal: AbortSignal) => Promise<T>,
+  ): Promise<T> => {
+    const deadline = AbortSignal.timeout(timeoutMs);
+    try {
+      return await queue.run(streamName, deadline, () => work(deadline));
+    } catch (error) {
+      // Whatever an abandoned read or append did is unknown here: re-read the stream next time.
+      tails.forget(streamName);
+      if (deadline.aborted && error === deadline.reason) {
+        throw new AppendTimeoutError(`${streamName}: append took over ${timeoutMs} ms`, {
+          cause: error,
+        });
+      }
+      throw error;
+    }
+  };
+
+  return {
+    append: (streamName, event, appendOptions) =>
+      bounded(
+        streamName,
+        Math.min(options.timeoutMs, appendOptions?.timeoutMs ?? options.timeoutMs),
+        (signal) => appendOnce(streamName, event, signal),
+      ),
+    appendAll: (streamName, events) =>
+      bounded(streamName, options.timeoutMs, (signal) => appendAllOnce(streamName, events, signal)),
   };
 };

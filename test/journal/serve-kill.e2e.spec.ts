@@ -182,15 +182,18 @@ describe('serve killed while journaling and while draining', () => {
     }
     expect(total()).toBeGreaterThanOrEqual(80);
 
-    // The store is back but slow: the next process is killed while it drains.
+    // The store is back but slow: the next process is killed while its drain's appends are in flight.
+    // The store writes them after the process is gone, so they stay journaled too: the next process
+    // must not store them twice.
     await server.comeBack();
-    server.setWriteDelay(30);
+    server.setWriteDelay(300);
     const draining = await start();
     await waitUntil('the drain is under way', async () => {
       const depth = (await readyJournal()).journal?.depth ?? 0;
-      return depth > 0 && depth < total() - 5;
+      return depth > 0 && server.delayedWritesInFlight > 0;
     });
     await draining.kill();
+    await waitUntil('the appends in flight are written', async () => server.delayedWritesInFlight === 0);
 
     server.setWriteDelay(0);
     const last = await start();
