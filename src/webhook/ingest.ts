@@ -300,8 +300,10 @@ export const createArchiveWriter = (eventStore: EventStore, options: ArchiveWrit
     try {
       return await queue.run(streamName, deadline, () => work(deadline));
     } catch (error) {
-      // Whatever an abandoned read or append did is unknown here: re-read the stream next time.
-      tails.forget(streamName);
+      // What is known of the stream stays true whatever an abandoned read or append still does (a
+      // stream's events never change): an append that lands after all makes the next one expect a
+      // revision that is gone, and only what follows the known part is read then. Reading a long
+      // stream whole after every timeout could itself outlast the bound, again and again.
       if (deadline.aborted && error === deadline.reason) {
         throw new AppendTimeoutError(`${streamName}: append took over ${timeoutMs} ms`, {
           cause: error,

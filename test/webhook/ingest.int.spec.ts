@@ -126,6 +126,59 @@ describe.each(storeSubjects)('archive writer on $name', (subject) => {
     expect(await labels(store.eventStore, stream)).toEqual(['racer', 'racer', 'racer']);
   });
 
+  it('after an append times out, reads only what it does not know of the stream, not all of it', async () => {
+    // A day's stream holds thousands of events: reading it whole after every timeout could itself
+    // outlast the bound, and then no append to it would ever succeed again.
+    const readsFrom: bigint[] = [];
+    let held: Promise<void> | undefined;
+    const watched: EventStore = {
+      kind: store.eventStore.kind,
+      reportsWrites: store.eventStore.reportsWrites,
+      readStream: (name, options) => {
+        readsFrom.push(options?.fromRevision ?? 0n);
+        return store.eventStore.readStream(name, options);
+      },
+      readAll: (options) => store.eventStore.readAll(options),
+      subscribeToAll: (options) => store.eventStore.subscribeToAll(options),
+      ping: () => store.eventStore.ping(),
+      close: () => store.eventStore.close(),
+      append: async (name, events, expected) => {
+        if (held !== undefined) await held;
+        return store.eventStore.append(name, events, expected);
+      },
+    };
+    const writer = createArchiveWriter(watched, { timeoutMs: 1_000 });
+    const stream = `call-${randomUUID()}`;
+    const earlier = Array.from({ length: 20 }, (_, i) => event(`e${i}`));
+    for (const e of earlier) expect(await writer.append(stream, e)).toEqual({ duplicate: false });
+
+    let release = () => {};
+    held = new Promise((resolve) => {
+      release = resolve;
+    });
+    const late = event('late');
+    expect(await writer.append(stream, late).catch((error: unknown) => error)).toBeInstanceOf(
+      AppendTimeoutError,
+    );
+    // The abandoned append goes through after all, as a slow store's may.
+    held = undefined;
+    release();
+    await vi.waitFor(async () => expect(await labels(store.eventStore, stream)).toContain('late'), {
+      timeout: 10_000,
+      interval: 50,
+    });
+
+    readsFrom.length = 0;
+    expect(await writer.append(stream, event('next'))).toEqual({ duplicate: false });
+    expect(await writer.append(stream, late)).toEqual({ duplicate: true });
+    expect(readsFrom).toEqual([20n]);
+    expect(await labels(store.eventStore, stream)).toEqual([
+      ...earlier.map((_, i) => `e${i}`),
+      'late',
+      'next',
+    ]);
+  });
+
   it('fails retryably while the store is down, then works again', async () => {
     const writer = createArchiveWriter(store.eventStore, { timeoutMs: 1_500 });
     const stream = `call-${randomUUID()}`;
