@@ -76,7 +76,7 @@ export const seedHealthDatabase = async (context: BenchContext, calls: number): 
     // The hourly summaries the calls projection would have kept beside them.
     for (const statement of healthHourlyFromReadModelsSql) await client.query(statement);
     await client.query(
-      'VACUUM ANALYZE calls, terminations, health_hourly_calls, health_hourly_failures, health_hourly_durations',
+      'VACUUM ANALYZE calls, terminations, health_hourly_calls, health_hourly_failures, health_daily_durations',
     );
   } finally {
     await client.end();

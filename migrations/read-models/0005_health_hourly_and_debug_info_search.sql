@@ -1,3 +1,11 @@
+CREATE TABLE "health_daily_durations" (
+	"day" timestamp (3) with time zone NOT NULL,
+	"assistant" text,
+	"bucket" smallint NOT NULL,
+	"calls" integer NOT NULL,
+	CONSTRAINT "health_daily_durations_key" UNIQUE NULLS NOT DISTINCT("day","assistant","bucket")
+);
+--> statement-breakpoint
 CREATE TABLE "health_hourly_calls" (
 	"hour" timestamp (3) with time zone NOT NULL,
 	"assistant" text,
@@ -5,14 +13,6 @@ CREATE TABLE "health_hourly_calls" (
 	"ended" integer NOT NULL,
 	"failed" integer NOT NULL,
 	CONSTRAINT "health_hourly_calls_key" UNIQUE NULLS NOT DISTINCT("hour","assistant")
-);
---> statement-breakpoint
-CREATE TABLE "health_hourly_durations" (
-	"hour" timestamp (3) with time zone NOT NULL,
-	"assistant" text,
-	"bucket" smallint NOT NULL,
-	"calls" integer NOT NULL,
-	CONSTRAINT "health_hourly_durations_key" UNIQUE NULLS NOT DISTINCT("hour","assistant","bucket")
 );
 --> statement-breakpoint
 CREATE TABLE "health_hourly_failures" (
@@ -36,14 +36,12 @@ SELECT hour, assistant, sum(started)::int, sum(ended)::int, sum(failed)::int FRO
     FROM terminations
 ) AS contributions GROUP BY 1, 2;
 --> statement-breakpoint
--- Summaries of the calls already projected.
 INSERT INTO health_hourly_failures (hour, assistant, artifact_group, ended_reason, failures)
 SELECT date_trunc('hour', ended_at, 'UTC'), assistant, debugging_artifact_group, ended_reason, count(*)::int
   FROM terminations WHERE outcome = 'ended-with-debugging' GROUP BY 1, 2, 3, 4;
 --> statement-breakpoint
--- Summaries of the calls already projected.
-INSERT INTO health_hourly_durations (hour, assistant, bucket, calls)
-SELECT date_trunc('hour', ended_at, 'UTC'), assistant, CASE WHEN duration_seconds < 0.1 THEN 0 ELSE least(1200, floor(ln(duration_seconds / 0.1) / ln(1.02))::int + 1) END, count(*)::int
+INSERT INTO health_daily_durations (day, assistant, bucket, calls)
+SELECT date_trunc('day', ended_at, 'UTC'), assistant, CASE WHEN duration_seconds < 0.1 THEN 0 ELSE least(1200, floor(ln(duration_seconds / 0.1) / ln(1.02))::int + 1) END, count(*)::int
   FROM terminations WHERE duration_seconds IS NOT NULL AND duration_seconds <> 'NaN'::float8
     AND duration_seconds NOT IN ('Infinity'::float8, '-Infinity'::float8)
   GROUP BY 1, 2, 3;

@@ -13,7 +13,7 @@ import { isRelayExchange } from '../call-timeline/relay-exchanges.ts';
 import { terminationOfCall, terminations, writeTerminations } from '../terminations/read-model.ts';
 import {
   healthHourlyCalls,
-  healthHourlyDurations,
+  healthDailyDurations,
   healthHourlyFailures,
   writeHealthHourly,
 } from '../health-hourly/read-model.ts';
@@ -71,7 +71,7 @@ export const callsProjection: Projection<CallEvent> = {
     tableName(terminations),
     tableName(healthHourlyCalls),
     tableName(healthHourlyFailures),
-    tableName(healthHourlyDurations),
+    tableName(healthDailyDurations),
   ],
   apply: async (client, events) => {
     const stored = await loadCalls(client, [...new Set(events.map((event) => event.callId))]);

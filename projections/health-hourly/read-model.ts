@@ -1,7 +1,7 @@
 /**
- * Read models `health_hourly_calls`, `health_hourly_failures` and `health_hourly_durations`: the
- * integration-health figures per assistant and UTC hour, so the Health page adds up at most a few
- * rows per hour instead of visiting every call of a long period. They have no projection of their
+ * Read models `health_hourly_calls`, `health_hourly_failures` and `health_daily_durations`: the
+ * integration-health figures per assistant and UTC hour (durations per UTC day), so the Health page
+ * adds up a few rows per hour instead of visiting every call of a long period. They have no projection of their
  * own: the `calls` projection keeps them, in the same transaction as `calls` and `terminations`
  * (same checkpoint, rebuilt together), by adding what each changed call now contributes and taking
  * away what it contributed before, so they always agree with those tables:
@@ -9,8 +9,9 @@
  * - calls: calls started (first event) in the hour, and calls that ended in it, by outcome;
  * - failures: ended-with-error calls by artifact group (computed by PostgreSQL with the same rule as
  *   `terminations.debugging_artifact_group`) and ended reason;
- * - durations: a histogram of the ended calls' durations, in buckets 2% wide, so percentiles over any
- *   set of hours can be merged (see `durationBucketBounds`).
+ * - durations: a histogram of the ended calls' durations per day, in buckets 2% wide, so percentiles
+ *   over any set of days can be merged (see `durationBucketBounds`). Per day rather than per hour:
+ *   an hour of one assistant holds too few calls for a histogram to be smaller than the calls.
  *
  * A row whose counts fall to zero is deleted, so the tables hold exactly what a rebuild would write.
  */
@@ -54,17 +55,18 @@ export const healthHourlyFailures = pgTable(
   ],
 );
 
-export const healthHourlyDurations = pgTable(
-  'health_hourly_durations',
+export const healthDailyDurations = pgTable(
+  'health_daily_durations',
   {
-    hour: hourColumn(),
+    /** The UTC day. */
+    day: timestamp('day', { withTimezone: true, precision: 3 }).notNull(),
     assistant: text('assistant'),
     /** See `durationBucketSql`. */
     bucket: smallint('bucket').notNull(),
     calls: integer('calls').notNull(),
   },
   (table) => [
-    unique('health_hourly_durations_key').on(table.hour, table.assistant, table.bucket).nullsNotDistinct(),
+    unique('health_daily_durations_key').on(table.day, table.assistant, table.bucket).nullsNotDistinct(),
   ],
 );
 
@@ -92,7 +94,9 @@ export const durationBucketBounds = (bucket: number): readonly [low: number, hig
       ];
 
 const hourMs = 3_600_000;
+const dayMs = 86_400_000;
 const hourOf = (time: Date): string => new Date(Math.floor(time.getTime() / hourMs) * hourMs).toISOString();
+const dayOf = (time: Date): string => new Date(Math.floor(time.getTime() / dayMs) * dayMs).toISOString();
 
 /** What one call adds to the summaries (or, with `sign` -1, takes away). */
 interface Contributions {
@@ -101,7 +105,7 @@ interface Contributions {
     string,
     { hour: string; assistant: string | null; artifact: string | null; endedReason: string | null; n: number }
   >;
-  readonly durations: Map<string, { hour: string; assistant: string | null; duration: number; n: number }>;
+  readonly durations: Map<string, { day: string; assistant: string | null; duration: number; n: number }>;
 }
 
 const emptyContributions = (): Contributions => ({
@@ -145,11 +149,12 @@ const addCall = (into: Contributions, call: CallRow, sign: 1 | -1): void => {
     } else entry.n += sign;
   }
   if (termination.durationSeconds !== null && Number.isFinite(termination.durationSeconds)) {
-    const key = JSON.stringify([hour, call.assistant, termination.durationSeconds]);
+    const day = dayOf(termination.endedAt);
+    const key = JSON.stringify([day, call.assistant, termination.durationSeconds]);
     const entry = into.durations.get(key);
     if (entry === undefined) {
       into.durations.set(key, {
-        hour,
+        day,
         assistant: call.assistant,
         duration: termination.durationSeconds,
         n: sign,
@@ -177,6 +182,7 @@ export const writeHealthHourly = async (
   const failures = [...contributions.failures.values()].filter(({ n }) => n !== 0);
   const durations = [...contributions.durations.values()].filter(({ n }) => n !== 0);
   const touchedHours = new Set<string>();
+  const touchedDays = new Set<string>();
   let removed = false;
 
   if (calls.length > 0) {
@@ -225,25 +231,26 @@ export const writeHealthHourly = async (
   }
   if (durations.length > 0) {
     await client.query(
-      `INSERT INTO ${tableName(healthHourlyDurations)} AS t (hour, assistant, bucket, calls)
-       SELECT hour, assistant, ${durationBucketSql('duration')}, sum(n)::int
-       FROM unnest($1::timestamptz[], $2::text[], $3::float8[], $4::int[]) AS change(hour, assistant, duration, n)
+      `INSERT INTO ${tableName(healthDailyDurations)} AS t (day, assistant, bucket, calls)
+       SELECT day, assistant, ${durationBucketSql('duration')}, sum(n)::int
+       FROM unnest($1::timestamptz[], $2::text[], $3::float8[], $4::int[]) AS change(day, assistant, duration, n)
        GROUP BY 1, 2, 3
-       ON CONFLICT (hour, assistant, bucket) DO UPDATE SET calls = t.calls + excluded.calls`,
+       ON CONFLICT (day, assistant, bucket) DO UPDATE SET calls = t.calls + excluded.calls`,
       [
-        arrayOf(durations.map((entry) => entry.hour)),
+        arrayOf(durations.map((entry) => entry.day)),
         arrayOf(durations.map((entry) => entry.assistant)),
         arrayOf(durations.map((entry) => entry.duration)),
         arrayOf(durations.map((entry) => entry.n)),
       ],
     );
     for (const entry of durations) {
-      touchedHours.add(entry.hour);
+      touchedDays.add(entry.day);
       if (entry.n < 0) removed = true;
     }
   }
   if (removed) {
     const hours = [...touchedHours];
+    const days = [...touchedDays];
     await client.query(
       `DELETE FROM ${tableName(healthHourlyCalls)} WHERE hour = ANY($1::timestamptz[]) AND started = 0 AND ended = 0 AND failed = 0`,
       [hours],
@@ -253,8 +260,8 @@ export const writeHealthHourly = async (
       [hours],
     );
     await client.query(
-      `DELETE FROM ${tableName(healthHourlyDurations)} WHERE hour = ANY($1::timestamptz[]) AND calls = 0`,
-      [hours],
+      `DELETE FROM ${tableName(healthDailyDurations)} WHERE day = ANY($1::timestamptz[]) AND calls = 0`,
+      [days],
     );
   }
 };
@@ -277,8 +284,8 @@ export const healthHourlyFromReadModelsSql = [
   `INSERT INTO ${tableName(healthHourlyFailures)} (hour, assistant, artifact_group, ended_reason, failures)
    SELECT date_trunc('hour', ended_at, 'UTC'), assistant, debugging_artifact_group, ended_reason, count(*)::int
      FROM terminations WHERE outcome = 'ended-with-debugging' GROUP BY 1, 2, 3, 4`,
-  `INSERT INTO ${tableName(healthHourlyDurations)} (hour, assistant, bucket, calls)
-   SELECT date_trunc('hour', ended_at, 'UTC'), assistant, ${durationBucketSql('duration_seconds')}, count(*)::int
+  `INSERT INTO ${tableName(healthDailyDurations)} (day, assistant, bucket, calls)
+   SELECT date_trunc('day', ended_at, 'UTC'), assistant, ${durationBucketSql('duration_seconds')}, count(*)::int
      FROM terminations WHERE duration_seconds IS NOT NULL AND duration_seconds <> 'NaN'::float8
        AND duration_seconds NOT IN ('Infinity'::float8, '-Infinity'::float8)
      GROUP BY 1, 2, 3`,

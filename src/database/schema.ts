@@ -6,7 +6,7 @@ export { relayExchanges } from '../../projections/call-timeline/relay-exchanges.
 export { terminations } from '../../projections/terminations/read-model.ts';
 export {
   healthHourlyCalls,
-  healthHourlyDurations,
+  healthDailyDurations,
   healthHourlyFailures,
 } from '../../projections/health-hourly/read-model.ts';
 export { projectionCheckpoints, projectionDeadLetters } from '../projector/schema.ts';

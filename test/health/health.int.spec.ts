@@ -460,7 +460,7 @@ describe('GET /health', () => {
   }
 
   it('keeps hourly summaries equal to those computed from calls and terminations, and a rebuild writes the same', async () => {
-    const summaryTables = ['health_hourly_calls', 'health_hourly_failures', 'health_hourly_durations'];
+    const summaryTables = ['health_hourly_calls', 'health_hourly_failures', 'health_daily_durations'];
     const contents = async (schema: string) =>
       Promise.all(
         summaryTables.map(async (table) =>
