@@ -4,10 +4,11 @@
  * assistant. The read models are seeded directly in bulk SQL (250,000 calls, about 4 events each:
  * 3% still in progress, 12% ended with an error from a handful of artifact templates carrying fresh
  * ids, numbers and times, the rest ended), because the Health queries read only `calls` and
- * `terminations`. The ceiling is one bare pass over the same terminations (count and mean duration).
+ * `terminations` (and the hourly summaries kept beside them). The ceiling is one bare pass over the same terminations (count and mean duration).
  */
 import http from 'node:http';
 import pg from 'pg';
+import { healthHourlyFromReadModelsSql } from '../projections/health-hourly/read-model.ts';
 import { migrateReadModels, openDatabase } from '../src/database/database.ts';
 import { apiToken, appSpec, type BenchContext } from './context.ts';
 import { assistantNumbers, seededRandom } from './flireo-traffic.ts';
@@ -72,7 +73,11 @@ export const seedHealthDatabase = async (context: BenchContext, calls: number): 
               assistant, last_commit_position, last_prepare_position
          FROM calls WHERE outcome IS NOT NULL`,
     );
-    await client.query('VACUUM ANALYZE calls, terminations');
+    // The hourly summaries the calls projection would have kept beside them.
+    for (const statement of healthHourlyFromReadModelsSql) await client.query(statement);
+    await client.query(
+      'VACUUM ANALYZE calls, terminations, health_hourly_calls, health_hourly_failures, health_daily_durations',
+    );
   } finally {
     await client.end();
   }

@@ -1,6 +1,7 @@
 /**
- * How the `calls` projection writes: the `calls` rows (see `read-model.ts`) and the `terminations`
- * they feed, in the same transaction, so the export always agrees with the call history.
+ * How the `calls` projection writes: the `calls` rows (see `read-model.ts`), the `terminations` and
+ * the hourly health summaries they feed, in the same transaction, so the export and the Health page
+ * always agree with the call history.
  */
 import type pg from 'pg';
 import { describeError } from '../../src/database/errors.ts';
@@ -10,6 +11,12 @@ import { callStreamPrefix } from '../../src/archive/streams.ts';
 import type { Projection, RejectedEvent } from '../projection.ts';
 import { isRelayExchange } from '../call-timeline/relay-exchanges.ts';
 import { terminationOfCall, terminations, writeTerminations } from '../terminations/read-model.ts';
+import {
+  healthHourlyCalls,
+  healthDailyDurations,
+  healthHourlyFailures,
+  writeHealthHourly,
+} from '../health-hourly/read-model.ts';
 import { applyCallEvent, calls, renderCall, type CallFold, type CallFoldState } from './read-model.ts';
 
 const callsTable = tableName(calls);
@@ -59,7 +66,13 @@ export const callsProjection: Projection<CallEvent> = {
   // Relay exchanges sit in the call streams too; the call-timeline projection folds them.
   folds: (recorded) => !isRelayExchange(recorded),
   decode: decodeCallEvent,
-  tables: [callsTable, tableName(terminations)],
+  tables: [
+    callsTable,
+    tableName(terminations),
+    tableName(healthHourlyCalls),
+    tableName(healthHourlyFailures),
+    tableName(healthDailyDurations),
+  ],
   apply: async (client, events) => {
     const stored = await loadCalls(client, [...new Set(events.map((event) => event.callId))]);
     // Folded event by event, rendered once per call at the end.
@@ -84,6 +97,13 @@ export const callsProjection: Projection<CallEvent> = {
     await writeTerminations(
       client,
       changed.flatMap((row) => terminationOfCall(row) ?? []),
+    );
+    await writeHealthHourly(
+      client,
+      changed.map((row) => {
+        const before = stored.get(row.callId);
+        return { before: before === undefined ? undefined : renderCall(before), after: row };
+      }),
     );
     return rejected;
   },

@@ -43,6 +43,10 @@ export const terminations = pgTable(
     index('terminations_failures_idx')
       .on(table.endedAt, table.debuggingArtifactGroup, table.endedReason, table.assistant)
       .where(sql`outcome = 'ended-with-debugging'`),
+    // Health: the latest artifact of a failure group, as its example.
+    index('terminations_failure_examples_idx')
+      .on(table.debuggingArtifactGroup, table.endedAt)
+      .where(sql`outcome = 'ended-with-debugging'`),
   ],
 );
 /** A termination as the projection writes it; the artifact group is PostgreSQL's to compute. */

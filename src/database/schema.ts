@@ -4,6 +4,11 @@ export { callTimeline } from '../../projections/call-timeline/read-model.ts';
 export { quarantinedRequests } from '../../projections/quarantine/read-model.ts';
 export { relayExchanges } from '../../projections/call-timeline/relay-exchanges.ts';
 export { terminations } from '../../projections/terminations/read-model.ts';
+export {
+  healthHourlyCalls,
+  healthDailyDurations,
+  healthHourlyFailures,
+} from '../../projections/health-hourly/read-model.ts';
 export { projectionCheckpoints, projectionDeadLetters } from '../projector/schema.ts';
 export {
   forwardingAttempts,

@@ -54,7 +54,7 @@ export const HealthReport = Type.Object({
         artifactGroup: nullableText(
           'The debugging artifact with ids, numbers and times replaced by placeholders',
         ),
-        example: nullableText('One artifact of the group, as received'),
+        example: nullableText('One artifact of the group, as received: the latest in the period'),
         count: Type.Integer(),
         trend: Trend,
       }),
@@ -67,7 +67,10 @@ export const HealthReport = Type.Object({
     Type.Object({
       assistant: nullableText("The assistant's number"),
       calls: Type.Integer({ description: 'Ended calls with a duration' }),
-      p50: Type.Number({ description: 'Median duration, seconds (interpolated)' }),
+      p50: Type.Number({
+        description:
+          'Median duration, seconds (interpolated; for periods over 15 hours from hourly histograms, within 2% plus 0.1 s)',
+      }),
       p95: Type.Number(),
       p99: Type.Number(),
     }),

@@ -14,6 +14,10 @@ import type { HealthReport } from '../../src/health/health-routes.ts';
 import { buildTestApp, signatureHeaders, testConfig, type TestApp } from '../support/app.ts';
 import { apiToken, bearer, openAuditStores, runTag, type AuditStores } from '../audit/support.ts';
 import { escapeText } from '../../src/console/html.ts';
+import { healthHourlyFromReadModelsSql } from '../../projections/health-hourly/read-model.ts';
+import { projectionNamed } from '../../projections/registry.ts';
+import { callStreamPrefix } from '../../src/archive/streams.ts';
+import { defaultRebuildOptions, rebuildProjection } from '../../src/projector/rebuild.ts';
 
 const tag = runTag();
 const assistantA = '+31850000101';
@@ -191,14 +195,23 @@ const percentile = (sorted: readonly number[], fraction: number): number => {
   return sorted[lower]! + (sorted[upper]! - sorted[lower]!) * (position - lower);
 };
 
-const bucketSeconds = 900; // six hours in at most 60 buckets: 15 minutes each
-const fromMs = Date.parse(from);
-const toMs = Date.parse(to);
-const bucketCount = (toMs - fromMs) / 1000 / bucketSeconds;
-const bucketOf = (at: number) => Math.floor((at - fromMs) / 1000 / bucketSeconds);
-const inPeriod = (at: number | undefined): at is number => at !== undefined && at >= fromMs && at < toMs;
+interface Period {
+  readonly from: string;
+  readonly to: string;
+  readonly bucketSeconds: number;
+}
 
-const expectedReport = (assistant: string | undefined) => {
+/** Six hours in at most 60 buckets: 15 minutes each, all from the raw rows. */
+const sixHours: Period = { from, to, bucketSeconds: 900 };
+
+const expectedReport = (assistant: string | undefined, period: Period = sixHours) => {
+  const { bucketSeconds } = period;
+  const fromMs = Date.parse(period.from);
+  const toMs = Date.parse(period.to);
+  const firstBucket = Math.floor(fromMs / 1000 / bucketSeconds);
+  const bucketCount = Math.floor((toMs - 1) / 1000 / bucketSeconds) - firstBucket + 1;
+  const bucketOf = (at: number) => Math.floor(at / 1000 / bucketSeconds) - firstBucket;
+  const inPeriod = (at: number | undefined): at is number => at !== undefined && at >= fromMs && at < toMs;
   const callsSeen = expectedCalls().filter((call) => assistant === undefined || call.assistant === assistant);
   const trend = () => new Array<number>(bucketCount).fill(0);
   const started = trend();
@@ -238,6 +251,8 @@ const expectedReport = (assistant: string | undefined) => {
     .filter((call) => call.status === 'in-progress' && call.lastAt >= fromMs && call.lastAt < lastEventBefore)
     .sort((a, b) => a.lastAt - b.lastAt || (a.callId < b.callId ? -1 : 1));
   return {
+    bucketCount,
+    firstBucketStart: new Date(firstBucket * bucketSeconds * 1000).toISOString(),
     started,
     ended,
     failed,
@@ -329,11 +344,25 @@ afterAll(async () => {
   await stores?.close();
 });
 
-const checkAgainstEvents = (report: HealthReport, assistant: string | undefined) => {
-  const expected = expectedReport(assistant);
-  expect(report.bucketSeconds).toBe(bucketSeconds);
-  expect(report.buckets).toHaveLength(bucketCount);
-  expect(report.buckets[0]).toBe(from);
+/**
+ * Durations from the hourly summaries are within 2% (plus 0.1 s) of the exact percentile; those
+ * of periods with buckets under an hour are exact.
+ */
+const closeToExact = (shown: number, exact: number, summarized: boolean) => {
+  if (summarized) expect(Math.abs(shown - exact)).toBeLessThanOrEqual(0.02 * Math.abs(exact) + 0.1);
+  else expect(shown).toBeCloseTo(exact, 6);
+};
+
+const checkAgainstEvents = (
+  report: HealthReport,
+  assistant: string | undefined,
+  period: Period = sixHours,
+) => {
+  const expected = expectedReport(assistant, period);
+  const summarized = period.bucketSeconds >= 3_600;
+  expect(report.bucketSeconds).toBe(period.bucketSeconds);
+  expect(report.buckets).toHaveLength(expected.bucketCount);
+  expect(report.buckets[0]).toBe(expected.firstBucketStart);
   expect(report.volume).toEqual({
     started: expected.started,
     ended: expected.ended,
@@ -372,9 +401,9 @@ const checkAgainstEvents = (report: HealthReport, assistant: string | undefined)
   for (const entry of expected.durations) {
     const shown = report.durations.find((candidate) => candidate.assistant === entry.assistant)!;
     expect(shown.calls).toBe(entry.calls);
-    expect(shown.p50).toBeCloseTo(entry.p50, 6);
-    expect(shown.p95).toBeCloseTo(entry.p95, 6);
-    expect(shown.p99).toBeCloseTo(entry.p99, 6);
+    closeToExact(shown.p50, entry.p50, summarized);
+    closeToExact(shown.p95, entry.p95, summarized);
+    closeToExact(shown.p99, entry.p99, summarized);
   }
   expect(report.staleCalls.thresholdSeconds).toBe(staleSeconds);
   expect(report.staleCalls.lastEventBefore).toBe(new Date(expected.lastEventBefore).toISOString());
@@ -407,6 +436,73 @@ describe('GET /health', () => {
     const report = response.json<HealthReport>();
     expect(report.assistant).toBe(assistantB);
     checkAgainstEvents(report, assistantB);
+  });
+
+  // Periods whose buckets are whole hours: their whole hours come from the hourly summaries, the
+  // ragged ends (with calls in them) from the raw rows.
+  const summarizedPeriods: readonly Period[] = [
+    { from: '2025-08-28T01:40:00.000Z', to: '2025-08-28T17:50:00.000Z', bucketSeconds: 3_600 },
+    { from: '2025-08-27T15:10:00.000Z', to: '2025-08-28T06:25:00.000Z', bucketSeconds: 3_600 },
+    { from: '2025-08-26T02:00:00.000Z', to: '2025-08-29T02:00:00.000Z', bucketSeconds: 3 * 3_600 },
+  ];
+  for (const period of summarizedPeriods) {
+    it(`gives the figures of ${period.from} to ${period.to} from the hourly summaries and the raw rows`, async () => {
+      for (const assistant of [undefined, assistantB]) {
+        const response = await getHealth({
+          from: period.from,
+          to: period.to,
+          ...(assistant === undefined ? {} : { assistant }),
+        });
+        expect(response.statusCode).toBe(200);
+        checkAgainstEvents(response.json<HealthReport>(), assistant, period);
+      }
+    });
+  }
+
+  it('keeps hourly summaries equal to those computed from calls and terminations, and a rebuild writes the same', async () => {
+    const summaryTables = ['health_hourly_calls', 'health_hourly_failures', 'health_daily_durations'];
+    const contents = async (schema: string) =>
+      Promise.all(
+        summaryTables.map(async (table) =>
+          (
+            await stores.database.pool.query<{ row: string }>(
+              `SELECT row_to_json(t)::text AS row FROM "${schema}".${table} AS t ORDER BY 1`,
+            )
+          ).rows.map(({ row }) => row),
+        ),
+      );
+    const projected = await contents('public');
+    expect(projected.every((rows) => rows.length > 0)).toBe(true);
+    // The projector folded the events as they came, batch by batch, taking back what a call had
+    // contributed before each change; the same figures computed in one pass must be equal.
+    const client = await stores.database.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('CREATE SCHEMA health_check');
+      for (const table of summaryTables) {
+        await client.query(`CREATE TABLE health_check.${table} (LIKE public.${table} INCLUDING ALL)`);
+      }
+      await client.query('SET LOCAL search_path = health_check, public');
+      for (const statement of healthHourlyFromReadModelsSql) await client.query(statement);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    expect(await contents('health_check')).toEqual(projected);
+    await stores.database.pool.query('DROP SCHEMA health_check CASCADE');
+
+    await rebuildProjection(
+      projectionNamed('calls'),
+      {
+        eventStore: stores.eventStore,
+        pool: stores.database.pool,
+        logger: createLogger({ level: 'silent' }),
+        metrics: harness.metrics,
+        clock: () => new Date(),
+      },
+      { ...defaultRebuildOptions, streamPrefixes: [callStreamPrefix] },
+    );
+    expect(await contents('public')).toEqual(projected);
   });
 
   it('defaults to the last day before now', async () => {
