@@ -207,10 +207,25 @@ export const drizzleHistory = (
  * the names applied, in order. Throws the set's error naming the migration when one fails or the
  * history does not match the files; errors of the connection itself pass through unchanged.
  */
+/** The oldest PostgreSQL the migrations run on (`NULLS NOT DISTINCT` keys came with 15). */
+export const minimumServerVersion = { number: 150000, name: '15' };
+
+/** Why a server of this `server_version_num` cannot hold calltrail, or undefined when it can. */
+export const serverVersionProblem = (versionNumber: number): string | undefined =>
+  versionNumber >= minimumServerVersion.number
+    ? undefined
+    : `the server runs PostgreSQL ${Math.floor(versionNumber / 10000)}; calltrail needs PostgreSQL ` +
+      `${minimumServerVersion.name} or newer`;
+
 export const applyMigrations = async <M extends Migration>(
   client: pg.ClientBase,
   set: MigrationSet<M>,
 ): Promise<string[]> => {
+  const { rows } = await client.query<{ version: number }>(
+    "SELECT current_setting('server_version_num')::int AS version",
+  );
+  const tooOld = serverVersionProblem(rows[0]!.version);
+  if (tooOld !== undefined) throw new set.error(`${set.label} migrations: ${tooOld}`);
   // Waiting for another process's migration is expected and unbounded; it holds the lock only
   // while it migrates.
   await client.query('SELECT pg_advisory_lock($1::bigint)', [migrationLockKey]);
