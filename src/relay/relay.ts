@@ -38,7 +38,7 @@ import { isRelayedEventType, type RelayConfig, type RelayedEventType } from './r
 /** The header that carries the archived request's event id to the destination (and back to Flireo). */
 export const eventIdHeader = 'x-calltrail-event-id';
 
-/** A relayed request, archived already. */
+/** A relayed request, being archived. */
 export interface RelayedRequest {
   readonly eventType: RelayedEventType;
   readonly eventId: string;
@@ -53,8 +53,18 @@ export interface RelayedRequest {
   readonly requestId: string;
   /** `performance.now()` when the request's handling began: the deadline counts from here. */
   readonly startedAt: number;
-  readonly archiveMs: number;
+  /**
+   * The request's archiving, started with the forwarding: nothing is answered before it settles, and
+   * when it fails (neither the store nor the journal took the request) `answer` rejects with its error.
+   */
+  readonly archived: Promise<ArchivedRequest>;
+}
+
+/** Where the relayed request was durably recorded, and how long that took. */
+export interface ArchivedRequest {
+  readonly duplicate: boolean;
   readonly journaled: boolean;
+  readonly archiveMs: number;
 }
 
 export interface Relay {
@@ -201,17 +211,33 @@ export const createRelay = (options: RelayOptions): Relay => {
     );
     const startedAt = clock();
     const forwardStart = performance.now();
-    const result: ForwardResult =
+    // Cut short when the request cannot be kept: Flireo is then told to retry, not answered.
+    const abandon = new AbortController();
+    const forwarding: Promise<{ result: ForwardResult; latencyMs: number }> = (
       deadlineMs <= 0
-        ? { ok: false, failure: 'timeout', detail: 'the deadline passed while the request was archived' }
-        : await client.forward({
+        ? Promise.resolve<ForwardResult>({
+            ok: false,
+            failure: 'timeout',
+            detail: 'the deadline passed before forwarding',
+          })
+        : client.forward({
             url: destination,
             body: request.rawBody,
             headers: forwardedHeaders(request),
             deadlineMs,
             maxResponseBytes: config.maxResponseBytes,
-          });
-    const latencyMs = performance.now() - forwardStart;
+            signal: abandon.signal,
+          })
+    ).then((result) => ({ result, latencyMs: performance.now() - forwardStart }));
+    let archived: ArchivedRequest;
+    try {
+      archived = await request.archived;
+    } catch (error) {
+      abandon.abort();
+      await forwarding;
+      throw error;
+    }
+    const { result, latencyMs } = await forwarding;
     const outcome = decide(request, result);
     const chosen: Answer =
       outcome.failure === null
@@ -244,8 +270,8 @@ export const createRelay = (options: RelayOptions): Relay => {
       destination: destinationWithoutCredentials(destination),
       startedAt: startedAt.toISOString(),
       latencyMs: Math.round(latencyMs * 1000) / 1000,
-      archiveMs: Math.round(request.archiveMs * 1000) / 1000,
-      requestJournaled: request.journaled,
+      archiveMs: Math.round(archived.archiveMs * 1000) / 1000,
+      requestJournaled: archived.journaled,
       outcome: outcome.failure === null ? 'answered' : 'failed',
       failure: outcome.failure,
       failureDetail: outcome.detail,

@@ -236,7 +236,14 @@ export const createArchiveWriter = (eventStore: EventStore, options: ArchiveWrit
   return {
     append: async (streamName, event, appendOptions) => {
       const timeoutMs = Math.min(options.timeoutMs, appendOptions?.timeoutMs ?? options.timeoutMs);
-      const deadline = AbortSignal.timeout(timeoutMs);
+      // A timer cleared when the append ends, not `AbortSignal.timeout`: that one cannot be
+      // cancelled, so every append would leave a timer behind to fire (and build an exception).
+      const abort = new AbortController();
+      const deadline = abort.signal;
+      const timer = setTimeout(
+        () => abort.abort(new DOMException(`append took over ${timeoutMs} ms`, 'TimeoutError')),
+        timeoutMs,
+      );
       try {
         return await queue.run(streamName, deadline, () => appendOnce(streamName, event, deadline));
       } catch (error) {
@@ -248,6 +255,8 @@ export const createArchiveWriter = (eventStore: EventStore, options: ArchiveWrit
           });
         }
         throw error;
+      } finally {
+        clearTimeout(timer);
       }
     },
   };
