@@ -11,7 +11,8 @@
  *
  * Every exchange is archived as a `relay-exchange` record in the request's stream, after the request
  * (the durable archive keeps a stream's appends in order), linked to it by the request's event id.
- * It is appended as the answer goes out, not before: the call must not wait for a second write.
+ * It is appended as the answer goes out, not before: the call must not wait for a second write; with
+ * `recordBeforeAnswer`, the answer waits for it, so that a crash cannot lose an answered exchange.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -202,6 +203,7 @@ export const createRelay = (options: RelayOptions): Relay => {
       )
       .finally(() => archiving.delete(pending));
     archiving.add(pending);
+    return pending;
   };
 
   const answer = async (reply: FastifyReply, request: RelayedRequest): Promise<FastifyReply> => {
@@ -262,7 +264,7 @@ export const createRelay = (options: RelayOptions): Relay => {
         : chosen.with === 'fallback'
           ? 200
           : chosen.problem.status;
-    archiveExchange(request, {
+    const recording = archiveExchange(request, {
       schemaVersion: relayExchangeSchemaVersion,
       requestEventId: request.eventId,
       requestType: request.eventType,
@@ -279,6 +281,8 @@ export const createRelay = (options: RelayOptions): Relay => {
       answeredWith: chosen.with,
       answerStatus,
     });
+    // Bounded: the record's append has the archive budget, then the journal's own write.
+    if (config.recordBeforeAnswer) await recording;
     switch (chosen.with) {
       case 'destination': {
         const { answer: verbatim } = chosen;
