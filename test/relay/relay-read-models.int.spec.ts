@@ -135,6 +135,25 @@ describe.each(storeSubjects)('relay exchanges in the read models on $name', (sub
           revision: 4,
         }),
       ]);
+
+      // The console's Call page shows them too: destination, status, latency, outcome.
+      const page = await test.app.inject({
+        method: 'GET',
+        url: `/console/calls/${callId}`,
+        headers: { cookie: `calltrail_session=${testApiToken}` },
+      });
+      expect(page.statusCode).toBe(200);
+      const section = page.body.slice(page.body.indexOf('<h2>Relay exchanges</h2>'));
+      expect(section).toContain('<table class="relay-exchanges">');
+      const rows = section.slice(0, section.indexOf('</table>')).split('<tr data-outcome=').slice(1);
+      expect(rows).toHaveLength(2);
+      expect(rows[0]).toContain(handler.url('/fast'));
+      expect(rows[0]).toMatch(/<td class="number">\s*200\s*<\/td>/);
+      expect(rows[0]).toMatch(/<td class="number">\s*\d+\.\d ms\s*<\/td>/);
+      expect(rows[0]).toMatch(/the handler(&#39;|&#x27;|')s answer\s*\(200\)/);
+      expect(rows[1]).toContain('failed: non-2xx');
+      expect(rows[1]).toMatch(/<td class="number">\s*500\s*<\/td>/);
+      expect(rows[1]).toMatch(/a problem\s*\(502\)/);
     } finally {
       await running.close();
     }
