@@ -23,6 +23,8 @@ export interface Projection<Event = unknown> {
    * (for other projections): their events pass this one by, neither applied nor dead letters.
    */
   readonly streamPrefix: string;
+  /** Further streams it folds records of, by name prefix (with `folds` choosing which records). */
+  readonly otherStreamPrefixes?: readonly string[];
   /**
    * Which records of its streams it folds, when not all: the others (records another projection
    * folds, such as relay exchanges beside a call's events) pass it by, neither applied nor dead letters.
@@ -36,3 +38,14 @@ export interface Projection<Event = unknown> {
    */
   apply(client: pg.ClientBase, events: readonly Event[]): Promise<readonly RejectedEvent[]>;
 }
+
+/** Every stream prefix a projection folds records of. */
+export const streamPrefixesOf = (projection: Projection): readonly string[] => [
+  projection.streamPrefix,
+  ...(projection.otherStreamPrefixes ?? []),
+];
+
+/** Whether a stream is one whose records the projection folds (or passes by with `folds`). */
+export const foldsStream = (projection: Projection, streamName: string): boolean =>
+  streamName.startsWith(projection.streamPrefix) ||
+  (projection.otherStreamPrefixes?.some((prefix) => streamName.startsWith(prefix)) ?? false);

@@ -4,7 +4,7 @@
  */
 import { callTimelineProjection } from './call-timeline/projection.ts';
 import { callsProjection } from './calls/projection.ts';
-import type { Projection } from './projection.ts';
+import { streamPrefixesOf, type Projection } from './projection.ts';
 import { quarantineProjection } from './quarantine/projection.ts';
 
 export const projections: readonly Projection[] = [
@@ -14,9 +14,7 @@ export const projections: readonly Projection[] = [
 ];
 
 /** The streams the projections fold, by prefix: what the projector and a rebuild subscribe to. */
-export const projectedStreamPrefixes: readonly string[] = [
-  ...new Set(projections.map((projection) => projection.streamPrefix)),
-];
+export const projectedStreamPrefixes: readonly string[] = [...new Set(projections.flatMap(streamPrefixesOf))];
 
 export const projectionNames: readonly string[] = projections.map((projection) => projection.name);
 

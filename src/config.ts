@@ -108,6 +108,8 @@ const Env = Type.Object({
   }),
   // Kept whole in the exchange record, which must fit one record beside its metadata.
   CALLTRAIL_RELAY_ARCHIVED_RESPONSE_BYTES: Type.Integer({ minimum: 0, maximum: 131_072, default: 65_536 }),
+  // Hold each answer until its exchange record is durable (a crash then loses no exchange; slower).
+  CALLTRAIL_RELAY_RECORD_BEFORE_ANSWER: Type.Boolean({ default: false }),
   CALLTRAIL_API_TOKENS: Type.Optional(
     Type.String({ pattern: '^[A-Za-z0-9._~-]{16,}(,[A-Za-z0-9._~-]{16,})*$' }),
   ),
@@ -222,6 +224,7 @@ const relayConfigOf = (env: Env) =>
     archiveBudgetMs: env.CALLTRAIL_RELAY_ARCHIVE_BUDGET_MS,
     maxResponseBytes: env.CALLTRAIL_RELAY_MAX_RESPONSE_BYTES,
     archivedResponseBytes: env.CALLTRAIL_RELAY_ARCHIVED_RESPONSE_BYTES,
+    recordBeforeAnswer: env.CALLTRAIL_RELAY_RECORD_BEFORE_ANSWER,
     listenHost: env.CALLTRAIL_HOST,
     listenPort: env.CALLTRAIL_PORT,
     publicUrl: env.CALLTRAIL_PUBLIC_URL,

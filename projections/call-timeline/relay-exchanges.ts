@@ -1,6 +1,7 @@
 /**
  * Read model `relay_exchanges` (written by the call-timeline projection, beside `call_timeline`):
- * every `relay-exchange` record of the call streams, one row each,
+ * every `relay-exchange` record of the call streams, one row each (those of requests without a call
+ * are in `assistant_request_exchanges`),
  * keyed by its event id (applying it twice changes nothing): which destination a call's relayed
  * requests went to, what came back or how it failed, and what Flireo got. The call's timeline in
  * `GET /calls/:callId` shows them beside its events; integration health is a query over it.
@@ -61,12 +62,11 @@ const relayExchange = Compile(RelayExchange);
 /** Whether a record of a call stream is a relay exchange (the calls projection passes these by). */
 export const isRelayExchange = (recorded: RecordedEvent): boolean => recorded.type === relayExchangeType;
 
-/** Throws `PoisonEventError` for a record that is not a relay exchange of its call stream. */
-export const relayExchangeRecord = (recorded: RecordedEvent): RelayExchangeRecord => {
-  const callId = recorded.streamName.slice(callStreamPrefix.length);
-  if (!recorded.streamName.startsWith(callStreamPrefix) || callId === '') {
-    throw new PoisonEventError(`streamName: not a call stream: ${JSON.stringify(recorded.streamName)}`);
-  }
+/** The fields every relay exchange row has, wherever its stream: all but the stream's own key. */
+export type RelayExchangeFields = Omit<RelayExchangeRecord, 'callId'>;
+
+/** Throws `PoisonEventError` for a record that is not a well-formed relay exchange. */
+export const relayExchangeFields = (recorded: RecordedEvent): RelayExchangeFields => {
   const data = recorded.data;
   if (!relayExchange.Check(data)) {
     const [error] = relayExchange.Errors(data);
@@ -83,7 +83,6 @@ export const relayExchangeRecord = (recorded: RecordedEvent): RelayExchangeRecor
   if (!Number.isFinite(data.latencyMs)) throw new PoisonEventError('data/latencyMs: not a finite number');
   return {
     eventId: recorded.id,
-    callId,
     requestEventId: data.requestEventId,
     requestType: data.requestType,
     destination: data.destination,
@@ -102,4 +101,13 @@ export const relayExchangeRecord = (recorded: RecordedEvent): RelayExchangeRecor
     commitPosition: recorded.position.commit,
     preparePosition: recorded.position.prepare,
   };
+};
+
+/** Throws `PoisonEventError` for a record that is not a relay exchange of its call stream. */
+export const relayExchangeRecord = (recorded: RecordedEvent): RelayExchangeRecord => {
+  const callId = recorded.streamName.slice(callStreamPrefix.length);
+  if (!recorded.streamName.startsWith(callStreamPrefix) || callId === '') {
+    throw new PoisonEventError(`streamName: not a call stream: ${JSON.stringify(recorded.streamName)}`);
+  }
+  return { ...relayExchangeFields(recorded), callId };
 };

@@ -13,6 +13,7 @@ import { quarantineRoutes } from './quarantine-routes.ts';
 import { replayRoutes } from './replay-routes.ts';
 import { forwardingRoutes } from '../forwarding/forwarding-routes.ts';
 import { integrationHealthRoutes } from '../health/health-routes.ts';
+import { relayExchangeRoutes } from '../relay/exchange-routes.ts';
 
 export const auditRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app, dependencies) => {
   app.addHook('onRequest', requireApiToken(dependencies.config.apiTokens));
@@ -28,4 +29,5 @@ export const auditRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (ap
   await app.register(replayRoutes, dependencies);
   await app.register(forwardingRoutes, dependencies);
   await app.register(integrationHealthRoutes, dependencies);
+  await app.register(relayExchangeRoutes, dependencies);
 };

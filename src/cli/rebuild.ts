@@ -8,6 +8,7 @@
 import { MultiBar, Presets } from 'cli-progress';
 import { Option, type Command } from 'commander';
 import { createMetrics } from '../metrics.ts';
+import { streamPrefixesOf } from '../../projections/projection.ts';
 import { projectionNamed, projectionNames } from '../../projections/registry.ts';
 import { defaultRebuildOptions, rebuildProjections, type RebuildProgress } from '../projector/rebuild.ts';
 import { openCommandStores } from './command-setup.ts';
@@ -61,7 +62,7 @@ export const registerRebuildCommand = (program: Command): void => {
           },
           {
             ...defaultRebuildOptions,
-            streamPrefixes: [...new Set(selected.map((name) => projectionNamed(name).streamPrefix))],
+            streamPrefixes: [...new Set(selected.flatMap((name) => streamPrefixesOf(projectionNamed(name))))],
             onProgress: (progress) => {
               const seconds = Math.max((Date.now() - started) / 1000, 0.001);
               if (progress.phase === 'done') swappedAfter.set(progress.projection, seconds);

@@ -7,6 +7,8 @@ import type { ArchivedEventView } from '../audit/archived-event-view.ts';
 import type { CallView, TimelineEntryView } from '../audit/call-queries.ts';
 import { attribute, html, type Html, type HtmlValue } from './html.ts';
 import { duration, problemList, statusBadge, text, time } from './layout.ts';
+import type { RelayExchangeView } from '../relay/exchange-queries.ts';
+import { relayExchangesSection } from './relay-exchanges-table.ts';
 
 export interface CallPageModel {
   readonly call: CallView;
@@ -18,6 +20,8 @@ export interface CallPageModel {
   /** More archived events exist than the page shows. */
   readonly moreEvents: boolean;
   readonly errors: readonly { field: string; message: string }[];
+  /** Relay mode: the call's relayed requests and what came back. */
+  readonly relayExchanges?: readonly RelayExchangeView[];
 }
 
 const object = (value: unknown): Record<string, unknown> | undefined =>
@@ -191,7 +195,7 @@ export const callPage = (model: CallPageModel): Html => {
       <a class="button" href="${attribute(`${path}/events.jsonl`)}" download>Download events (JSON lines)</a>
     </div>
     <h2>Timeline</h2>
-    ${timelineTable(model.timeline)}
+    ${timelineTable(model.timeline)} ${relayExchangesSection(model.relayExchanges ?? [])}
     <h2>Archived events</h2>
     ${model.events.map(archivedEvent)}
     ${

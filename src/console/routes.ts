@@ -34,6 +34,7 @@ import { callIdPattern } from '../flireo/schemas.ts';
 import { comparePositions, parsePosition } from '../event-store/event-store.ts';
 import { HttpProblem } from '../http/problem.ts';
 import { callPage } from './call-page.ts';
+import { findRelayExchanges, toRelayExchangeView } from '../relay/exchange-queries.ts';
 import { callRow, callsPage, matchesFilter, parseCallsView } from './calls-page.ts';
 import { attribute, html } from './html.ts';
 import { page, problemList } from './layout.ts';
@@ -285,6 +286,7 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
       call = toCallView(row);
       timeline = entries.map(toTimelineEntryView);
     }
+    const relayExchanges = await fromReadModels(() => findRelayExchanges(db, callId, asOf));
     const events = [];
     let more = false;
     for await (const event of readCall(eventStore, callId)) {
@@ -309,6 +311,7 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
           asOfInput: typeof asOfInput === 'string' ? asOfInput : undefined,
           moreEvents: more,
           errors,
+          relayExchanges: relayExchanges.map(toRelayExchangeView),
         }),
       }),
       errors.length > 0 ? 400 : 200,

@@ -2,8 +2,6 @@
  * The time bound both event-store adapters put on a call whose client cannot be told to give up:
  * the call is raced against a timer that is cancelled as soon as the call settles.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
-
 /**
  * Settles with `operation`, or rejects with `onTimeout()`'s error when it has not settled within
  * `timeoutMs`. A late rejection of the abandoned operation is ignored: it has been answered.
@@ -13,14 +11,16 @@ export const withDeadline = async <T>(
   timeoutMs: number,
   onTimeout: () => Error,
 ): Promise<T> => {
-  const settled = new AbortController();
-  const deadline = sleep(timeoutMs, undefined, { signal: settled.signal }).then(() => {
-    throw onTimeout();
+  // A plain timer, cleared on the way out: an aborted `timers/promises` sleep would build an
+  // AbortError (with its stack) for every operation that finished in time.
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), timeoutMs);
   });
   try {
     return await Promise.race([operation, deadline]);
   } finally {
-    settled.abort();
+    clearTimeout(timer);
     operation.catch(() => {});
   }
 };

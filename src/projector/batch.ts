@@ -8,7 +8,7 @@ import type pg from 'pg';
 import type { GlobalPosition, RecordedEvent } from '../event-store/event-store.ts';
 import { projectionDeadLetters } from './schema.ts';
 import { advanceCheckpoint, lockForTransactionStatement } from './checkpoints.ts';
-import type { Projection, RejectedEvent } from '../../projections/projection.ts';
+import { foldsStream, type Projection, type RejectedEvent } from '../../projections/projection.ts';
 import { describeError, isDataError } from '../database/errors.ts';
 import { tableName, unnestColumnsOf, unnestInsert } from '../database/sql.ts';
 
@@ -122,7 +122,7 @@ const decodeAll = (projection: Projection, events: readonly RecordedEvent[]) => 
   const rejected: DeadLetter[] = [];
   let relevant = 0;
   for (const event of events) {
-    if (!event.streamName.startsWith(projection.streamPrefix)) continue;
+    if (!foldsStream(projection, event.streamName)) continue;
     if (projection.folds !== undefined && !projection.folds(event)) continue;
     relevant += 1;
     try {

@@ -34,6 +34,8 @@ export interface ForwardRequest {
   readonly headers: Readonly<Record<string, string>>;
   readonly deadlineMs: number;
   readonly maxResponseBytes: number;
+  /** Abandons the request (as a timeout) before its deadline. */
+  readonly signal?: AbortSignal;
 }
 
 export interface DestinationClient {
@@ -91,7 +93,14 @@ export const createDestinationClient = (options: {
 
   const forward = async (forwardRequest: ForwardRequest): Promise<ForwardResult> => {
     const { deadlineMs, maxResponseBytes } = forwardRequest;
-    const deadline = AbortSignal.timeout(Math.max(1, deadlineMs));
+    // A timer cleared with the answer, not `AbortSignal.timeout`: that one cannot be cancelled, so
+    // every request would leave a timer behind to fire (and build an exception) at its deadline.
+    const abort = new AbortController();
+    const deadline = abort.signal;
+    const timer = setTimeout(() => abort.abort(), Math.max(1, deadlineMs));
+    const abandon = () => abort.abort();
+    forwardRequest.signal?.addEventListener('abort', abandon, { once: true });
+    if (forwardRequest.signal?.aborted === true) abort.abort();
     const hash = createHash('sha256');
     const chunks: Buffer[] = [];
     let bytes = 0;
@@ -154,6 +163,9 @@ export const createDestinationClient = (options: {
         detail: describe(error, deadline, deadlineMs),
         ...(status === 0 ? {} : { answer: answerSoFar(true) }),
       };
+    } finally {
+      clearTimeout(timer);
+      forwardRequest.signal?.removeEventListener('abort', abandon);
     }
   };
 

@@ -35,7 +35,7 @@ export const RelayExchangeView = Type.Object({
 });
 export type RelayExchangeView = Type.Static<typeof RelayExchangeView>;
 
-export const toRelayExchangeView = (row: RelayExchangeRow): RelayExchangeView => ({
+export const toRelayExchangeView = (row: Omit<RelayExchangeRow, 'callId'>): RelayExchangeView => ({
   eventId: row.eventId,
   requestEventId: row.requestEventId,
   requestType: row.requestType,

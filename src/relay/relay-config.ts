@@ -50,6 +50,12 @@ export interface RelayConfig {
   /** The largest answer body kept whole in the exchange record; beyond it, its SHA-256 and length. */
   readonly archivedResponseBytes: number;
   readonly fallbacks: RelayFallbacks;
+  /**
+   * Whether an answer waits until its exchange record is durable (store or journal). Without it the
+   * record is written as the answer goes out, and a crash in between loses the record (never the
+   * request, which is durable before anything is answered).
+   */
+  readonly recordBeforeAnswer: boolean;
 }
 
 export interface RelayEnvironment {
@@ -61,6 +67,8 @@ export interface RelayEnvironment {
   readonly archiveBudgetMs: number;
   readonly maxResponseBytes: number;
   readonly archivedResponseBytes: number;
+  /** `CALLTRAIL_RELAY_RECORD_BEFORE_ANSWER`; false when not given. */
+  readonly recordBeforeAnswer?: boolean;
   /** calltrail's own listen address and public URL: a destination there would loop. */
   readonly listenHost: string;
   readonly listenPort: number;
@@ -197,5 +205,6 @@ export const parseRelayConfig = (env: RelayEnvironment): RelayConfig | undefined
     maxResponseBytes: env.maxResponseBytes,
     archivedResponseBytes: env.archivedResponseBytes,
     fallbacks,
+    recordBeforeAnswer: env.recordBeforeAnswer ?? false,
   };
 };

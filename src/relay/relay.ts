@@ -11,7 +11,8 @@
  *
  * Every exchange is archived as a `relay-exchange` record in the request's stream, after the request
  * (the durable archive keeps a stream's appends in order), linked to it by the request's event id.
- * It is appended as the answer goes out, not before: the call must not wait for a second write.
+ * It is appended as the answer goes out, not before: the call must not wait for a second write; with
+ * `recordBeforeAnswer`, the answer waits for it, so that a crash cannot lose an answered exchange.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -38,7 +39,7 @@ import { isRelayedEventType, type RelayConfig, type RelayedEventType } from './r
 /** The header that carries the archived request's event id to the destination (and back to Flireo). */
 export const eventIdHeader = 'x-calltrail-event-id';
 
-/** A relayed request, archived already. */
+/** A relayed request, being archived. */
 export interface RelayedRequest {
   readonly eventType: RelayedEventType;
   readonly eventId: string;
@@ -53,8 +54,18 @@ export interface RelayedRequest {
   readonly requestId: string;
   /** `performance.now()` when the request's handling began: the deadline counts from here. */
   readonly startedAt: number;
-  readonly archiveMs: number;
+  /**
+   * The request's archiving, started with the forwarding: nothing is answered before it settles, and
+   * when it fails (neither the store nor the journal took the request) `answer` rejects with its error.
+   */
+  readonly archived: Promise<ArchivedRequest>;
+}
+
+/** Where the relayed request was durably recorded, and how long that took. */
+export interface ArchivedRequest {
+  readonly duplicate: boolean;
   readonly journaled: boolean;
+  readonly archiveMs: number;
 }
 
 export interface Relay {
@@ -192,6 +203,7 @@ export const createRelay = (options: RelayOptions): Relay => {
       )
       .finally(() => archiving.delete(pending));
     archiving.add(pending);
+    return pending;
   };
 
   const answer = async (reply: FastifyReply, request: RelayedRequest): Promise<FastifyReply> => {
@@ -201,17 +213,33 @@ export const createRelay = (options: RelayOptions): Relay => {
     );
     const startedAt = clock();
     const forwardStart = performance.now();
-    const result: ForwardResult =
+    // Cut short when the request cannot be kept: Flireo is then told to retry, not answered.
+    const abandon = new AbortController();
+    const forwarding: Promise<{ result: ForwardResult; latencyMs: number }> = (
       deadlineMs <= 0
-        ? { ok: false, failure: 'timeout', detail: 'the deadline passed while the request was archived' }
-        : await client.forward({
+        ? Promise.resolve<ForwardResult>({
+            ok: false,
+            failure: 'timeout',
+            detail: 'the deadline passed before forwarding',
+          })
+        : client.forward({
             url: destination,
             body: request.rawBody,
             headers: forwardedHeaders(request),
             deadlineMs,
             maxResponseBytes: config.maxResponseBytes,
-          });
-    const latencyMs = performance.now() - forwardStart;
+            signal: abandon.signal,
+          })
+    ).then((result) => ({ result, latencyMs: performance.now() - forwardStart }));
+    let archived: ArchivedRequest;
+    try {
+      archived = await request.archived;
+    } catch (error) {
+      abandon.abort();
+      await forwarding;
+      throw error;
+    }
+    const { result, latencyMs } = await forwarding;
     const outcome = decide(request, result);
     const chosen: Answer =
       outcome.failure === null
@@ -236,7 +264,7 @@ export const createRelay = (options: RelayOptions): Relay => {
         : chosen.with === 'fallback'
           ? 200
           : chosen.problem.status;
-    archiveExchange(request, {
+    const recording = archiveExchange(request, {
       schemaVersion: relayExchangeSchemaVersion,
       requestEventId: request.eventId,
       requestType: request.eventType,
@@ -244,8 +272,8 @@ export const createRelay = (options: RelayOptions): Relay => {
       destination: destinationWithoutCredentials(destination),
       startedAt: startedAt.toISOString(),
       latencyMs: Math.round(latencyMs * 1000) / 1000,
-      archiveMs: Math.round(request.archiveMs * 1000) / 1000,
-      requestJournaled: request.journaled,
+      archiveMs: Math.round(archived.archiveMs * 1000) / 1000,
+      requestJournaled: archived.journaled,
       outcome: outcome.failure === null ? 'answered' : 'failed',
       failure: outcome.failure,
       failureDetail: outcome.detail,
@@ -253,6 +281,8 @@ export const createRelay = (options: RelayOptions): Relay => {
       answeredWith: chosen.with,
       answerStatus,
     });
+    // Bounded: the record's append has the archive budget, then the journal's own write.
+    if (config.recordBeforeAnswer) await recording;
     switch (chosen.with) {
       case 'destination': {
         const { answer: verbatim } = chosen;

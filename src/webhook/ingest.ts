@@ -296,7 +296,14 @@ export const createArchiveWriter = (eventStore: EventStore, options: ArchiveWrit
     timeoutMs: number,
     work: (signal: AbortSignal) => Promise<T>,
   ): Promise<T> => {
-    const deadline = AbortSignal.timeout(timeoutMs);
+    // A timer cleared when the append ends, not `AbortSignal.timeout`: that one cannot be
+    // cancelled, so every append would leave a timer behind to fire (and build an exception).
+    const abort = new AbortController();
+    const deadline = abort.signal;
+    const timer = setTimeout(
+      () => abort.abort(new DOMException(`append took over ${timeoutMs} ms`, 'TimeoutError')),
+      timeoutMs,
+    );
     try {
       return await queue.run(streamName, deadline, () => work(deadline));
     } catch (error) {
@@ -310,6 +317,8 @@ export const createArchiveWriter = (eventStore: EventStore, options: ArchiveWrit
         });
       }
       throw error;
+    } finally {
+      clearTimeout(timer);
     }
   };
 

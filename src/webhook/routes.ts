@@ -397,37 +397,44 @@ export const webhookRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
 
     const relaying = relay?.relays(event.eventType) === true ? relay : undefined;
     const stopTimer = metrics.appendSeconds.startTimer();
-    let duplicate: boolean;
-    let journaled: boolean;
-    try {
-      ({ duplicate, journaled } = await archive.append(
+    const archiving = archive
+      .append(
         stream,
         { id: eventId, type: event.eventType, data, metadata: reception },
         relaying === undefined ? undefined : { timeoutMs: relaying.archiveBudgetMs },
-      ));
+      )
+      .finally(() => {
+        archiveSeconds = stopTimer();
+      })
+      .then((archived) => {
+        const { duplicate, journaled } = archived;
+        metrics.webhooks.inc({ outcome: duplicate ? 'duplicate' : journaled ? 'journaled' : 'accepted' });
+        return { ...archived, archiveMs: archiveSeconds * 1000 };
+      });
+    let duplicate: boolean;
+    let journaled: boolean;
+    try {
+      if (relaying !== undefined && relaying.relays(event.eventType)) {
+        // Forwarding starts at once, while the request is archived: the answer waits for both.
+        return await relaying.answer(reply, {
+          eventType: event.eventType,
+          eventId,
+          stream,
+          callId: event.callId,
+          assistant: event.toAssistant,
+          rawBody: bytes,
+          parsed,
+          contentType: declaredContentType(request),
+          headers: request.headers,
+          requestId: request.id,
+          startedAt,
+          archived: archiving,
+        });
+      }
+      ({ duplicate, journaled } = await archiving);
     } catch (error) {
       if (isNotKept(error)) return unavailable(reply, error);
       throw error;
-    } finally {
-      archiveSeconds = stopTimer();
-    }
-    metrics.webhooks.inc({ outcome: duplicate ? 'duplicate' : journaled ? 'journaled' : 'accepted' });
-    if (relaying !== undefined && relaying.relays(event.eventType)) {
-      return relaying.answer(reply, {
-        eventType: event.eventType,
-        eventId,
-        stream,
-        callId: event.callId,
-        assistant: event.toAssistant,
-        rawBody: bytes,
-        parsed,
-        contentType: declaredContentType(request),
-        headers: request.headers,
-        requestId: request.id,
-        startedAt,
-        archiveMs: archiveSeconds * 1000,
-        journaled,
-      });
     }
     // tool-calls and assistant-request expect an answer (tool results, an assistant) from the
     // customer's own server; without relay mode calltrail is an archive alongside it (an extra server

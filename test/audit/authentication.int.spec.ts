@@ -19,6 +19,7 @@ const protectedRoutes = [
   '/deliveries',
   '/deliveries/1',
   '/destinations',
+  '/assistant-requests/relay-exchanges',
   '/metrics',
 ];
 

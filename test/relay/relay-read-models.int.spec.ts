@@ -21,9 +21,18 @@ import {
   waitUntilCaughtUp,
   type ReadModels,
 } from '../support/projector-harness.ts';
-import { storeSubjects, type StoreUnderTest } from '../webhook/stores.ts';
+import { readStream, storeSubjects, type StoreUnderTest } from '../webhook/stores.ts';
 import { startCustomerHandler, type CustomerHandler } from './customer-handler.ts';
-import { closedPort, deliver, relayTestConfig, startRelayApp, streamWith, toolCalls } from './harness.ts';
+import {
+  assistantFor,
+  closedPort,
+  deliver,
+  relayTestConfig,
+  startRelayApp,
+  streamWith,
+  toolCalls,
+  waitFor,
+} from './harness.ts';
 
 describe.each(storeSubjects)('relay exchanges in the read models on $name', (subject) => {
   let store: StoreUnderTest;
@@ -126,6 +135,132 @@ describe.each(storeSubjects)('relay exchanges in the read models on $name', (sub
           revision: 4,
         }),
       ]);
+
+      // The console's Call page shows them too: destination, status, latency, outcome.
+      const page = await test.app.inject({
+        method: 'GET',
+        url: `/console/calls/${callId}`,
+        headers: { cookie: `calltrail_session=${testApiToken}` },
+      });
+      expect(page.statusCode).toBe(200);
+      const section = page.body.slice(page.body.indexOf('<h2>Relay exchanges</h2>'));
+      expect(section).toContain('<table class="relay-exchanges">');
+      const rows = section.slice(0, section.indexOf('</table>')).split('<tr data-outcome=').slice(1);
+      expect(rows).toHaveLength(2);
+      expect(rows[0]).toContain(handler.url('/fast'));
+      expect(rows[0]).toMatch(/<td class="number">\s*200\s*<\/td>/);
+      expect(rows[0]).toMatch(/<td class="number">\s*\d+\.\d ms\s*<\/td>/);
+      expect(rows[0]).toMatch(/the handler(&#39;|&#x27;|')s answer\s*\(200\)/);
+      expect(rows[1]).toContain('failed: non-2xx');
+      expect(rows[1]).toMatch(/<td class="number">\s*500\s*<\/td>/);
+      expect(rows[1]).toMatch(/a problem\s*\(502\)/);
+    } finally {
+      await running.close();
+    }
+  });
+  it('projects the exchanges of requests without a call and lists them, newest first', async () => {
+    const running = await startRelayApp(
+      store,
+      readModels.database,
+      relayTestConfig(handler, await closedPort(), undefined, root),
+    );
+    try {
+      const { test } = running;
+      // Distinct callers: without a call id or a time, the delivery's timestamp alone tells them apart.
+      const request = (scenario: 'fast' | 'fail') =>
+        JSON.stringify({
+          eventType: 'assistant-request',
+          fromCaller: `+3161${randomUUID().replace(/\D/g, '').slice(0, 7)}`,
+          toAssistant: assistantFor(scenario),
+        });
+      const answered = await deliver(test, request('fast'));
+      expect(answered.statusCode).toBe(200);
+      const failed = await deliver(test, request('fail'));
+      expect(failed.statusCode).toBe(502);
+      const stream = `assistant-requests-${test.clock.now().toISOString().slice(0, 10)}`;
+      const requestIds = [answered, failed].map((reply) => String(reply.headers['x-calltrail-event-id']));
+      await waitFor('both exchanges archived', async () => {
+        const events = await readStream(store.eventStore, stream);
+        const exchanged = events.filter(
+          (event) =>
+            event.type === 'relay-exchange' &&
+            requestIds.includes((event.data as { requestEventId: string }).requestEventId),
+        );
+        return exchanged.length === 2 ? exchanged : undefined;
+      });
+
+      const projector = await startProjector(
+        {
+          eventStore: store.eventStore,
+          database: readModels.database,
+          logger: createLogger({ level: 'silent' }),
+          metrics: createMetrics(),
+          clock: () => new Date(),
+        },
+        testProjectorOptions(['assistant-requests-']),
+      );
+      try {
+        await waitUntilCaughtUp(projector, 60_000);
+      } finally {
+        await projector.stop();
+      }
+      expect(await deadLetters(readModels.database.pool)).toEqual([]);
+
+      const list = async (query: string) => {
+        const response = await test.app.inject({
+          method: 'GET',
+          url: `/assistant-requests/relay-exchanges${query}`,
+          headers: { authorization: `Bearer ${testApiToken}` },
+        });
+        return response;
+      };
+      type Page = { exchanges: (RelayExchangeView & { stream: string })[]; nextCursor: string | null };
+      const all = await list('?limit=1000');
+      expect(all.statusCode).toBe(200);
+      const ours = all
+        .json<Page>()
+        .exchanges.filter((exchange) => requestIds.includes(exchange.requestEventId));
+      // Newest first: the failed request was relayed last.
+      expect(ours).toEqual([
+        expect.objectContaining({
+          requestEventId: requestIds[1],
+          requestType: 'assistant-request',
+          stream,
+          outcome: 'failed',
+          failure: 'non-2xx',
+          answeredWith: 'problem',
+          answerStatus: 502,
+          responseStatus: 500,
+        }),
+        expect.objectContaining({
+          requestEventId: requestIds[0],
+          requestType: 'assistant-request',
+          stream,
+          destination: handler.url('/fast'),
+          outcome: 'answered',
+          answeredWith: 'destination',
+          answerStatus: 200,
+        }),
+      ]);
+
+      const answeredOnly = (await list('?outcome=answered&limit=1000')).json<Page>().exchanges;
+      expect(answeredOnly.map((exchange) => exchange.requestEventId)).toContain(requestIds[0]);
+      expect(answeredOnly.map((exchange) => exchange.requestEventId)).not.toContain(requestIds[1]);
+
+      // Keyset paging walks every exchange once.
+      const seen: string[] = [];
+      let cursor: string | null = null;
+      do {
+        const page: Page = (await list(`?limit=1${cursor === null ? '' : `&cursor=${cursor}`}`)).json<Page>();
+        seen.push(...page.exchanges.map((exchange) => exchange.eventId));
+        cursor = page.nextCursor;
+      } while (cursor !== null);
+      expect(seen).toEqual(all.json<Page>().exchanges.map((exchange) => exchange.eventId));
+
+      const bad = await list('?outcome=maybe');
+      expect(bad.statusCode).toBe(400);
+      expect(bad.body).toContain('outcome');
+      expect((await list('?cursor=nope')).statusCode).toBe(400);
     } finally {
       await running.close();
     }

@@ -155,7 +155,8 @@ export class GroupCommitWriter {
         (sum, event) => sum + event.data.length + event.metadata.length + event.type.length + 64,
         request.streamName.length,
       );
-      const deadline = AbortSignal.timeout(this.options.timeoutMs);
+      // A timer cleared when the append settles (`AbortSignal.timeout` cannot be cancelled, so each
+      // append would leave one behind to fire and build an exception).
       const expire = () => {
         if (pending.settled) return;
         // Still queued: it will not be written at all. Already in flight: its outcome is unknown to
@@ -164,7 +165,7 @@ export class GroupCommitWriter {
         if (index >= 0) this.queue.splice(index, 1);
         pending.reject(timedOut('appending', this.options.timeoutMs));
       };
-      deadline.addEventListener('abort', expire, { once: true });
+      const deadline = setTimeout(expire, this.options.timeoutMs);
       const pending: PendingAppend = {
         ...request,
         bytes,
@@ -173,13 +174,13 @@ export class GroupCommitWriter {
         resolve: (result) => {
           if (pending.settled) return;
           pending.settled = true;
-          deadline.removeEventListener('abort', expire);
+          clearTimeout(deadline);
           resolve(result);
         },
         reject: (error) => {
           if (pending.settled) return;
           pending.settled = true;
-          deadline.removeEventListener('abort', expire);
+          clearTimeout(deadline);
           reject(error);
         },
       };
