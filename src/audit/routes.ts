@@ -1,10 +1,9 @@
 /**
  * The audit API: call history, archived events, quarantine, CSV export and replay. Every route here
- * requires an API token (see `authentication.ts`); one module per resource.
+ * requires an API token whose role grants the route's scope (see `src/access/`); one module per resource.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { AppDependencies } from '../app.ts';
-import { requireApiToken } from './authentication.ts';
 import { callEventsRoutes } from './call-events-routes.ts';
 import { callsRoutes } from './calls-routes.ts';
 import { exportRoutes } from './export-routes.ts';
@@ -15,7 +14,6 @@ import { forwardingRoutes } from '../forwarding/forwarding-routes.ts';
 import { integrationHealthRoutes } from '../health/health-routes.ts';
 
 export const auditRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app, dependencies) => {
-  app.addHook('onRequest', requireApiToken(dependencies.config.apiTokens));
   // Audit answers hold personal data (numbers, call details): no shared or browser cache keeps them.
   app.addHook('onSend', async (_request, reply) => {
     reply.header('cache-control', 'no-store');

@@ -1,0 +1,130 @@
+/**
+ * Who may call what, applied to every route from the one table in `route-scopes.ts`:
+ *
+ * - a route the table does not know cannot be registered (start-up stops naming it);
+ * - a public route passes; any other needs a bearer token (401 without one, 403 for an unknown one)
+ *   whose role grants the route's scope (403 naming the missing scope and the role otherwise);
+ * - console pages sign in instead of answering 401: they call `admit` themselves with the session's
+ *   token (see `src/console/routes.ts`), against the same table.
+ *
+ * The token's name (never the token) goes on the request's log lines, in
+ * `calltrail_api_requests_total{token,outcome}`, and on `request.apiToken` for the access log.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { Counter } from 'prom-client';
+import type { ApiToken } from './api-tokens.ts';
+import { accessOf, routeKey, type RouteAccess } from './route-scopes.ts';
+import { grants } from './scopes.ts';
+import { createAuthenticator, type TokenIdentity } from '../audit/authentication.ts';
+import { HttpProblem } from '../http/problem.ts';
+import type { Metrics } from '../metrics.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Whose token the request carried, once it was accepted; null before or without one. */
+    apiToken: TokenIdentity | null;
+  }
+  interface FastifyInstance {
+    readonly accessControl: AccessControl;
+  }
+}
+
+export interface AccessControl {
+  /** The identity of a token, or undefined when it is not configured (constant time). */
+  identify(token: string): TokenIdentity | undefined;
+  /**
+   * Admits a request made with `identity` to its route: throws 403 naming the scope the role lacks,
+   * otherwise records the identity on the request and its log lines.
+   */
+  admit(request: FastifyRequest, reply: FastifyReply, identity: TokenIdentity): void;
+  /** Whether `identity` may call `method url` (for offering only the controls a role may use). */
+  allows(identity: TokenIdentity, method: string, url: string): boolean;
+  /** Every route registered after this plugin, with what it needs: what the role tests iterate. */
+  readonly routes: readonly { readonly method: string; readonly url: string; readonly access: RouteAccess }[];
+}
+
+export class UnscopedRouteError extends Error {
+  override readonly name = 'UnscopedRouteError';
+}
+
+const methodsOf = (method: string | readonly string[]): readonly string[] =>
+  typeof method === 'string' ? [method] : method;
+
+export const authorization = fp<{ apiTokens: readonly ApiToken[]; metrics: Metrics }>(
+  async (app: FastifyInstance, options) => {
+    const authenticate = createAuthenticator(options.apiTokens);
+    const requests = new Counter({
+      name: 'calltrail_api_requests_total',
+      help: 'Authenticated API and console requests by token name and outcome (allowed, forbidden: the role lacks the scope, unknown-token)',
+      labelNames: ['token', 'outcome'] as const,
+      registers: [options.metrics.registry],
+    });
+    const routes: { method: string; url: string; access: RouteAccess }[] = [];
+
+    app.decorateRequest('apiToken', null);
+
+    app.addHook('onRoute', (route) => {
+      for (const method of methodsOf(route.method)) {
+        const access = accessOf(method, route.url);
+        if (access === undefined) {
+          throw new UnscopedRouteError(
+            `${routeKey(method, route.url)} has no entry in the route table (src/access/route-scopes.ts)`,
+          );
+        }
+        routes.push({ method, url: route.url, access });
+      }
+    });
+
+    const accessOfRequest = (request: FastifyRequest): RouteAccess | undefined => {
+      const url = request.routeOptions.url;
+      return url === undefined ? undefined : accessOf(request.method, url);
+    };
+
+    const admit = (request: FastifyRequest, reply: FastifyReply, identity: TokenIdentity): void => {
+      const access = accessOfRequest(request);
+      request.apiToken = identity;
+      request.log = request.log.child({ token: identity.name });
+      // Fastify writes "request completed" through the reply's logger.
+      reply.log = request.log;
+      if (access !== undefined && access.scope !== 'public' && !grants(identity.role, access.scope)) {
+        requests.inc({ token: identity.name, outcome: 'forbidden' });
+        throw new HttpProblem(
+          403,
+          'Forbidden',
+          `this needs the scope ${access.scope}, which the role ${identity.role} of the token ${identity.name} does not have`,
+          [{ field: 'authorization', message: `role ${identity.role} lacks scope ${access.scope}` }],
+        );
+      }
+      requests.inc({ token: identity.name, outcome: 'allowed' });
+    };
+
+    const control: AccessControl = {
+      identify: (token) => authenticate.identify(token),
+      admit,
+      allows: (identity, method, url) => {
+        const access = accessOf(method, url);
+        return access !== undefined && (access.scope === 'public' || grants(identity.role, access.scope));
+      },
+      routes,
+    };
+    app.decorate('accessControl', control);
+
+    app.addHook('onRequest', async (request, reply) => {
+      const access = accessOfRequest(request);
+      // No route (a 404), an open route, or a console page, which signs in by itself.
+      if (access === undefined || access.scope === 'public' || access.console === true) return;
+      let identity: TokenIdentity;
+      try {
+        identity = authenticate(request);
+      } catch (error) {
+        if (error instanceof HttpProblem && error.status === 403) {
+          requests.inc({ token: 'unknown', outcome: 'unknown-token' });
+        }
+        throw error;
+      }
+      admit(request, reply, identity);
+    });
+  },
+  { name: 'calltrail-authorization', dependencies: ['calltrail-console-session'] },
+);
