@@ -120,7 +120,13 @@ export const buildApp = async (
   // Before any authenticated route: the console's session cookie stands in for a bearer token on reads.
   await app.register(sessionAuthentication, dependencies);
   // Before every route: each route's scope comes from one table, and a route without one is refused.
-  await app.register(authorization, { apiTokens: config.apiTokens, metrics: dependencies.metrics });
+  await app.register(authorization, {
+    apiTokens: config.apiTokens,
+    metrics: dependencies.metrics,
+    eventStore: dependencies.eventStore,
+    clock: dependencies.clock,
+    closeTimeoutMs: config.appendTimeoutMs * 2,
+  });
   // Before every other route, so the OpenAPI document sees them all.
   await app.register(apiDocs);
   await app.register(healthRoutes, dependencies);

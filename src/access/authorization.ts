@@ -8,8 +8,11 @@
  *   token (see `src/console/routes.ts`), against the same table.
  *
  * The token's name (never the token) goes on the request's log lines, in
- * `calltrail_api_requests_total{token,outcome}`, and on `request.apiToken` for the access log.
+ * `calltrail_api_requests_total{token,outcome}`, and, for routes the table marks `recorded`, in the
+ * access log (`access-log.ts`) once the answer has gone out, with the bytes sent and, where the
+ * route sets `request.accessCount`, how many items it held.
  */
+import { Readable, Transform } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { Counter } from 'prom-client';
@@ -18,12 +21,28 @@ import { accessOf, routeKey, type RouteAccess } from './route-scopes.ts';
 import { grants } from './scopes.ts';
 import { createAuthenticator, type TokenIdentity } from '../audit/authentication.ts';
 import { HttpProblem } from '../http/problem.ts';
+import type { EventStore } from '../event-store/event-store.ts';
 import type { Metrics } from '../metrics.ts';
+import {
+  createAccessLog,
+  defaultAccessLogOptions,
+  type AccessLog,
+  type AccessLogOptions,
+} from './access-log.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** Whose token the request carried, once it was accepted; null before or without one. */
     apiToken: TokenIdentity | null;
+    /**
+     * How many items (calls, events, rows) the answer held, for the access log: a number, or a
+     * function asked once the answer has gone out (a streamed one knows only then).
+     */
+    accessCount: number | (() => number | Promise<number>) | null;
+    /** Body bytes sent, counted as they go (access-logged routes only). */
+    accessBytes: number | null;
+    /** When an access-logged request arrived, by the app's clock. */
+    accessAt: Date | null;
   }
   interface FastifyInstance {
     readonly accessControl: AccessControl;
@@ -51,9 +70,58 @@ export class UnscopedRouteError extends Error {
 const methodsOf = (method: string | readonly string[]): readonly string[] =>
   typeof method === 'string' ? [method] : method;
 
-export const authorization = fp<{ apiTokens: readonly ApiToken[]; metrics: Metrics }>(
+export interface AuthorizationOptions {
+  readonly apiTokens: readonly ApiToken[];
+  readonly metrics: Metrics;
+  readonly eventStore: EventStore;
+  readonly accessLog?: Partial<AccessLogOptions>;
+  /** How long closing may wait for buffered access events to be written. */
+  readonly closeTimeoutMs: number;
+  readonly clock: () => Date;
+}
+
+const maxQueryNames = 20;
+const maxQueryValueLength = 256;
+const credentialName = /token|secret|password|key|auth/i;
+
+/** The query as the access log keeps it: bounded, and never a value under a credential's name. */
+const queryOf = (query: unknown): Record<string, string | string[]> => {
+  const kept: Record<string, string | string[]> = {};
+  if (typeof query !== 'object' || query === null) return kept;
+  const bounded = (value: unknown): string => String(value).slice(0, maxQueryValueLength);
+  for (const [name, value] of Object.entries(query).slice(0, maxQueryNames)) {
+    const shownName = name.slice(0, 64);
+    if (credentialName.test(name)) kept[shownName] = '[redacted]';
+    else kept[shownName] = Array.isArray(value) ? value.slice(0, 10).map(bounded) : bounded(value);
+  }
+  return kept;
+};
+
+const countBytes = (request: FastifyRequest, payload: unknown): unknown => {
+  if (typeof payload === 'string') request.accessBytes = Buffer.byteLength(payload);
+  else if (Buffer.isBuffer(payload)) request.accessBytes = payload.length;
+  else if (payload instanceof Readable) {
+    request.accessBytes = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer | string, _encoding, done) {
+        request.accessBytes = (request.accessBytes ?? 0) + Buffer.byteLength(chunk);
+        done(null, chunk);
+      },
+    });
+    payload.on('error', (error) => counter.destroy(error));
+    return payload.pipe(counter);
+  }
+  return payload;
+};
+
+export const authorization = fp<AuthorizationOptions>(
   async (app: FastifyInstance, options) => {
     const authenticate = createAuthenticator(options.apiTokens);
+    const accessLog: AccessLog = createAccessLog(
+      { eventStore: options.eventStore, logger: app.log, metrics: options.metrics },
+      { ...defaultAccessLogOptions, ...options.accessLog },
+    );
+    app.addHook('onClose', () => accessLog.close(options.closeTimeoutMs));
     const requests = new Counter({
       name: 'calltrail_api_requests_total',
       help: 'Authenticated API and console requests by token name and outcome (allowed, forbidden: the role lacks the scope, unknown-token)',
@@ -63,6 +131,9 @@ export const authorization = fp<{ apiTokens: readonly ApiToken[]; metrics: Metri
     const routes: { method: string; url: string; access: RouteAccess }[] = [];
 
     app.decorateRequest('apiToken', null);
+    app.decorateRequest('accessCount', null);
+    app.decorateRequest('accessBytes', null);
+    app.decorateRequest('accessAt', null);
 
     app.addHook('onRoute', (route) => {
       for (const method of methodsOf(route.method)) {
@@ -112,6 +183,7 @@ export const authorization = fp<{ apiTokens: readonly ApiToken[]; metrics: Metri
 
     app.addHook('onRequest', async (request, reply) => {
       const access = accessOfRequest(request);
+      if (access?.recorded === true) request.accessAt = options.clock();
       // No route (a 404), an open route, or a console page, which signs in by itself.
       if (access === undefined || access.scope === 'public' || access.console === true) return;
       let identity: TokenIdentity;
@@ -124,6 +196,40 @@ export const authorization = fp<{ apiTokens: readonly ApiToken[]; metrics: Metri
         throw error;
       }
       admit(request, reply, identity);
+    });
+
+    app.addHook('onSend', async (request, _reply, payload) =>
+      request.apiToken !== null && accessOfRequest(request)?.recorded === true
+        ? countBytes(request, payload)
+        : payload,
+    );
+
+    app.addHook('onResponse', async (request, reply) => {
+      const identity = request.apiToken;
+      const url = request.routeOptions.url;
+      if (identity === null || url === undefined || accessOfRequest(request)?.recorded !== true) return;
+      let resultCount: number | undefined;
+      try {
+        const count = request.accessCount;
+        resultCount = typeof count === 'function' ? await count() : (count ?? undefined);
+      } catch {
+        resultCount = undefined;
+      }
+      const queryAt = request.url.indexOf('?');
+      accessLog.record({
+        at: (request.accessAt ?? options.clock()).toISOString(),
+        token: identity.name,
+        role: identity.role,
+        method: request.method,
+        route: url,
+        path: queryAt === -1 ? request.url : request.url.slice(0, queryAt),
+        query: queryOf(request.query),
+        status: reply.statusCode,
+        ...(resultCount === undefined ? {} : { resultCount }),
+        ...(request.accessBytes === null ? {} : { bytes: request.accessBytes }),
+        sourceAddress: request.ip,
+        requestId: request.id,
+      });
     });
   },
   { name: 'calltrail-authorization', dependencies: ['calltrail-console-session'] },

@@ -12,6 +12,7 @@ import { quarantineRoutes } from './quarantine-routes.ts';
 import { replayRoutes } from './replay-routes.ts';
 import { forwardingRoutes } from '../forwarding/forwarding-routes.ts';
 import { integrationHealthRoutes } from '../health/health-routes.ts';
+import { accessLogRoutes } from '../access/access-log-routes.ts';
 
 export const auditRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app, dependencies) => {
   // Audit answers hold personal data (numbers, call details): no shared or browser cache keeps them.
@@ -26,4 +27,5 @@ export const auditRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (ap
   await app.register(replayRoutes, dependencies);
   await app.register(forwardingRoutes, dependencies);
   await app.register(integrationHealthRoutes, dependencies);
+  await app.register(accessLogRoutes, dependencies);
 };

@@ -208,6 +208,7 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
     const result = await fromReadModels(() =>
       listCalls(db, view.filter, { limit: view.limit, after: view.after }),
     );
+    request.accessCount = result.calls.length;
     const next = result.next === undefined ? undefined : encodeCursor(result.next);
     return sendPage(
       reply,
