@@ -12,7 +12,7 @@
  * access log (`access-log.ts`) once the answer has gone out, with the bytes sent and, where the
  * route sets `request.accessCount`, how many items it held.
  */
-import { Readable, Transform } from 'node:stream';
+import { Readable, Transform, pipeline } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { Counter } from 'prom-client';
@@ -108,8 +108,9 @@ const countBytes = (request: FastifyRequest, payload: unknown): unknown => {
         done(null, chunk);
       },
     });
-    payload.on('error', (error) => counter.destroy(error));
-    return payload.pipe(counter);
+    // Both ways: a client that goes away must stop the source (a database cursor, a store read).
+    pipeline(payload, counter, () => {});
+    return counter;
   }
   return payload;
 };
