@@ -153,9 +153,47 @@ export const authorization = fp<AuthorizationOptions>(
       return url === undefined ? undefined : accessOf(request.method, url);
     };
 
+    const recorded = new WeakSet<FastifyRequest>();
+    const recordAccess = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+      const identity = request.apiToken;
+      const url = request.routeOptions.url;
+      if (identity === null || url === undefined || accessOfRequest(request)?.recorded !== true) return;
+      if (recorded.has(request)) return;
+      recorded.add(request);
+      let resultCount: number | undefined;
+      try {
+        const count = request.accessCount;
+        resultCount = typeof count === 'function' ? await count() : (count ?? undefined);
+      } catch {
+        resultCount = undefined;
+      }
+      const queryAt = request.url.indexOf('?');
+      accessLog.record({
+        at: (request.accessAt ?? options.clock()).toISOString(),
+        token: identity.name,
+        role: identity.role,
+        method: request.method,
+        route: url,
+        path: queryAt === -1 ? request.url : request.url.slice(0, queryAt),
+        query: queryOf(request.query),
+        status: reply.statusCode,
+        ...(resultCount === undefined ? {} : { resultCount }),
+        ...(request.accessBytes === null ? {} : { bytes: request.accessBytes }),
+        sourceAddress: request.ip,
+        requestId: request.id,
+      });
+    };
+
     const admit = (request: FastifyRequest, reply: FastifyReply, identity: TokenIdentity): void => {
       const access = accessOfRequest(request);
       request.apiToken = identity;
+      if (access?.recorded === true) {
+        reply.raw.once('close', () => {
+          recordAccess(request, reply).catch((error: unknown) =>
+            request.log.error({ err: error }, 'access log record failed'),
+          );
+        });
+      }
       request.log = request.log.child({ token: identity.name });
       // Fastify writes "request completed" through the reply's logger.
       reply.log = request.log;
@@ -205,33 +243,9 @@ export const authorization = fp<AuthorizationOptions>(
         : payload,
     );
 
-    app.addHook('onResponse', async (request, reply) => {
-      const identity = request.apiToken;
-      const url = request.routeOptions.url;
-      if (identity === null || url === undefined || accessOfRequest(request)?.recorded !== true) return;
-      let resultCount: number | undefined;
-      try {
-        const count = request.accessCount;
-        resultCount = typeof count === 'function' ? await count() : (count ?? undefined);
-      } catch {
-        resultCount = undefined;
-      }
-      const queryAt = request.url.indexOf('?');
-      accessLog.record({
-        at: (request.accessAt ?? options.clock()).toISOString(),
-        token: identity.name,
-        role: identity.role,
-        method: request.method,
-        route: url,
-        path: queryAt === -1 ? request.url : request.url.slice(0, queryAt),
-        query: queryOf(request.query),
-        status: reply.statusCode,
-        ...(resultCount === undefined ? {} : { resultCount }),
-        ...(request.accessBytes === null ? {} : { bytes: request.accessBytes }),
-        sourceAddress: request.ip,
-        requestId: request.id,
-      });
-    });
+    // Once the answer is complete, or the client went away (a `/live` stream ends so): whichever
+    // comes first.
+    app.addHook('onResponse', async (request, reply) => recordAccess(request, reply));
   },
   { name: 'calltrail-authorization', dependencies: ['calltrail-console-session'] },
 );

@@ -221,6 +221,21 @@ describe('the console', () => {
 });
 
 describe('who called', () => {
+  it('records a /live stream in the access log once its client goes away', async () => {
+    await call('GET', '/live', credentialsFor('GET /live', 'auditor'));
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const routes: string[] = [];
+      for await (const event of stores.eventStore.readAll({ streamPrefixes: ['access-'] })) {
+        const data = event.data as { route: string; token: string };
+        if (data.token === 'alice') routes.push(data.route);
+      }
+      if (routes.includes('/live')) break;
+      if (Date.now() > deadline) throw new Error('no access event for /live');
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  });
+
   it('names the token in the request log and the metrics, never the token', async () => {
     await call('GET', '/replay', credentialsFor('GET /replay', 'auditor'));
     await call('GET', '/calls', credentialsFor('GET /calls', 'auditor'));
