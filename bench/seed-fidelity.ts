@@ -7,6 +7,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import pg from 'pg';
 import { buildApp } from '../src/app.ts';
+import { adminTokens } from '../src/access/api-tokens.ts';
 import { loadConfig, type Config } from '../src/config.ts';
 import { migrateReadModels, openDatabase } from '../src/database/database.ts';
 import { openPostgresEventStore } from '../src/event-store/postgres/postgres-event-store.ts';
@@ -36,7 +37,7 @@ export const checkSeedMatchesIngest = async (url: string, deliveries = 40): Prom
     port: 0,
     logLevel: 'silent',
     webhook: { ...defaults.webhook, secret: webhookSecret },
-    apiTokens: [apiToken],
+    apiTokens: adminTokens([apiToken]),
   };
   const eventStore = await openPostgresEventStore(url, { timeoutMs: 3_000 });
   const database = openDatabase(url, { max: 2 });

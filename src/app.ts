@@ -36,6 +36,7 @@ import { apiDocs } from './audit/api-docs.ts';
 import { consoleRoutes } from './console/routes.ts';
 import { sessionAuthentication } from './console/session.ts';
 import { liveRoutes } from './live/live-routes.ts';
+import { authorization } from './access/authorization.ts';
 
 export interface AppDependencies {
   readonly config: Config;
@@ -116,10 +117,18 @@ export const buildApp = async (
     });
   }
 
-  // Before every route, so the OpenAPI document sees them all.
-  await app.register(apiDocs);
   // Before any authenticated route: the console's session cookie stands in for a bearer token on reads.
   await app.register(sessionAuthentication, dependencies);
+  // Before every route: each route's scope comes from one table, and a route without one is refused.
+  await app.register(authorization, {
+    apiTokens: config.apiTokens,
+    metrics: dependencies.metrics,
+    eventStore: dependencies.eventStore,
+    clock: dependencies.clock,
+    closeTimeoutMs: config.appendTimeoutMs * 2,
+  });
+  // Before every other route, so the OpenAPI document sees them all.
+  await app.register(apiDocs);
   await app.register(healthRoutes, dependencies);
   await app.register(webhookRoutes, dependencies);
   await app.register(auditRoutes, dependencies);

@@ -6,6 +6,7 @@ import { BlockList, isIP } from 'node:net';
 import Type from 'typebox';
 import Value from 'typebox/value';
 import { maxRecordBytes } from './archive/archived-event.ts';
+import { ApiTokensConfigError, loadApiTokens, type ApiToken } from './access/api-tokens.ts';
 import { parseDestinations, checkForwardingSecret } from './forwarding/destinations.ts';
 import { RelayConfigProblem, parseRelayConfig } from './relay/relay-config.ts';
 
@@ -110,9 +111,9 @@ const Env = Type.Object({
   CALLTRAIL_RELAY_ARCHIVED_RESPONSE_BYTES: Type.Integer({ minimum: 0, maximum: 131_072, default: 65_536 }),
   // Hold each answer until its exchange record is durable (a crash then loses no exchange; slower).
   CALLTRAIL_RELAY_RECORD_BEFORE_ANSWER: Type.Boolean({ default: false }),
-  CALLTRAIL_API_TOKENS: Type.Optional(
-    Type.String({ pattern: '^[A-Za-z0-9._~-]{16,}(,[A-Za-z0-9._~-]{16,})*$' }),
-  ),
+  // Named tokens with roles (src/access/api-tokens.ts), checked further by loadApiTokens.
+  CALLTRAIL_API_TOKENS: Type.Optional(Type.String({ minLength: 1 })),
+  CALLTRAIL_API_TOKENS_FILE: Type.Optional(Type.String({ minLength: 1 })),
 });
 type Env = Type.Static<typeof Env>;
 
@@ -156,7 +157,11 @@ const toConfig = (env: Env) =>
     appendTimeoutMs: env.CALLTRAIL_APPEND_TIMEOUT_MS,
     /** The outage journal: its root directory (default `<dataDir>/journal`) and size limit. */
     journal: { dir: env.CALLTRAIL_JOURNAL_DIR, maxBytes: env.CALLTRAIL_JOURNAL_MAX_BYTES },
-    apiTokens: (env.CALLTRAIL_API_TOKENS?.split(',') ?? []) as readonly string[],
+    /** Named tokens with roles, from the variable and the tokens file. */
+    apiTokens: loadApiTokens({
+      variable: env.CALLTRAIL_API_TOKENS,
+      file: env.CALLTRAIL_API_TOKENS_FILE,
+    }) as readonly ApiToken[],
     http: {
       /** Fastify's `trustProxy`: false, or the proxies' addresses and CIDR ranges. */
       trustProxy: parseTrustProxy(env.CALLTRAIL_TRUST_PROXY),
@@ -340,7 +345,7 @@ export const loadConfig = (source: NodeJS.ProcessEnv): Config => {
   try {
     return toConfig(env);
   } catch (error) {
-    if (!(error instanceof RelayConfigProblem)) throw error;
+    if (!(error instanceof RelayConfigProblem) && !(error instanceof ApiTokensConfigError)) throw error;
     throw new ConfigError(`invalid configuration:\n  ${error.variable}: ${error.message}`);
   }
 };

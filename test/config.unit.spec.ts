@@ -109,7 +109,10 @@ describe('loadConfig', () => {
       port: 8080,
       webhook: { insecure: true, secret },
       journal: { dir: '/var/lib/calltrail/journal', maxBytes: 2_147_483_648 },
-      apiTokens: ['first-token-0123456789', 'second-token-012345678'],
+      apiTokens: [
+        { name: 'token-1', role: 'admin', token: 'first-token-0123456789' },
+        { name: 'token-2', role: 'admin', token: 'second-token-012345678' },
+      ],
     });
   });
 

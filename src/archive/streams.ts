@@ -18,3 +18,14 @@ export const assistantRequestStreamName = (receivedAt: Date): string =>
 
 export const quarantineStreamName = (receivedAt: Date): string =>
   `${quarantineStreamPrefix}${utcDay(receivedAt)}`;
+
+/**
+ * The access log (`src/access/`): who read what, one stream per UTC day. Not an archive stream
+ * (replay, forwarding and projections leave it alone), but sealed and verified with the archive.
+ */
+export const accessStreamPrefix = 'access-';
+
+export const accessStreamName = (at: Date): string => `${accessStreamPrefix}${utcDay(at)}`;
+
+/** What the sealer seals and `calltrail verify` checks: the archive and the access log. */
+export const sealedStreamPrefixes = [...archiveStreamPrefixes, accessStreamPrefix];

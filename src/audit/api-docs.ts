@@ -41,6 +41,7 @@ export const apiDocs = fp(
           { name: 'replay', description: 'The archive as a resumable event stream' },
           { name: 'forwarding', description: 'Deliveries of archived events to forwarding destinations' },
           { name: 'health', description: 'Integration health: failures, durations, volume, missed webhooks' },
+          { name: 'access', description: 'Who read what: the access log (admin)' },
         ],
       },
     });
@@ -58,7 +59,7 @@ const problem = (description: string) => ({
 export const problemResponses = {
   400: problem('A parameter is invalid; `errors` names each one and why'),
   401: problem('No API token, or not a bearer token'),
-  403: problem('The API token is not valid'),
+  403: problem("The API token is not valid, or its role lacks the route's scope (named)"),
   503: problem('A store is unavailable; retry after `Retry-After` seconds'),
   500: problem('Unexpected error; the details are in the server log'),
 } as const;

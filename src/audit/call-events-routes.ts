@@ -41,6 +41,7 @@ export const callEventsRoutes: FastifyPluginAsyncTypebox<AppDependencies> = asyn
       const events: ArchivedEventView[] = [];
       for await (const event of readCall(dependencies.eventStore, callId))
         events.push(toArchivedEventView(event));
+      request.accessCount = events.length;
       if (events.length === 0) {
         throw new NotFoundError(`no archived events for call ${JSON.stringify(callId)}`);
       }

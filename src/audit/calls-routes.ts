@@ -129,6 +129,7 @@ export const callsRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (ap
           { limit: parseLimit(query.limit), after },
         ),
       );
+      request.accessCount = page.calls.length;
       return {
         calls: page.calls.map(toCallView),
         nextCursor: page.next === undefined ? null : encodeCursor(page.next),

@@ -85,6 +85,8 @@ export const exportRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (a
         settle('failed', 0, error);
         throw error;
       }
+      const rowsOf = csv.finished;
+      request.accessCount = async () => (await rowsOf).rows;
       // Completed only when the client got every byte; the query may finish before that.
       const delivered = new Promise<boolean>((resolve) => finished(reply.raw, (error) => resolve(!error)));
       // Not awaited (the reply streams meanwhile), so its failure is logged here, never unhandled.

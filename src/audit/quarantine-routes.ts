@@ -72,6 +72,7 @@ export const quarantineRoutes: FastifyPluginAsyncTypebox<AppDependencies> = asyn
         listQuarantinedRequests(dependencies.database.db, filter, before, limit + 1),
       );
       const requests = rows.slice(0, limit);
+      request.accessCount = requests.length;
       const last = requests.at(-1);
       return {
         requests: requests.map(quarantinedRequestView),

@@ -67,6 +67,7 @@ export const replayRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (a
         receivedTo: to,
       };
       let count = 0;
+      request.accessCount = () => count;
       let last: GlobalPosition | undefined;
       const lines = async function* (events: AsyncIterable<RecordedEvent>) {
         for await (const event of events) {

@@ -1,10 +1,9 @@
 /**
  * The audit API: call history, archived events, quarantine, CSV export and replay. Every route here
- * requires an API token (see `authentication.ts`); one module per resource.
+ * requires an API token whose role grants the route's scope (see `src/access/`); one module per resource.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { AppDependencies } from '../app.ts';
-import { requireApiToken } from './authentication.ts';
 import { callEventsRoutes } from './call-events-routes.ts';
 import { callsRoutes } from './calls-routes.ts';
 import { exportRoutes } from './export-routes.ts';
@@ -14,9 +13,9 @@ import { replayRoutes } from './replay-routes.ts';
 import { forwardingRoutes } from '../forwarding/forwarding-routes.ts';
 import { integrationHealthRoutes } from '../health/health-routes.ts';
 import { relayExchangeRoutes } from '../relay/exchange-routes.ts';
+import { accessLogRoutes } from '../access/access-log-routes.ts';
 
 export const auditRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app, dependencies) => {
-  app.addHook('onRequest', requireApiToken(dependencies.config.apiTokens));
   // Audit answers hold personal data (numbers, call details): no shared or browser cache keeps them.
   app.addHook('onSend', async (_request, reply) => {
     reply.header('cache-control', 'no-store');
@@ -30,4 +29,5 @@ export const auditRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (ap
   await app.register(forwardingRoutes, dependencies);
   await app.register(integrationHealthRoutes, dependencies);
   await app.register(relayExchangeRoutes, dependencies);
+  await app.register(accessLogRoutes, dependencies);
 };

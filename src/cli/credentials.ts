@@ -53,7 +53,9 @@ export const connectionInstructions = (
     }
   }
   if (generated?.apiToken) {
-    lines.push(`API token (Authorization: Bearer <token>): ${reveal ? (config.apiTokens[0] ?? '') : hidden}`);
+    lines.push(
+      `API token (Authorization: Bearer <token>): ${reveal ? (config.apiTokens[0]?.token ?? '') : hidden}`,
+    );
   }
   if (generated) {
     lines.push(

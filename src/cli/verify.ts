@@ -10,7 +10,7 @@ import { access, readFile } from 'node:fs/promises';
 import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { parseTimeRange } from '../audit/parameters.ts';
-import { archiveStreamPrefixes, callStreamName } from '../archive/streams.ts';
+import { callStreamName, sealedStreamPrefixes } from '../archive/streams.ts';
 import { HttpProblem } from '../http/problem.ts';
 import { readDigestFiles } from '../sealing/digest-files.ts';
 import { readDigestEvents } from '../sealing/digest-stream.ts';
@@ -279,7 +279,7 @@ export const registerVerifyCommand = (program: Command): void => {
           digests,
           keys,
           scope,
-          streamPrefixes: archiveStreamPrefixes,
+          streamPrefixes: sealedStreamPrefixes,
           unsealedGraceMs: graceSeconds * 1000,
           now: new Date(),
           checkStreams: eventStore.kind === 'eventstoredb',

@@ -190,6 +190,8 @@ export const callsPage = (
   view: CallsView,
   rows: readonly ShownCallRow[],
   nextCursor: string | undefined,
+  /** Whether the token may export: the Export CSV control is offered only then. */
+  canExport = true,
 ): Html => {
   const { query } = view;
   const filters = filtersOf(query);
@@ -221,7 +223,11 @@ export const callsPage = (
       <div class="actions">
         <button type="submit">Apply filters</button>
         <a href="/console/calls">Clear</a>
-        <a class="button" href="${attribute(exportHref(query))}" download>Export CSV</a>
+        ${
+          canExport
+            ? html`<a class="button" href="${attribute(exportHref(query))}" download>Export CSV</a>`
+            : ''
+        }
       </div>
     </form>
     ${view.errors.length > 0 ? problemList(view.errors) : ''}

@@ -2,8 +2,9 @@
  * The web console under `/console`: server-rendered pages over the audit API's own queries, a
  * stylesheet and one small ES module, all served from this process (no CDN, works offline).
  *
- * Every page is checked as the audit API checks a bearer token: the session cookie's token goes
- * through the same `requireApiToken`, so the console can show nothing the token could not read.
+ * Every page is checked as the audit API checks a bearer token: the session cookie's token is
+ * identified and admitted against the same route table (`src/access/`), so the console can show
+ * nothing the token could not read, and offers no control its role lacks.
  * Pages send a Content-Security-Policy that allows scripts and styles from this origin only (no
  * inline script, no eval), and `no-store` (they show personal data).
  */
@@ -17,7 +18,6 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AppDependencies } from '../app.ts';
 import { toArchivedEventView, toJsonLine, receivedAtOf } from '../audit/archived-event-view.ts';
 import { readCall } from '../audit/archive-reader.ts';
-import { requireApiToken } from '../audit/authentication.ts';
 import { callAsOf } from '../audit/call-as-of.ts';
 import {
   findCall,
@@ -117,7 +117,7 @@ const signInPage = (options: { next: string; error?: string }): string =>
 export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app, dependencies) => {
   const { config, eventStore } = dependencies;
   const { db } = dependencies.database;
-  const checkToken = requireApiToken(config.apiTokens);
+  const { accessControl } = app;
   await app.register(fastifyFormbody, { bodyLimit: 8192 });
 
   app.addHook('onSend', async (_request, reply) => {
@@ -131,17 +131,19 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
   const sendPage = (reply: FastifyReply, body: string, status = 200) =>
     reply.code(status).type('text/html; charset=utf-8').send(body);
 
-  /** The signed-in token, or a redirect to the sign-in page (undefined then). */
+  /**
+   * The signed-in token, or a redirect to the sign-in page (undefined then). A token whose role
+   * lacks the page's scope gets the 403 naming it.
+   */
   const signedIn = async (request: FastifyRequest, reply: FastifyReply): Promise<string | undefined> => {
     const token = sessionToken(request);
     if (token !== undefined) {
-      try {
-        await checkToken({ headers: { authorization: `Bearer ${token}` } } as FastifyRequest);
+      const identity = accessControl.identify(token);
+      if (identity !== undefined) {
+        accessControl.admit(request, reply, identity);
         return token;
-      } catch (error) {
-        if (!(error instanceof HttpProblem)) throw error;
-        clearSessionCookie(reply, config.publicUrl);
       }
+      clearSessionCookie(reply, config.publicUrl);
     }
     const next = encodeURIComponent(request.url);
     await reply.redirect(`/console/sign-in?next=${next}`, 303);
@@ -171,10 +173,7 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
     if (!isTokenShaped(token)) {
       return sendPage(reply, signInPage({ next, error: 'is not an API token' }), 400);
     }
-    try {
-      await checkToken({ headers: { authorization: `Bearer ${token}` } } as FastifyRequest);
-    } catch (error) {
-      if (!(error instanceof HttpProblem)) throw error;
+    if (accessControl.identify(token) === undefined) {
       request.log.info('console sign-in refused');
       return sendPage(reply, signInPage({ next, error: 'is not valid for this server' }), 403);
     }
@@ -210,10 +209,22 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
     const result = await fromReadModels(() =>
       listCalls(db, view.filter, { limit: view.limit, after: view.after }),
     );
+    request.accessCount = result.calls.length;
     const next = result.next === undefined ? undefined : encodeCursor(result.next);
     return sendPage(
       reply,
-      page({ title: 'Calls', section: 'calls', csrf, body: callsPage(view, result.calls, next) }),
+      page({
+        title: 'Calls',
+        section: 'calls',
+        csrf,
+        body: callsPage(
+          view,
+          result.calls,
+          next,
+          request.apiToken !== null &&
+            accessControl.allows(request.apiToken, 'GET', '/exports/terminations.csv'),
+        ),
+      }),
     );
   });
 

@@ -67,9 +67,11 @@ export const loggableUrl = (request: FastifyRequest, credentials: readonly strin
 
 /** Pino serializers for the `req` and `request` keys Fastify and calltrail log requests under. */
 export const requestLogSerializers = (config: Config) => {
-  const credentials = [config.webhook.secret, config.webhook.token, ...config.apiTokens].filter(
-    (credential): credential is string => credential !== undefined && credential !== '',
-  );
+  const credentials = [
+    config.webhook.secret,
+    config.webhook.token,
+    ...config.apiTokens.map((token) => token.token),
+  ].filter((credential): credential is string => credential !== undefined && credential !== '');
   const serialize = (request: FastifyRequest) => ({
     method: request.method,
     url: loggableUrl(request, credentials),

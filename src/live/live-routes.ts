@@ -14,7 +14,6 @@ import { CallEventType } from '../archive/archived-event.ts';
 import { assistantRequestStreamPrefix, callStreamPrefix } from '../archive/streams.ts';
 import { auditSecurity, problemResponses } from '../audit/api-docs.ts';
 import { toArchivedEventView } from '../audit/archived-event-view.ts';
-import { requireApiToken } from '../audit/authentication.ts';
 import { TextFilter, positionPatternText, parsePositionParameter } from '../audit/parameters.ts';
 import { formatPosition, type RecordedEvent } from '../event-store/event-store.ts';
 import { badRequest, serviceUnavailable } from '../http/problem.ts';
@@ -122,7 +121,6 @@ export const liveRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app
   app.get(
     '/live',
     {
-      onRequest: requireApiToken(config.apiTokens),
       schema: {
         summary: 'Archived events as Server-Sent Events, live',
         description:

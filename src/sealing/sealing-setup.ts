@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type pg from 'pg';
-import { archiveStreamPrefixes } from '../archive/streams.ts';
+import { sealedStreamPrefixes } from '../archive/streams.ts';
 import type { Config } from '../config.ts';
 import type { EventStore } from '../event-store/event-store.ts';
 import type { Logger } from '../logger.ts';
@@ -47,7 +47,7 @@ export const resolveSigningKey = async (
 export const sealerOptionsFrom = (config: Config): SealerOptions => {
   const sealing = config.sealing;
   return {
-    streamPrefixes: archiveStreamPrefixes,
+    streamPrefixes: sealedStreamPrefixes,
     maxEvents: sealing.maxEvents,
     maxSeconds: sealing.maxSeconds,
     digestDirectory: sealing.digestDirectory,

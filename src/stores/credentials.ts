@@ -7,6 +7,7 @@ import { chmod, open, readFile, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
 import Type from 'typebox';
 import Value from 'typebox/value';
+import { tokenHash } from '../access/api-tokens.ts';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 
@@ -96,7 +97,11 @@ const withSecrets = (
     secret: needsWebhook ? secrets.webhookSecret : config.webhook.secret,
     token: needsWebhook ? secrets.webhookToken : config.webhook.token,
   },
-  apiTokens: needsApiToken && secrets.apiToken !== undefined ? [secrets.apiToken] : config.apiTokens,
+  // The generated token is the one an operator starts with, so it can do everything.
+  apiTokens:
+    needsApiToken && secrets.apiToken !== undefined
+      ? [{ name: 'generated', role: 'admin', sha256: tokenHash(secrets.apiToken), token: secrets.apiToken }]
+      : config.apiTokens,
 });
 
 /**

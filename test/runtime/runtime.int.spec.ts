@@ -9,6 +9,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
+import { adminTokens } from '../../src/access/api-tokens.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
 import { applyGeneratedSecrets, SecretsFileError } from '../../src/stores/credentials.ts';
@@ -93,7 +94,8 @@ describe('generated credentials of the embedded default', () => {
     const config = baseConfig({ dataDir });
     const first = await applyGeneratedSecrets(config, logger);
     const { secret, token } = first.config.webhook;
-    const [apiToken] = first.config.apiTokens;
+    const apiToken = first.config.apiTokens[0]?.token;
+    expect(first.config.apiTokens[0]).toMatchObject({ name: 'generated', role: 'admin' });
     for (const value of [secret, token, apiToken]) expect(value).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(first.generated).toMatchObject({
       webhookSecret: true,
@@ -118,7 +120,7 @@ describe('generated credentials of the embedded default', () => {
     const configured = baseConfig({
       dataDir,
       webhook: { ...baseConfig().webhook, token: 'configured-token-0123456789' },
-      apiTokens: ['configured-api-token-0123456789'],
+      apiTokens: adminTokens(['configured-api-token-0123456789']),
     });
     expect(await applyGeneratedSecrets(configured, logger)).toEqual({
       config: configured,
@@ -181,7 +183,7 @@ describe('openStores with external databases', () => {
       baseConfig({
         eventStoreUrl: events.url,
         databaseUrl: readModels.url,
-        apiTokens: ['a-configured-api-token'],
+        apiTokens: adminTokens(['a-configured-api-token']),
       }),
       logger,
     );

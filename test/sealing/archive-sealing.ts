@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { archiveStreamPrefixes, callStreamName } from '../../src/archive/streams.ts';
+import { callStreamName, sealedStreamPrefixes } from '../../src/archive/streams.ts';
 import { connectEventStoreDb } from '../../src/event-store/eventstoredb.ts';
 import type { EventStore } from '../../src/event-store/event-store.ts';
 import { openPostgresEventStore } from '../../src/event-store/postgres/postgres-event-store.ts';
@@ -40,7 +40,7 @@ export interface ArchiveUnderTest {
 }
 
 export const sealerTestOptions: SealerOptions = {
-  streamPrefixes: archiveStreamPrefixes,
+  streamPrefixes: sealedStreamPrefixes,
   maxEvents: 5,
   maxSeconds: 0.2,
   digestDirectory: undefined,
@@ -59,7 +59,7 @@ const waitFor = async (condition: () => Promise<boolean> | boolean, what: string
 
 const countArchived = async (eventStore: EventStore): Promise<number> => {
   let count = 0;
-  for await (const _ of eventStore.readAll({ streamPrefixes: archiveStreamPrefixes })) count += 1;
+  for await (const _ of eventStore.readAll({ streamPrefixes: sealedStreamPrefixes })) count += 1;
   return count;
 };
 
@@ -127,7 +127,7 @@ export const openArchive = async (kind: 'postgres' | 'eventstoredb'): Promise<Ar
         })(),
         keys: new Map((options.keys ?? [key]).map((each) => [each.keyId, each])),
         scope,
-        streamPrefixes: archiveStreamPrefixes,
+        streamPrefixes: sealedStreamPrefixes,
         unsealedGraceMs: options.unsealedGraceMs ?? 60_000,
         now: new Date(),
         checkStreams: kind === 'eventstoredb',

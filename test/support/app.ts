@@ -5,6 +5,7 @@
 import { createHmac } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { buildApp, type App } from '../../src/app.ts';
+import { adminTokens, type ApiToken } from '../../src/access/api-tokens.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
 import type { Database } from '../../src/database/database.ts';
 import type { EventStore } from '../../src/event-store/event-store.ts';
@@ -39,7 +40,8 @@ export const createTestClock = (start: Date | string = '2025-08-28T08:02:00.000Z
 export interface TestConfigOverrides {
   readonly webhook?: Partial<Config['webhook']>;
   readonly appendTimeoutMs?: number;
-  readonly apiTokens?: readonly string[];
+  /** Bare strings are admin tokens named `token-<n>`, as the variable's old form gives them. */
+  readonly apiTokens?: readonly (string | ApiToken)[];
   readonly journal?: Config['journal'];
   readonly http?: Partial<Config['http']>;
   readonly readModels?: Partial<Config['readModels']>;
@@ -65,7 +67,13 @@ export const testConfig = (overrides: TestConfigOverrides = {}): Config => {
     ...base,
     webhook: { ...base.webhook, ...overrides.webhook },
     appendTimeoutMs: overrides.appendTimeoutMs ?? base.appendTimeoutMs,
-    apiTokens: overrides.apiTokens ?? base.apiTokens,
+    apiTokens:
+      overrides.apiTokens === undefined
+        ? base.apiTokens
+        : [
+            ...adminTokens(overrides.apiTokens.filter((token) => typeof token === 'string')),
+            ...overrides.apiTokens.filter((token) => typeof token !== 'string'),
+          ],
     journal: overrides.journal ?? base.journal,
     http: { ...base.http, ...overrides.http },
     readModels: { ...base.readModels, ...overrides.readModels },
