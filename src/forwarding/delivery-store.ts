@@ -196,37 +196,105 @@ export interface AttemptRecord {
   readonly response: string | undefined;
 }
 
+export interface AttemptOutcome {
+  readonly attempt: AttemptRecord;
+  readonly next: {
+    readonly status: 'pending' | 'delivered' | 'failed';
+    readonly nextAttemptAt: Date;
+    readonly finishedAt: Date | undefined;
+  };
+}
+
 /**
- * The attempt, and what it makes of its delivery, in one statement; nothing changes when the
- * delivery is no longer at that attempt (an operator's retry got there first).
+ * Attempts, and what each makes of its delivery, in one statement however many; a delivery no
+ * longer at that attempt (an operator's retry got there first) keeps its state, its attempt is
+ * still recorded.
  */
-export const recordAttempt = async (
+export const recordAttempts = async (
   client: Queryable,
-  attempt: AttemptRecord,
-  next: { status: 'pending' | 'delivered' | 'failed'; nextAttemptAt: Date; finishedAt: Date | undefined },
+  outcomes: readonly AttemptOutcome[],
 ): Promise<void> => {
+  if (outcomes.length === 0) return;
+  const column = <T>(pick: (outcome: AttemptOutcome) => T) => outcomes.map(pick);
   await client.query(
-    `WITH attempt AS (
+    `WITH outcome AS (
+       SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::timestamptz[], $5::int[], $6::int[],
+                            $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[])
+         AS o(delivery_id, attempt, destination, attempted_at, status, latency_ms, error, response,
+              next_status, next_attempt_at, finished_at)
+     ), attempt AS (
        INSERT INTO forwarding_attempts (delivery_id, attempt, destination, attempted_at, status, latency_ms, error, response)
-       VALUES ($1::bigint, $2, $3, $4, $5, $6, $7, $8)
+       SELECT delivery_id, attempt, destination, attempted_at, status, latency_ms, error, response FROM outcome
      )
-     UPDATE forwarding_deliveries SET attempts = $2, status = $9, next_attempt_at = $10, finished_at = $11,
-            last_status = $5, last_error = $7
-      WHERE id = $1::bigint AND status = 'pending' AND attempts = $2 - 1`,
+     UPDATE forwarding_deliveries d SET attempts = o.attempt, status = o.next_status,
+            next_attempt_at = o.next_attempt_at, finished_at = o.finished_at,
+            last_status = o.status, last_error = o.error
+       FROM outcome o
+      WHERE d.id = o.delivery_id AND d.status = 'pending' AND d.attempts = o.attempt - 1`,
     [
-      attempt.deliveryId,
-      attempt.attempt,
-      attempt.destination,
-      attempt.attemptedAt.toISOString(),
-      attempt.status ?? null,
-      attempt.latencyMs,
-      attempt.error ?? null,
-      attempt.response ?? null,
-      next.status,
-      next.nextAttemptAt.toISOString(),
-      next.finishedAt?.toISOString() ?? null,
+      column((o) => o.attempt.deliveryId),
+      column((o) => o.attempt.attempt),
+      column((o) => o.attempt.destination),
+      column((o) => o.attempt.attemptedAt.toISOString()),
+      column((o) => o.attempt.status ?? null),
+      column((o) => o.attempt.latencyMs),
+      column((o) => o.attempt.error ?? null),
+      column((o) => o.attempt.response ?? null),
+      column((o) => o.next.status),
+      column((o) => o.next.nextAttemptAt.toISOString()),
+      column((o) => o.next.finishedAt?.toISOString() ?? null),
     ],
   );
+};
+
+/** One attempt and what it makes of its delivery (see `recordAttempts`). */
+export const recordAttempt = (
+  client: Queryable,
+  attempt: AttemptRecord,
+  next: AttemptOutcome['next'],
+): Promise<void> => recordAttempts(client, [{ attempt, next }]);
+
+/**
+ * Outcomes written together: while one statement runs, the outcomes that arrive wait and go in the
+ * next one (at most `maxBatch` each), so the statements per second stay few however many attempts
+ * end. Each `write` resolves once its outcome is committed, or rejects with the statement's error.
+ */
+export const createOutcomeWriter = (client: Queryable, maxBatch: number) => {
+  let queue: { outcome: AttemptOutcome; settle: (error?: Error) => void }[] = [];
+  // Set and cleared in the same turn as the queue is looked at, so no outcome is left waiting.
+  let flushing = false;
+  const flush = async (): Promise<void> => {
+    flushing = true;
+    try {
+      while (queue.length > 0) {
+        const batch = queue.slice(0, maxBatch);
+        queue = queue.slice(batch.length);
+        try {
+          await recordAttempts(
+            client,
+            batch.map((entry) => entry.outcome),
+          );
+          for (const entry of batch) entry.settle();
+        } catch (error) {
+          const failure =
+            error instanceof Error ? error : new Error('recording attempt outcomes failed', { cause: error });
+          for (const entry of batch) entry.settle(failure);
+        }
+      }
+    } finally {
+      flushing = false;
+    }
+  };
+  return {
+    write: (outcome: AttemptOutcome): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        queue.push({
+          outcome,
+          settle: (error) => (error === undefined ? resolve() : reject(error)),
+        });
+        if (!flushing) void flush();
+      }),
+  };
 };
 
 /** A delivery that cannot be attempted at all (its event is gone from the archive): dead. */

@@ -40,7 +40,7 @@ import {
   loadForwardingCheckpoint,
   nextDueAt,
   postpone,
-  recordAttempt,
+  createOutcomeWriter,
   recordDeliveries,
   scheduleNextProbe,
   selectDue,
@@ -105,6 +105,8 @@ const checkpointOnlyWriteMs = 1_000;
 /** Pooled connections the dispatcher uses at most at once. */
 const dispatcherConnections = 3;
 const storeReadRetryMs = 1_000;
+/** Attempt outcomes written in one statement at most. */
+const outcomeBatchMax = 500;
 
 /** Payloads by event id, oldest evicted first past the byte limit. */
 const createPayloadCache = (limitBytes: number) => {
@@ -253,6 +255,7 @@ export const startForwarder = (
   /** Attempts due deliveries until halted; throws when recording an outcome fails. */
   const dispatch = async (signal: AbortSignal): Promise<void> => {
     const session = limited(pool, dispatcherConnections);
+    const outcomes = createOutcomeWriter(session, outcomeBatchMax);
     const inFlight = new Set<Promise<void>>();
     const busy = new Set<string>();
     /**
@@ -305,9 +308,8 @@ export const startForwarder = (
         (verdict.outcome === 'delivered' || result.status === undefined
           ? undefined
           : `HTTP ${result.status}`);
-      await recordAttempt(
-        session,
-        {
+      await outcomes.write({
+        attempt: {
           deliveryId: delivery.id,
           attempt: number,
           destination: destination.name,
@@ -317,10 +319,11 @@ export const startForwarder = (
           error,
           response: result.response,
         },
-        verdict.outcome === 'retry'
-          ? { status: 'pending', nextAttemptAt: verdict.nextAttemptAt, finishedAt: undefined }
-          : { status: verdict.outcome, nextAttemptAt: now, finishedAt: now },
-      );
+        next:
+          verdict.outcome === 'retry'
+            ? { status: 'pending', nextAttemptAt: verdict.nextAttemptAt, finishedAt: undefined }
+            : { status: verdict.outcome, nextAttemptAt: now, finishedAt: now },
+      });
       const labels = { destination: destination.name };
       metrics.forwardingAttemptSeconds.observe(labels, result.latencyMs / 1000);
       metrics.forwardingAttempts.inc({ ...labels, outcome: verdict.outcome });
