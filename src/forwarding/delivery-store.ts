@@ -125,50 +125,87 @@ export interface DueDelivery {
   readonly streamRevision: bigint;
   readonly attempts: number;
   readonly roundStart: number;
+  readonly nextAttemptAt: Date;
+  /**
+   * The next pending deliveries of the same call to the same destination, in order (at most
+   * `followingLimit`): sent one after the other as each is delivered, without another look.
+   */
+  readonly following: readonly DueDelivery[];
 }
+
+interface DueRow {
+  id: string;
+  destination: string;
+  event_id: string;
+  stream_name: string;
+  stream_revision: string;
+  attempts: number;
+  round_start: number;
+  next_attempt_at: string;
+}
+
+const dueDeliveryOf = (row: DueRow, following: readonly DueDelivery[]): DueDelivery => ({
+  id: row.id,
+  destination: row.destination,
+  eventId: row.event_id,
+  streamName: row.stream_name,
+  streamRevision: BigInt(row.stream_revision),
+  attempts: row.attempts,
+  roundStart: row.round_start,
+  nextAttemptAt: new Date(row.next_attempt_at),
+  following,
+});
 
 /**
  * The deliveries that may be attempted now: per destination and stream, the earliest pending one
- * (so a call's events go in archive order), when it is due; oldest first.
+ * (so a call's events go in archive order), when it is due; oldest first. Each comes with the
+ * pending deliveries that follow it in its call, up to `followingLimit`.
  */
 export const selectDue = async (
   client: Queryable,
   destinations: readonly string[],
   now: Date,
   limit: number,
+  followingLimit = 0,
 ): Promise<DueDelivery[]> => {
   if (destinations.length === 0 || limit <= 0) return [];
   // Oldest pending first, each only when no earlier delivery of its call to that destination is
   // pending: a walk of the pending index that stops after `limit` heads, whatever the backlog.
-  const { rows } = await client.query<{
-    id: string;
-    destination: string;
-    event_id: string;
-    stream_name: string;
-    stream_revision: string;
-    attempts: number;
-    round_start: number;
-  }>(
-    `SELECT id::text, destination, event_id, stream_name, stream_revision::text, attempts, round_start
-       FROM forwarding_deliveries d
-      WHERE status = 'pending' AND destination = ANY($1::text[]) AND next_attempt_at <= $2
-        AND NOT EXISTS (
-              SELECT 1 FROM forwarding_deliveries e
-               WHERE e.status = 'pending' AND e.destination = d.destination AND e.stream_name = d.stream_name
-                 AND (e.commit_position, e.prepare_position) < (d.commit_position, d.prepare_position))
-      ORDER BY commit_position, prepare_position
-      LIMIT $3`,
-    [destinations, now.toISOString(), limit],
+  const { rows } = await client.query<DueRow & { following: DueRow[] }>(
+    `WITH heads AS (
+       SELECT id, destination, event_id, stream_name, stream_revision, attempts, round_start,
+              next_attempt_at, commit_position, prepare_position
+         FROM forwarding_deliveries d
+        WHERE status = 'pending' AND destination = ANY($1::text[]) AND next_attempt_at <= $2
+          AND NOT EXISTS (
+                SELECT 1 FROM forwarding_deliveries e
+                 WHERE e.status = 'pending' AND e.destination = d.destination AND e.stream_name = d.stream_name
+                   AND (e.commit_position, e.prepare_position) < (d.commit_position, d.prepare_position))
+        ORDER BY commit_position, prepare_position
+        LIMIT $3
+     )
+     SELECT h.id::text, h.destination, h.event_id, h.stream_name, h.stream_revision::text, h.attempts,
+            h.round_start, h.next_attempt_at,
+            (SELECT coalesce(json_agg(f ORDER BY f.commit_position, f.prepare_position), '[]'::json)
+               FROM (SELECT e.id::text AS id, e.destination, e.event_id, e.stream_name,
+                            e.stream_revision::text AS stream_revision, e.attempts, e.round_start,
+                            e.next_attempt_at, e.commit_position, e.prepare_position
+                       FROM forwarding_deliveries e
+                      WHERE e.status = 'pending' AND e.destination = h.destination
+                        AND e.stream_name = h.stream_name
+                        AND (e.commit_position, e.prepare_position) > (h.commit_position, h.prepare_position)
+                      ORDER BY e.commit_position, e.prepare_position
+                      LIMIT $4) f) AS following
+       FROM heads h
+      ORDER BY h.commit_position, h.prepare_position`,
+    [destinations, now.toISOString(), limit, followingLimit],
   );
-  return rows.map((row) => ({
-    id: row.id,
-    destination: row.destination,
-    eventId: row.event_id,
-    streamName: row.stream_name,
-    streamRevision: BigInt(row.stream_revision),
-    attempts: row.attempts,
-    roundStart: row.round_start,
-  }));
+  return rows.map((row) =>
+    dueDeliveryOf(
+      row,
+      row.following.map((next) => dueDeliveryOf(next, [])),
+    ),
+  );
 };
 
 /** When the earliest pending delivery of these destinations is due; undefined when none is pending. */
@@ -309,6 +346,34 @@ export const failUnattemptable = async (
       WHERE id = $1::bigint AND status = 'pending'`,
     [deliveryId, now.toISOString(), error],
   );
+};
+
+/** Why a delivery was cancelled: its destination is no longer configured. */
+export const removedDestinationReason = 'destination no longer configured';
+
+/**
+ * Cancels the pending deliveries of every destination this forwarder has on record but is no
+ * longer configured with (they would wait forever otherwise); returns how many, per destination.
+ * They stay in the log, and "recover" puts them back to pending once the destination is back.
+ * Every delivery's destination is on record (`ensureDestinations` runs before any is recorded), so
+ * this looks only at the few removed names, through the destination index.
+ */
+export const cancelRemovedDestinations = async (
+  client: Queryable,
+  configured: readonly string[],
+  now: Date,
+): Promise<Map<string, number>> => {
+  const { rows } = await client.query<{ destination: string; cancelled: number }>(
+    `WITH cancelled AS (
+       UPDATE forwarding_deliveries d SET status = 'cancelled', finished_at = $2, last_error = $3
+        WHERE d.status = 'pending'
+          AND d.destination IN (SELECT name FROM forwarding_destinations WHERE NOT (name = ANY($1::text[])))
+       RETURNING d.destination
+     )
+     SELECT destination, count(*)::int AS cancelled FROM cancelled GROUP BY destination`,
+    [configured, now.toISOString(), removedDestinationReason],
+  );
+  return new Map(rows.map((row) => [row.destination, row.cancelled]));
 };
 
 export const postpone = async (client: Queryable, deliveryId: string, until: Date): Promise<void> => {

@@ -105,6 +105,8 @@ const checkpointOnlyWriteMs = 1_000;
 /** Pooled connections the dispatcher uses at most at once. */
 const dispatcherConnections = 3;
 const storeReadRetryMs = 1_000;
+/** Deliveries of one call a look brings along after the head, sent one after the other. */
+const followingPerCall = 16;
 /** Attempt outcomes written in one statement at most. */
 const outcomeBatchMax = 500;
 
@@ -267,7 +269,11 @@ export const startForwarder = (
     let statesLoadedAt = 0;
     let failure: unknown;
 
-    const attempt = async (delivery: DueDelivery, destination: Destination): Promise<void> => {
+    /** Attempts one delivery and records the outcome; says what became of it. */
+    const attempt = async (
+      delivery: DueDelivery,
+      destination: Destination,
+    ): Promise<'delivered' | 'failed' | 'retry'> => {
       let payload = cache.get(delivery.eventId);
       if (payload === undefined) {
         let event: RecordedEvent | undefined;
@@ -279,7 +285,7 @@ export const startForwarder = (
             'could not read an event to forward; retrying',
           );
           await postpone(session, delivery.id, new Date(clock().getTime() + storeReadRetryMs));
-          return;
+          return 'retry';
         }
         payload = event === undefined ? undefined : payloadOf(event);
         if (payload === undefined) {
@@ -288,7 +294,7 @@ export const startForwarder = (
           await failUnattemptable(session, delivery.id, why, clock());
           metrics.forwardingDeliveries.inc({ destination: destination.name, outcome: 'failed' });
           logger.warn({ destination: destination.name, eventId: delivery.eventId, why }, 'delivery failed');
-          return;
+          return 'failed';
         }
       }
       const number = delivery.attempts + 1;
@@ -359,18 +365,42 @@ export const startForwarder = (
           );
         }
       }
+      return verdict.outcome;
     };
 
-    const launch = (delivery: DueDelivery, destination: Destination) => {
-      const key = `${delivery.destination}\u0000${delivery.streamName}`;
+    /**
+     * Attempts a delivery, then, while each is delivered or failed, the ones that follow it in its
+     * call (as the look found them), keeping the call busy throughout: a call's events go one after
+     * the other without waiting for another look. A retry, a pause or a halt ends the run.
+     */
+    const launch = (first: DueDelivery, destination: Destination) => {
+      const key = `${first.destination}\u0000${first.streamName}`;
       busy.add(key);
-      const running: Promise<void> = attempt(delivery, destination)
+      const run = async () => {
+        let delivery = first;
+        let following = first.following;
+        for (;;) {
+          const outcome = await attempt(delivery, destination);
+          endedDuringLook?.add(delivery.id);
+          const next = following[0];
+          if (
+            next === undefined ||
+            outcome === 'retry' ||
+            signal.aborted ||
+            (states.get(destination.name)?.pausedReason ?? null) !== null ||
+            next.nextAttemptAt.getTime() > clock().getTime()
+          )
+            return;
+          delivery = next;
+          following = following.slice(1);
+        }
+      };
+      const running: Promise<void> = run()
         .catch((error: unknown) => {
           failure ??= error;
           halt?.abort();
         })
         .finally(() => {
-          endedDuringLook?.add(delivery.id);
           busy.delete(key);
           inFlight.delete(running);
           wake();
@@ -422,7 +452,7 @@ export const startForwarder = (
           endedDuringLook = ended;
           let due;
           try {
-            due = await selectDue(session, eligible, now, free + busy.size);
+            due = await selectDue(session, eligible, now, free + busy.size, followingPerCall);
           } finally {
             endedDuringLook = undefined;
           }
