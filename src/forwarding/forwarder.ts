@@ -40,7 +40,9 @@ import {
   loadForwardingCheckpoint,
   nextDueAt,
   postpone,
+  cancelRemovedDestinations,
   createOutcomeWriter,
+  removedDestinationReason,
   recordDeliveries,
   scheduleNextProbe,
   selectDue,
@@ -188,6 +190,22 @@ export const startForwarder = (
       return event.position;
     }
     return undefined;
+  };
+
+  /**
+   * Pending deliveries to destinations no longer configured are cancelled (kept in the log, never
+   * deleted): at the start of each lead, and with each reload of the destinations' states, so one
+   * an operator retries while its destination is still gone does not wait forever either.
+   */
+  const cancelRemoved = async (session: Queryable): Promise<void> => {
+    const cancelled = await cancelRemovedDestinations(session, names, clock());
+    for (const [destination, count] of cancelled) {
+      metrics.forwardingDeliveries.inc({ destination, outcome: 'cancelled' }, count);
+      logger.warn(
+        { destination, cancelled: count, reason: removedDestinationReason },
+        'pending deliveries to a destination no longer configured cancelled; "recover" resends them once it is back',
+      );
+    }
   };
 
   /** Follows the archive and records deliveries until halted; throws on failure. */
@@ -428,6 +446,7 @@ export const startForwarder = (
           statesStale = false;
           statesLoadedAt = now.getTime();
           states = await loadDestinationStates(session, names);
+          await cancelRemoved(session);
         }
         const eligible: string[] = [];
         const probing = new Set<string>();
@@ -500,6 +519,7 @@ export const startForwarder = (
     halt = current;
     if (stopping) return;
     await ensureDestinations(session, names);
+    await cancelRemoved(session);
     let failure: unknown;
     const guard = (work: Promise<void>) =>
       work.catch((error: unknown) => {
