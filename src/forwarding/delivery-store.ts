@@ -243,7 +243,9 @@ export interface AttemptOutcome {
 }
 
 /**
- * Attempts, and what each makes of its delivery, in one statement however many; a delivery no
+ * Attempts, and what each makes of its delivery, in one statement however many (the ids listed
+ * once more as an array, so the planner reaches them through the primary key rather than scanning
+ * every pending delivery, which it otherwise does once the backlog's statistics are stale); a delivery no
  * longer at that attempt (an operator's retry got there first) keeps its state, its attempt is
  * still recorded.
  */
@@ -267,7 +269,8 @@ export const recordAttempts = async (
             next_attempt_at = o.next_attempt_at, finished_at = o.finished_at,
             last_status = o.status, last_error = o.error
        FROM outcome o
-      WHERE d.id = o.delivery_id AND d.status = 'pending' AND d.attempts = o.attempt - 1`,
+      WHERE d.id = ANY($1::bigint[]) AND d.id = o.delivery_id AND d.status = 'pending'
+        AND d.attempts = o.attempt - 1`,
     [
       column((o) => o.attempt.deliveryId),
       column((o) => o.attempt.attempt),
@@ -292,16 +295,16 @@ export const recordAttempt = (
 ): Promise<void> => recordAttempts(client, [{ attempt, next }]);
 
 /**
- * Outcomes written together: while one statement runs, the outcomes that arrive wait and go in the
- * next one (at most `maxBatch` each), so the statements per second stay few however many attempts
- * end. Each `write` resolves once its outcome is committed, or rejects with the statement's error.
+ * Outcomes written together: while `maxStatements` statements run, the outcomes that arrive wait
+ * and go in the next one (at most `maxBatch` each), so the statements per second stay few however
+ * many attempts end. Each `write` resolves once its outcome is committed, or rejects with the statement's error.
  */
-export const createOutcomeWriter = (client: Queryable, maxBatch: number) => {
+export const createOutcomeWriter = (client: Queryable, maxBatch: number, maxStatements = 2) => {
   let queue: { outcome: AttemptOutcome; settle: (error?: Error) => void }[] = [];
-  // Set and cleared in the same turn as the queue is looked at, so no outcome is left waiting.
-  let flushing = false;
+  // Counted up and down in the same turn as the queue is looked at, so no outcome is left waiting.
+  let flushing = 0;
   const flush = async (): Promise<void> => {
-    flushing = true;
+    flushing += 1;
     try {
       while (queue.length > 0) {
         const batch = queue.slice(0, maxBatch);
@@ -319,7 +322,7 @@ export const createOutcomeWriter = (client: Queryable, maxBatch: number) => {
         }
       }
     } finally {
-      flushing = false;
+      flushing -= 1;
     }
   };
   return {
@@ -329,7 +332,9 @@ export const createOutcomeWriter = (client: Queryable, maxBatch: number) => {
           outcome,
           settle: (error) => (error === undefined ? resolve() : reject(error)),
         });
-        if (!flushing) void flush();
+        // A second statement starts beside a running one (they touch different deliveries), so an
+        // outcome waits for at most one statement before its own.
+        if (flushing < maxStatements) void flush();
       }),
   };
 };
