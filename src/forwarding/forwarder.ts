@@ -158,6 +158,11 @@ export const startForwarder = (
   let stopping = false;
   let halt: AbortController | undefined;
   let wakeDispatcher: (() => void) | undefined;
+  /**
+   * A wake-up that came while the dispatcher was busy (looking for due deliveries, say), so its next
+   * sleep ends at once: a wake-up is never lost for a poll interval.
+   */
+  let wokenWhileBusy = false;
   /** The destinations' states are read again before the next look for due deliveries. */
   let statesStale = true;
   let wakeStandby: (() => void) | undefined;
@@ -165,7 +170,8 @@ export const startForwarder = (
   const wake = () => {
     const wakeUp = wakeDispatcher;
     wakeDispatcher = undefined;
-    wakeUp?.();
+    if (wakeUp === undefined) wokenWhileBusy = true;
+    else wakeUp();
   };
 
   const pause = (ms: number, signal?: AbortSignal) =>
@@ -428,6 +434,10 @@ export const startForwarder = (
 
     const sleep = (ms: number) =>
       new Promise<void>((resolve) => {
+        if (wokenWhileBusy) {
+          wokenWhileBusy = false;
+          return resolve();
+        }
         const done = () => {
           clearTimeout(timer);
           signal.removeEventListener('abort', done);
@@ -441,6 +451,8 @@ export const startForwarder = (
 
     try {
       while (!signal.aborted) {
+        // What woke it until now, this look sees.
+        wokenWhileBusy = false;
         const now = clock();
         if (statesStale || now.getTime() - statesLoadedAt >= options.pollIntervalMs) {
           statesStale = false;
