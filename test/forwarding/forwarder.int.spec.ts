@@ -434,4 +434,59 @@ describe.each(adapterKinds)('forwarder on the %s event store', (kind) => {
       expect(toWarehouse.filter((id) => archived.includes(id))).toEqual(archived);
     }
   });
+
+  it('keeps a wake-up that comes while it looks for due deliveries, instead of sleeping through it', async () => {
+    const scope = newScope();
+    const pool = readModels.database.pool;
+    await pool.query(
+      'TRUNCATE forwarding_deliveries, forwarding_attempts, forwarding_destinations, forwarding_checkpoints',
+    );
+    receiver = await startReceiver();
+    onTestFinished(() => receiver.close());
+    // The archive is not empty, so the forwarder's first start writes its starting point at once.
+    await appendCallEvents(store.eventStore, [
+      statusUpdate(scope.callId('before'), 'in-progress', '2026-03-01T09:59:00.000Z'),
+    ]);
+    // The first look for the next due time answers "nothing pending"; by the time it returns, an
+    // event was archived and recorded, and its wake-up came while the dispatcher was busy.
+    let proposed: Awaited<ReturnType<typeof appendCallEvents>> = [];
+    let hooked = false;
+    const watched = new Proxy(pool, {
+      get: (target, property) => {
+        if (property === 'query') {
+          return async (text: string, values?: unknown[]) => {
+            const result = await target.query(text, values);
+            if (!hooked && text.includes('min(next_attempt_at)')) {
+              hooked = true;
+              await waitFor('the starting point', async () => (await deliveryCheckpoint()) !== undefined);
+              proposed = await appendCallEvents(store.eventStore, [
+                statusUpdate(scope.callId('woken'), 'in-progress', '2026-03-01T10:00:00.000Z'),
+              ]);
+              await waitFor('the delivery recorded', async () => (await deliveries()).length === 1);
+            }
+            return result;
+          };
+        }
+        const value: unknown = Reflect.get(target, property, target);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const deliveryCheckpoint = async () =>
+      (await pool.query('SELECT 1 FROM forwarding_checkpoints')).rows[0] as unknown;
+    const forwarder = startForwarder(
+      {
+        eventStore: store.eventStore,
+        pool: watched,
+        logger: createLogger({ level: 'silent' }),
+        metrics: createMetrics(),
+        clock: () => new Date(),
+      },
+      // A poll interval far beyond the wait below: only the kept wake-up can deliver in time.
+      options(scope.streamPrefixes, [destination('customer', receiver.url)], { pollIntervalMs: 600_000 }),
+    );
+    onTestFinished(() => forwarder.stop());
+    await waitFor('the look to be hooked', async () => hooked && proposed.length === 1, 45_000);
+    const rows = await settled(1);
+    expect(rows[0]).toMatchObject({ status: 'delivered', event_id: proposed[0]!.id });
+  });
 });
