@@ -60,7 +60,7 @@ export const createMetrics = (options: { collectProcessMetrics?: boolean } = {})
     }),
     forwardingDeliveries: new Counter({
       name: 'calltrail_forwarding_deliveries_total',
-      help: 'Forwarded deliveries by destination and outcome (recorded, delivered, failed)',
+      help: 'Forwarded deliveries by destination and outcome (recorded, delivered, failed, cancelled)',
       labelNames: ['destination', 'outcome'] as const,
       registers: [registry],
     }),

@@ -20,11 +20,12 @@ import {
   listDestinations,
   type DeliveryStatus,
 } from '../forwarding/delivery-log.ts';
+import { configuredDestinationNames } from '../forwarding/destinations.ts';
 import { openCommandStores } from './command-setup.ts';
 import type { Stores } from '../stores/open.ts';
 import type { Config } from '../config.ts';
 
-const statuses: readonly DeliveryStatus[] = ['pending', 'delivered', 'failed'];
+const statuses: readonly DeliveryStatus[] = ['pending', 'delivered', 'failed', 'cancelled'];
 const idPattern = /^[0-9]{1,18}$/;
 const namePattern = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
@@ -189,7 +190,10 @@ export const registerDeliveriesCommand = (program: Command): void => {
         if (!namePattern.test(name)) usage(command, '<destination>: not a destination name');
         await withStores(command, async (stores, config) => {
           const pool = stores.database.pool;
-          const configured = config.forwarding.destinations.map((destination) => destination.name);
+          const configured = configuredDestinationNames(
+            config.forwarding.destinations,
+            config.relay !== undefined,
+          );
           const known = (await listDestinations(pool, configured)).some(
             (destination) => destination.name === name,
           );
@@ -201,7 +205,7 @@ export const registerDeliveriesCommand = (program: Command): void => {
           await (action === 'pause'
             ? pauseDestination(pool, name, new Date())
             : resumeDestination(pool, name));
-          print((await listDestinations(pool, [name])).find((destination) => destination.name === name));
+          print((await listDestinations(pool, configured, name))[0]);
         });
       });
   }
@@ -211,7 +215,10 @@ export const registerDeliveriesCommand = (program: Command): void => {
     .description('destinations with their state and backlog')
     .action(async (_options: unknown, command: Command) => {
       await withStores(command, async (stores, config) => {
-        const configured = config.forwarding.destinations.map((destination) => destination.name);
+        const configured = configuredDestinationNames(
+          config.forwarding.destinations,
+          config.relay !== undefined,
+        );
         for (const destination of await listDestinations(stores.database.pool, configured))
           print(destination);
       });

@@ -24,7 +24,8 @@ export const retryDelivery = async (client: Queryable, id: string, now: Date): P
 };
 
 /**
- * Puts the failed deliveries of `destination` recorded at or after `since` back to pending, in
+ * Puts the failed (or cancelled: see `cancelRemovedDestinations`) deliveries of `destination`
+ * recorded at or after `since` back to pending, in
  * batches (so a large recovery holds no long lock), oldest first; returns how many.
  */
 export const retryFailedSince = async (
@@ -37,7 +38,7 @@ export const retryFailedSince = async (
   const batchSize = options.batchSize ?? 1_000;
   const { rows: counted } = await client.query<{ total: number }>(
     `SELECT count(*)::int AS total FROM forwarding_deliveries
-      WHERE destination = $1 AND status = 'failed' AND recorded_at >= $2`,
+      WHERE destination = $1 AND status IN ('failed', 'cancelled') AND recorded_at >= $2`,
     [destination, since.toISOString()],
   );
   const total = counted[0]?.total ?? 0;
@@ -48,7 +49,7 @@ export const retryFailedSince = async (
       `UPDATE forwarding_deliveries d SET status = 'pending', round_start = d.attempts,
               next_attempt_at = $3, finished_at = NULL
         WHERE d.id IN (SELECT id FROM forwarding_deliveries
-                        WHERE destination = $1 AND status = 'failed' AND recorded_at >= $2
+                        WHERE destination = $1 AND status IN ('failed', 'cancelled') AND recorded_at >= $2
                         ORDER BY id LIMIT $4)`,
       [destination, since.toISOString(), now.toISOString(), batchSize],
     );

@@ -13,6 +13,7 @@ export const DeliveryStatus = Type.Union([
   Type.Literal('pending'),
   Type.Literal('delivered'),
   Type.Literal('failed'),
+  Type.Literal('cancelled'),
 ]);
 export type DeliveryStatus = Type.Static<typeof DeliveryStatus>;
 
@@ -51,6 +52,10 @@ export const DestinationView = Type.Object({
   consecutiveFailures: Type.Integer(),
   pending: Type.Integer({ description: 'Deliveries not yet delivered nor failed' }),
   failed: Type.Integer(),
+  cancelled: Type.Integer({
+    description: 'Deliveries cancelled because the destination was removed from the configuration',
+  }),
+  configured: Type.Boolean({ description: 'Whether the configuration names this destination' }),
   oldestPendingAt: Nullable(Type.String({ description: 'When the oldest pending delivery was recorded' })),
 });
 export type DestinationView = Type.Static<typeof DestinationView>;
@@ -177,10 +182,14 @@ export const deliveriesOfCall = async (client: Queryable, callId: string): Promi
   return rows.map(toView);
 };
 
-/** Every destination known to the database or the configuration, with its state and backlog. */
+/**
+ * Every destination known to the database or the configuration (or only the one named `only`),
+ * with its state and backlog.
+ */
 export const listDestinations = async (
   client: Queryable,
   configured: readonly string[],
+  only?: string,
 ): Promise<DestinationView[]> => {
   const { rows } = await client.query<{
     name: string;
@@ -189,16 +198,19 @@ export const listDestinations = async (
     consecutive_failures: number | null;
     pending: number;
     failed: number;
+    cancelled: number;
     oldest_pending_at: Date | null;
   }>(
     `WITH names AS (SELECT name FROM forwarding_destinations UNION SELECT unnest($1::text[]))
      SELECT n.name, d.paused_reason, d.paused_at, d.consecutive_failures,
             (SELECT count(*)::int FROM forwarding_deliveries p WHERE p.destination = n.name AND p.status = 'pending') AS pending,
             (SELECT count(*)::int FROM forwarding_deliveries f WHERE f.destination = n.name AND f.status = 'failed') AS failed,
+            (SELECT count(*)::int FROM forwarding_deliveries c WHERE c.destination = n.name AND c.status = 'cancelled') AS cancelled,
             (SELECT min(recorded_at) FROM forwarding_deliveries o WHERE o.destination = n.name AND o.status = 'pending') AS oldest_pending_at
        FROM names n LEFT JOIN forwarding_destinations d ON d.name = n.name
+      WHERE $2::text IS NULL OR n.name = $2
       ORDER BY n.name`,
-    [configured],
+    [configured, only ?? null],
   );
   return rows.map((row) => ({
     name: row.name,
@@ -207,6 +219,8 @@ export const listDestinations = async (
     consecutiveFailures: row.consecutive_failures ?? 0,
     pending: row.pending,
     failed: row.failed,
+    cancelled: row.cancelled,
+    configured: configured.includes(row.name),
     oldestPendingAt: row.oldest_pending_at?.toISOString() ?? null,
   }));
 };

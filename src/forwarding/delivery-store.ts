@@ -125,50 +125,87 @@ export interface DueDelivery {
   readonly streamRevision: bigint;
   readonly attempts: number;
   readonly roundStart: number;
+  readonly nextAttemptAt: Date;
+  /**
+   * The next pending deliveries of the same call to the same destination, in order (at most
+   * `followingLimit`): sent one after the other as each is delivered, without another look.
+   */
+  readonly following: readonly DueDelivery[];
 }
+
+interface DueRow {
+  id: string;
+  destination: string;
+  event_id: string;
+  stream_name: string;
+  stream_revision: string;
+  attempts: number;
+  round_start: number;
+  next_attempt_at: string;
+}
+
+const dueDeliveryOf = (row: DueRow, following: readonly DueDelivery[]): DueDelivery => ({
+  id: row.id,
+  destination: row.destination,
+  eventId: row.event_id,
+  streamName: row.stream_name,
+  streamRevision: BigInt(row.stream_revision),
+  attempts: row.attempts,
+  roundStart: row.round_start,
+  nextAttemptAt: new Date(row.next_attempt_at),
+  following,
+});
 
 /**
  * The deliveries that may be attempted now: per destination and stream, the earliest pending one
- * (so a call's events go in archive order), when it is due; oldest first.
+ * (so a call's events go in archive order), when it is due; oldest first. Each comes with the
+ * pending deliveries that follow it in its call, up to `followingLimit`.
  */
 export const selectDue = async (
   client: Queryable,
   destinations: readonly string[],
   now: Date,
   limit: number,
+  followingLimit = 0,
 ): Promise<DueDelivery[]> => {
   if (destinations.length === 0 || limit <= 0) return [];
   // Oldest pending first, each only when no earlier delivery of its call to that destination is
   // pending: a walk of the pending index that stops after `limit` heads, whatever the backlog.
-  const { rows } = await client.query<{
-    id: string;
-    destination: string;
-    event_id: string;
-    stream_name: string;
-    stream_revision: string;
-    attempts: number;
-    round_start: number;
-  }>(
-    `SELECT id::text, destination, event_id, stream_name, stream_revision::text, attempts, round_start
-       FROM forwarding_deliveries d
-      WHERE status = 'pending' AND destination = ANY($1::text[]) AND next_attempt_at <= $2
-        AND NOT EXISTS (
-              SELECT 1 FROM forwarding_deliveries e
-               WHERE e.status = 'pending' AND e.destination = d.destination AND e.stream_name = d.stream_name
-                 AND (e.commit_position, e.prepare_position) < (d.commit_position, d.prepare_position))
-      ORDER BY commit_position, prepare_position
-      LIMIT $3`,
-    [destinations, now.toISOString(), limit],
+  const { rows } = await client.query<DueRow & { following: DueRow[] }>(
+    `WITH heads AS (
+       SELECT id, destination, event_id, stream_name, stream_revision, attempts, round_start,
+              next_attempt_at, commit_position, prepare_position
+         FROM forwarding_deliveries d
+        WHERE status = 'pending' AND destination = ANY($1::text[]) AND next_attempt_at <= $2
+          AND NOT EXISTS (
+                SELECT 1 FROM forwarding_deliveries e
+                 WHERE e.status = 'pending' AND e.destination = d.destination AND e.stream_name = d.stream_name
+                   AND (e.commit_position, e.prepare_position) < (d.commit_position, d.prepare_position))
+        ORDER BY commit_position, prepare_position
+        LIMIT $3
+     )
+     SELECT h.id::text, h.destination, h.event_id, h.stream_name, h.stream_revision::text, h.attempts,
+            h.round_start, h.next_attempt_at,
+            (SELECT coalesce(json_agg(f ORDER BY f.commit_position, f.prepare_position), '[]'::json)
+               FROM (SELECT e.id::text AS id, e.destination, e.event_id, e.stream_name,
+                            e.stream_revision::text AS stream_revision, e.attempts, e.round_start,
+                            e.next_attempt_at, e.commit_position, e.prepare_position
+                       FROM forwarding_deliveries e
+                      WHERE e.status = 'pending' AND e.destination = h.destination
+                        AND e.stream_name = h.stream_name
+                        AND (e.commit_position, e.prepare_position) > (h.commit_position, h.prepare_position)
+                      ORDER BY e.commit_position, e.prepare_position
+                      LIMIT $4) f) AS following
+       FROM heads h
+      ORDER BY h.commit_position, h.prepare_position`,
+    [destinations, now.toISOString(), limit, followingLimit],
   );
-  return rows.map((row) => ({
-    id: row.id,
-    destination: row.destination,
-    eventId: row.event_id,
-    streamName: row.stream_name,
-    streamRevision: BigInt(row.stream_revision),
-    attempts: row.attempts,
-    roundStart: row.round_start,
-  }));
+  return rows.map((row) =>
+    dueDeliveryOf(
+      row,
+      row.following.map((next) => dueDeliveryOf(next, [])),
+    ),
+  );
 };
 
 /** When the earliest pending delivery of these destinations is due; undefined when none is pending. */
@@ -196,37 +233,110 @@ export interface AttemptRecord {
   readonly response: string | undefined;
 }
 
+export interface AttemptOutcome {
+  readonly attempt: AttemptRecord;
+  readonly next: {
+    readonly status: 'pending' | 'delivered' | 'failed';
+    readonly nextAttemptAt: Date;
+    readonly finishedAt: Date | undefined;
+  };
+}
+
 /**
- * The attempt, and what it makes of its delivery, in one statement; nothing changes when the
- * delivery is no longer at that attempt (an operator's retry got there first).
+ * Attempts, and what each makes of its delivery, in one statement however many (the ids listed
+ * once more as an array, so the planner reaches them through the primary key rather than scanning
+ * every pending delivery, which it otherwise does once the backlog's statistics are stale); a delivery no
+ * longer at that attempt (an operator's retry got there first) keeps its state, its attempt is
+ * still recorded.
  */
-export const recordAttempt = async (
+export const recordAttempts = async (
   client: Queryable,
-  attempt: AttemptRecord,
-  next: { status: 'pending' | 'delivered' | 'failed'; nextAttemptAt: Date; finishedAt: Date | undefined },
+  outcomes: readonly AttemptOutcome[],
 ): Promise<void> => {
+  if (outcomes.length === 0) return;
+  const column = <T>(pick: (outcome: AttemptOutcome) => T) => outcomes.map(pick);
   await client.query(
-    `WITH attempt AS (
+    `WITH outcome AS (
+       SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::timestamptz[], $5::int[], $6::int[],
+                            $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[])
+         AS o(delivery_id, attempt, destination, attempted_at, status, latency_ms, error, response,
+              next_status, next_attempt_at, finished_at)
+     ), attempt AS (
        INSERT INTO forwarding_attempts (delivery_id, attempt, destination, attempted_at, status, latency_ms, error, response)
-       VALUES ($1::bigint, $2, $3, $4, $5, $6, $7, $8)
+       SELECT delivery_id, attempt, destination, attempted_at, status, latency_ms, error, response FROM outcome
      )
-     UPDATE forwarding_deliveries SET attempts = $2, status = $9, next_attempt_at = $10, finished_at = $11,
-            last_status = $5, last_error = $7
-      WHERE id = $1::bigint AND status = 'pending' AND attempts = $2 - 1`,
+     UPDATE forwarding_deliveries d SET attempts = o.attempt, status = o.next_status,
+            next_attempt_at = o.next_attempt_at, finished_at = o.finished_at,
+            last_status = o.status, last_error = o.error
+       FROM outcome o
+      WHERE d.id = ANY($1::bigint[]) AND d.id = o.delivery_id AND d.status = 'pending'
+        AND d.attempts = o.attempt - 1`,
     [
-      attempt.deliveryId,
-      attempt.attempt,
-      attempt.destination,
-      attempt.attemptedAt.toISOString(),
-      attempt.status ?? null,
-      attempt.latencyMs,
-      attempt.error ?? null,
-      attempt.response ?? null,
-      next.status,
-      next.nextAttemptAt.toISOString(),
-      next.finishedAt?.toISOString() ?? null,
+      column((o) => o.attempt.deliveryId),
+      column((o) => o.attempt.attempt),
+      column((o) => o.attempt.destination),
+      column((o) => o.attempt.attemptedAt.toISOString()),
+      column((o) => o.attempt.status ?? null),
+      column((o) => o.attempt.latencyMs),
+      column((o) => o.attempt.error ?? null),
+      column((o) => o.attempt.response ?? null),
+      column((o) => o.next.status),
+      column((o) => o.next.nextAttemptAt.toISOString()),
+      column((o) => o.next.finishedAt?.toISOString() ?? null),
     ],
   );
+};
+
+/** One attempt and what it makes of its delivery (see `recordAttempts`). */
+export const recordAttempt = (
+  client: Queryable,
+  attempt: AttemptRecord,
+  next: AttemptOutcome['next'],
+): Promise<void> => recordAttempts(client, [{ attempt, next }]);
+
+/**
+ * Outcomes written together: while `maxStatements` statements run, the outcomes that arrive wait
+ * and go in the next one (at most `maxBatch` each), so the statements per second stay few however
+ * many attempts end. Each `write` resolves once its outcome is committed, or rejects with the statement's error.
+ */
+export const createOutcomeWriter = (client: Queryable, maxBatch: number, maxStatements = 2) => {
+  let queue: { outcome: AttemptOutcome; settle: (error?: Error) => void }[] = [];
+  // Counted up and down in the same turn as the queue is looked at, so no outcome is left waiting.
+  let flushing = 0;
+  const flush = async (): Promise<void> => {
+    flushing += 1;
+    try {
+      while (queue.length > 0) {
+        const batch = queue.slice(0, maxBatch);
+        queue = queue.slice(batch.length);
+        try {
+          await recordAttempts(
+            client,
+            batch.map((entry) => entry.outcome),
+          );
+          for (const entry of batch) entry.settle();
+        } catch (error) {
+          const failure =
+            error instanceof Error ? error : new Error('recording attempt outcomes failed', { cause: error });
+          for (const entry of batch) entry.settle(failure);
+        }
+      }
+    } finally {
+      flushing -= 1;
+    }
+  };
+  return {
+    write: (outcome: AttemptOutcome): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        queue.push({
+          outcome,
+          settle: (error) => (error === undefined ? resolve() : reject(error)),
+        });
+        // A second statement starts beside a running one (they touch different deliveries), so an
+        // outcome waits for at most one statement before its own.
+        if (flushing < maxStatements) void flush();
+      }),
+  };
 };
 
 /** A delivery that cannot be attempted at all (its event is gone from the archive): dead. */
@@ -241,6 +351,34 @@ export const failUnattemptable = async (
       WHERE id = $1::bigint AND status = 'pending'`,
     [deliveryId, now.toISOString(), error],
   );
+};
+
+/** Why a delivery was cancelled: its destination is no longer configured. */
+export const removedDestinationReason = 'destination no longer configured';
+
+/**
+ * Cancels the pending deliveries of every destination this forwarder has on record but is no
+ * longer configured with (they would wait forever otherwise); returns how many, per destination.
+ * They stay in the log, and "recover" puts them back to pending once the destination is back.
+ * Every delivery's destination is on record (`ensureDestinations` runs before any is recorded), so
+ * this looks only at the few removed names, through the destination index.
+ */
+export const cancelRemovedDestinations = async (
+  client: Queryable,
+  configured: readonly string[],
+  now: Date,
+): Promise<Map<string, number>> => {
+  const { rows } = await client.query<{ destination: string; cancelled: number }>(
+    `WITH cancelled AS (
+       UPDATE forwarding_deliveries d SET status = 'cancelled', finished_at = $2, last_error = $3
+        WHERE d.status = 'pending'
+          AND d.destination IN (SELECT name FROM forwarding_destinations WHERE NOT (name = ANY($1::text[])))
+       RETURNING d.destination
+     )
+     SELECT destination, count(*)::int AS cancelled FROM cancelled GROUP BY destination`,
+    [configured, now.toISOString(), removedDestinationReason],
+  );
+  return new Map(rows.map((row) => [row.destination, row.cancelled]));
 };
 
 export const postpone = async (client: Queryable, deliveryId: string, until: Date): Promise<void> => {

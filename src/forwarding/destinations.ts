@@ -112,5 +112,14 @@ export const forwardingDestinations = (
   return all;
 };
 
+/** The names forwarded to: the relay's, when calltrail runs in line, and the configured ones. */
+export const configuredDestinationNames = (
+  configured: readonly Destination[],
+  relayConfigured: boolean,
+): string[] => [
+  ...(relayConfigured ? [relayDestinationName] : []),
+  ...configured.map((destination) => destination.name),
+];
+
 export const wants = (destination: Destination, eventType: string): boolean =>
   destination.eventTypes === undefined || destination.eventTypes.some((type) => type === eventType);

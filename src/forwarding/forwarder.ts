@@ -40,7 +40,9 @@ import {
   loadForwardingCheckpoint,
   nextDueAt,
   postpone,
-  recordAttempt,
+  cancelRemovedDestinations,
+  createOutcomeWriter,
+  removedDestinationReason,
   recordDeliveries,
   scheduleNextProbe,
   selectDue,
@@ -105,6 +107,10 @@ const checkpointOnlyWriteMs = 1_000;
 /** Pooled connections the dispatcher uses at most at once. */
 const dispatcherConnections = 3;
 const storeReadRetryMs = 1_000;
+/** Deliveries of one call a look brings along after the head, sent one after the other. */
+const followingPerCall = 16;
+/** Attempt outcomes written in one statement at most. */
+const outcomeBatchMax = 500;
 
 /** Payloads by event id, oldest evicted first past the byte limit. */
 const createPayloadCache = (limitBytes: number) => {
@@ -152,6 +158,11 @@ export const startForwarder = (
   let stopping = false;
   let halt: AbortController | undefined;
   let wakeDispatcher: (() => void) | undefined;
+  /**
+   * A wake-up that came while the dispatcher was busy (looking for due deliveries, say), so its next
+   * sleep ends at once: a wake-up is never lost for a poll interval.
+   */
+  let wokenWhileBusy = false;
   /** The destinations' states are read again before the next look for due deliveries. */
   let statesStale = true;
   let wakeStandby: (() => void) | undefined;
@@ -159,7 +170,8 @@ export const startForwarder = (
   const wake = () => {
     const wakeUp = wakeDispatcher;
     wakeDispatcher = undefined;
-    wakeUp?.();
+    if (wakeUp === undefined) wokenWhileBusy = true;
+    else wakeUp();
   };
 
   const pause = (ms: number, signal?: AbortSignal) =>
@@ -184,6 +196,22 @@ export const startForwarder = (
       return event.position;
     }
     return undefined;
+  };
+
+  /**
+   * Pending deliveries to destinations no longer configured are cancelled (kept in the log, never
+   * deleted): at the start of each lead, and with each reload of the destinations' states, so one
+   * an operator retries while its destination is still gone does not wait forever either.
+   */
+  const cancelRemoved = async (session: Queryable): Promise<void> => {
+    const cancelled = await cancelRemovedDestinations(session, names, clock());
+    for (const [destination, count] of cancelled) {
+      metrics.forwardingDeliveries.inc({ destination, outcome: 'cancelled' }, count);
+      logger.warn(
+        { destination, cancelled: count, reason: removedDestinationReason },
+        'pending deliveries to a destination no longer configured cancelled; "recover" resends them once it is back',
+      );
+    }
   };
 
   /** Follows the archive and records deliveries until halted; throws on failure. */
@@ -253,6 +281,7 @@ export const startForwarder = (
   /** Attempts due deliveries until halted; throws when recording an outcome fails. */
   const dispatch = async (signal: AbortSignal): Promise<void> => {
     const session = limited(pool, dispatcherConnections);
+    const outcomes = createOutcomeWriter(session, outcomeBatchMax);
     const inFlight = new Set<Promise<void>>();
     const busy = new Set<string>();
     /**
@@ -264,7 +293,11 @@ export const startForwarder = (
     let statesLoadedAt = 0;
     let failure: unknown;
 
-    const attempt = async (delivery: DueDelivery, destination: Destination): Promise<void> => {
+    /** Attempts one delivery and records the outcome; says what became of it. */
+    const attempt = async (
+      delivery: DueDelivery,
+      destination: Destination,
+    ): Promise<'delivered' | 'failed' | 'retry'> => {
       let payload = cache.get(delivery.eventId);
       if (payload === undefined) {
         let event: RecordedEvent | undefined;
@@ -276,7 +309,7 @@ export const startForwarder = (
             'could not read an event to forward; retrying',
           );
           await postpone(session, delivery.id, new Date(clock().getTime() + storeReadRetryMs));
-          return;
+          return 'retry';
         }
         payload = event === undefined ? undefined : payloadOf(event);
         if (payload === undefined) {
@@ -285,7 +318,7 @@ export const startForwarder = (
           await failUnattemptable(session, delivery.id, why, clock());
           metrics.forwardingDeliveries.inc({ destination: destination.name, outcome: 'failed' });
           logger.warn({ destination: destination.name, eventId: delivery.eventId, why }, 'delivery failed');
-          return;
+          return 'failed';
         }
       }
       const number = delivery.attempts + 1;
@@ -305,9 +338,8 @@ export const startForwarder = (
         (verdict.outcome === 'delivered' || result.status === undefined
           ? undefined
           : `HTTP ${result.status}`);
-      await recordAttempt(
-        session,
-        {
+      await outcomes.write({
+        attempt: {
           deliveryId: delivery.id,
           attempt: number,
           destination: destination.name,
@@ -317,10 +349,11 @@ export const startForwarder = (
           error,
           response: result.response,
         },
-        verdict.outcome === 'retry'
-          ? { status: 'pending', nextAttemptAt: verdict.nextAttemptAt, finishedAt: undefined }
-          : { status: verdict.outcome, nextAttemptAt: now, finishedAt: now },
-      );
+        next:
+          verdict.outcome === 'retry'
+            ? { status: 'pending', nextAttemptAt: verdict.nextAttemptAt, finishedAt: undefined }
+            : { status: verdict.outcome, nextAttemptAt: now, finishedAt: now },
+      });
       const labels = { destination: destination.name };
       metrics.forwardingAttemptSeconds.observe(labels, result.latencyMs / 1000);
       metrics.forwardingAttempts.inc({ ...labels, outcome: verdict.outcome });
@@ -356,18 +389,42 @@ export const startForwarder = (
           );
         }
       }
+      return verdict.outcome;
     };
 
-    const launch = (delivery: DueDelivery, destination: Destination) => {
-      const key = `${delivery.destination}\u0000${delivery.streamName}`;
+    /**
+     * Attempts a delivery, then, while each is delivered or failed, the ones that follow it in its
+     * call (as the look found them), keeping the call busy throughout: a call's events go one after
+     * the other without waiting for another look. A retry, a pause or a halt ends the run.
+     */
+    const launch = (first: DueDelivery, destination: Destination) => {
+      const key = `${first.destination}\u0000${first.streamName}`;
       busy.add(key);
-      const running: Promise<void> = attempt(delivery, destination)
+      const run = async () => {
+        let delivery = first;
+        let following = first.following;
+        for (;;) {
+          const outcome = await attempt(delivery, destination);
+          endedDuringLook?.add(delivery.id);
+          const next = following[0];
+          if (
+            next === undefined ||
+            outcome === 'retry' ||
+            signal.aborted ||
+            (states.get(destination.name)?.pausedReason ?? null) !== null ||
+            next.nextAttemptAt.getTime() > clock().getTime()
+          )
+            return;
+          delivery = next;
+          following = following.slice(1);
+        }
+      };
+      const running: Promise<void> = run()
         .catch((error: unknown) => {
           failure ??= error;
           halt?.abort();
         })
         .finally(() => {
-          endedDuringLook?.add(delivery.id);
           busy.delete(key);
           inFlight.delete(running);
           wake();
@@ -377,6 +434,10 @@ export const startForwarder = (
 
     const sleep = (ms: number) =>
       new Promise<void>((resolve) => {
+        if (wokenWhileBusy) {
+          wokenWhileBusy = false;
+          return resolve();
+        }
         const done = () => {
           clearTimeout(timer);
           signal.removeEventListener('abort', done);
@@ -390,11 +451,14 @@ export const startForwarder = (
 
     try {
       while (!signal.aborted) {
+        // What woke it until now, this look sees.
+        wokenWhileBusy = false;
         const now = clock();
         if (statesStale || now.getTime() - statesLoadedAt >= options.pollIntervalMs) {
           statesStale = false;
           statesLoadedAt = now.getTime();
           states = await loadDestinationStates(session, names);
+          await cancelRemoved(session);
         }
         const eligible: string[] = [];
         const probing = new Set<string>();
@@ -419,7 +483,7 @@ export const startForwarder = (
           endedDuringLook = ended;
           let due;
           try {
-            due = await selectDue(session, eligible, now, free + busy.size);
+            due = await selectDue(session, eligible, now, free + busy.size, followingPerCall);
           } finally {
             endedDuringLook = undefined;
           }
@@ -467,6 +531,7 @@ export const startForwarder = (
     halt = current;
     if (stopping) return;
     await ensureDestinations(session, names);
+    await cancelRemoved(session);
     let failure: unknown;
     const guard = (work: Promise<void>) =>
       work.catch((error: unknown) => {

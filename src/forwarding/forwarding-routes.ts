@@ -21,7 +21,7 @@ import { fromReadModels } from '../audit/read-models.ts';
 import { invalidArgument, NotFoundError } from '../errors.ts';
 import { HttpProblem, ProblemDetails } from '../http/problem.ts';
 import { pauseDestination, resumeDestination, retryDelivery, retryFailedSince } from './controls.ts';
-import { relayDestinationName } from './destinations.ts';
+import { configuredDestinationNames } from './destinations.ts';
 import {
   AttemptView,
   DeliveryStatus,
@@ -77,10 +77,10 @@ const conflict = {
 export const forwardingRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app, dependencies) => {
   const { pool } = dependencies.database;
   const { clock } = dependencies;
-  const configured = [
-    ...dependencies.config.forwarding.destinations.map((destination) => destination.name),
-    ...(dependencies.config.relay ? [relayDestinationName] : []),
-  ];
+  const configured = configuredDestinationNames(
+    dependencies.config.forwarding.destinations,
+    dependencies.config.relay !== undefined,
+  );
   const wake = () => dependencies.forwarder?.wake();
   registerBacklogMetrics(dependencies);
 
@@ -94,7 +94,7 @@ export const forwardingRoutes: FastifyPluginAsyncTypebox<AppDependencies> = asyn
   };
 
   const destinationState = async (name: string) => {
-    const all = await fromReadModels(() => listDestinations(pool, [name]));
+    const all = await fromReadModels(() => listDestinations(pool, configured, name));
     return all.find((destination) => destination.name === name)!;
   };
 

@@ -26,7 +26,10 @@ export const forwardingCheckpoints = pgTable('forwarding_checkpoints', {
   updatedAt: at('updated_at').notNull(),
 });
 
-/** `pending` until delivered (2xx) or `failed` (dead: a final answer, or the last attempt failed). */
+/**
+ * `pending` until delivered (2xx) or `failed` (dead: a final answer, or the last attempt failed);
+ * `cancelled` when its destination was removed from the configuration before it was delivered.
+ */
 export const forwardingDeliveries = pgTable(
   'forwarding_deliveries',
   {
@@ -39,7 +42,7 @@ export const forwardingDeliveries = pgTable(
     preparePosition: positionColumn('prepare_position').notNull(),
     eventType: text('event_type').notNull(),
     callId: text('call_id'),
-    status: text('status', { enum: ['pending', 'delivered', 'failed'] }).notNull(),
+    status: text('status', { enum: ['pending', 'delivered', 'failed', 'cancelled'] }).notNull(),
     /** Attempts made, over every retry round; the next attempt's number is this plus one. */
     attempts: integer('attempts').notNull().default(0),
     /** `attempts` when the current round started (a manual retry starts a new round). */

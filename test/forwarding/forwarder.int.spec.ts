@@ -8,7 +8,13 @@
 import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { callStreamName } from '../../src/archive/streams.ts';
-import { retryFailedSince } from '../../src/forwarding/controls.ts';
+import {
+  pauseDestination,
+  resumeDestination,
+  retryDelivery,
+  retryFailedSince,
+} from '../../src/forwarding/controls.ts';
+import { listDestinations } from '../../src/forwarding/delivery-log.ts';
 import type { Destination } from '../../src/forwarding/destinations.ts';
 import {
   startForwarder,
@@ -130,13 +136,14 @@ describe.each(adapterKinds)('forwarder on the %s event store', (kind) => {
     scope: ReturnType<typeof newScope>,
     destinations: readonly Destination[],
     overrides: Partial<ForwarderOptions> = {},
+    metrics = createMetrics(),
   ): RunningForwarder => {
     const forwarder = startForwarder(
       {
         eventStore: store.eventStore,
         pool: readModels.database.pool,
         logger: createLogger({ level: 'silent' }),
-        metrics: createMetrics(),
+        metrics,
         clock: () => new Date(),
       },
       options(scope.streamPrefixes, destinations, overrides),
@@ -342,5 +349,144 @@ describe.each(adapterKinds)('forwarder on the %s event store', (kind) => {
     expect(rows.every((row) => row.status === 'delivered')).toBe(true);
     const received = new Set(receiver.requests.map((request) => request.eventId));
     for (const event of proposed) expect(received.has(event.id)).toBe(true);
+  });
+
+  it('cancels the pending deliveries of a destination removed from the configuration, and recovers them once it is back', async () => {
+    const scope = newScope();
+    const both = (url: string) => [
+      destination('customer', url),
+      destination('warehouse', `${url}?warehouse`),
+    ];
+    const pool = readModels.database.pool;
+    let forwarder = await begin(scope, both);
+    // The warehouse is paused, so its deliveries are still pending when it is removed.
+    await pauseDestination(pool, 'warehouse', new Date());
+    forwarder.wake();
+    const callIds = ['a', 'b'].map(scope.callId);
+    const proposed = await appendCallEvents(store.eventStore, calls(callIds));
+    const byStatus = async () =>
+      (
+        await pool.query<{ destination: string; status: string; n: number; errors: string[] }>(
+          `SELECT destination, status, count(*)::int AS n, array_agg(DISTINCT coalesce(last_error, '')) AS errors
+             FROM forwarding_deliveries GROUP BY destination, status ORDER BY destination, status`,
+        )
+      ).rows.map((row) => `${row.destination} ${row.status} ${row.n} ${row.errors.join('|')}`);
+    await waitFor('the customer served, the warehouse waiting', async () => {
+      const rows = await byStatus();
+      return (
+        rows.join(';') === `customer delivered ${proposed.length} ;warehouse pending ${proposed.length} `
+      );
+    });
+    await forwarder.stop();
+
+    // Started again without the warehouse: its deliveries are cancelled, kept, and counted.
+    const metrics = createMetrics();
+    forwarder = start(scope, [destination('customer', receiver.url)], {}, metrics);
+    await waitFor('the warehouse deliveries cancelled', async () => {
+      const rows = await byStatus();
+      return (
+        rows.join(';') ===
+        `customer delivered ${proposed.length} ;warehouse cancelled ${proposed.length} destination no longer configured`
+      );
+    });
+    expect(receiver.requests.filter((request) => request.url.endsWith('?warehouse'))).toHaveLength(0);
+    const exposition = await metrics.registry.metrics();
+    expect(exposition).toContain(
+      `calltrail_forwarding_deliveries_total{destination="warehouse",outcome="cancelled"} ${proposed.length}`,
+    );
+    const views = await listDestinations(pool, ['customer']);
+    expect(views.find((view) => view.name === 'warehouse')).toMatchObject({
+      configured: false,
+      pending: 0,
+      cancelled: proposed.length,
+    });
+    expect(views.find((view) => view.name === 'customer')).toMatchObject({ configured: true, cancelled: 0 });
+
+    // Retried while the destination is still gone, it is cancelled again rather than left pending.
+    const { rows: one } = await pool.query<{ id: string }>(
+      `SELECT id::text FROM forwarding_deliveries WHERE destination = 'warehouse' ORDER BY id LIMIT 1`,
+    );
+    expect(await retryDelivery(pool, one[0]!.id, new Date())).toBe('retrying');
+    forwarder.wake();
+    await waitFor('the retried delivery cancelled again', async () => {
+      const { rows } = await pool.query<{ status: string }>(
+        'SELECT status FROM forwarding_deliveries WHERE id = $1::bigint',
+        [one[0]!.id],
+      );
+      return rows[0]?.status === 'cancelled';
+    });
+    await forwarder.stop();
+
+    // The warehouse back in the configuration: "recover" sends what was cancelled, in order per call.
+    forwarder = start(scope, both(receiver.url));
+    await resumeDestination(pool, 'warehouse');
+    expect(await retryFailedSince(pool, 'warehouse', new Date(0), new Date())).toBe(proposed.length);
+    forwarder.wake();
+    const rows = await settled(proposed.length * 2);
+    expect(rows.every((row) => row.status === 'delivered')).toBe(true);
+    const toWarehouse = receiver.requests
+      .filter((request) => request.url.endsWith('?warehouse'))
+      .map((request) => request.eventId);
+    for (const callId of callIds) {
+      const archived = proposed
+        .filter((event) => (event.data as { callId: string }).callId === callId)
+        .map((event) => event.id);
+      expect(toWarehouse.filter((id) => archived.includes(id))).toEqual(archived);
+    }
+  });
+
+  it('keeps a wake-up that comes while it looks for due deliveries, instead of sleeping through it', async () => {
+    const scope = newScope();
+    const pool = readModels.database.pool;
+    await pool.query(
+      'TRUNCATE forwarding_deliveries, forwarding_attempts, forwarding_destinations, forwarding_checkpoints',
+    );
+    receiver = await startReceiver();
+    onTestFinished(() => receiver.close());
+    // The archive is not empty, so the forwarder's first start writes its starting point at once.
+    await appendCallEvents(store.eventStore, [
+      statusUpdate(scope.callId('before'), 'in-progress', '2026-03-01T09:59:00.000Z'),
+    ]);
+    // The first look for the next due time answers "nothing pending"; by the time it returns, an
+    // event was archived and recorded, and its wake-up came while the dispatcher was busy.
+    let proposed: Awaited<ReturnType<typeof appendCallEvents>> = [];
+    let hooked = false;
+    const watched = new Proxy(pool, {
+      get: (target, property) => {
+        if (property === 'query') {
+          return async (text: string, values?: unknown[]) => {
+            const result = await target.query(text, values);
+            if (!hooked && text.includes('min(next_attempt_at)')) {
+              hooked = true;
+              await waitFor('the starting point', async () => (await deliveryCheckpoint()) !== undefined);
+              proposed = await appendCallEvents(store.eventStore, [
+                statusUpdate(scope.callId('woken'), 'in-progress', '2026-03-01T10:00:00.000Z'),
+              ]);
+              await waitFor('the delivery recorded', async () => (await deliveries()).length === 1);
+            }
+            return result;
+          };
+        }
+        const value: unknown = Reflect.get(target, property, target);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const deliveryCheckpoint = async () =>
+      (await pool.query('SELECT 1 FROM forwarding_checkpoints')).rows[0] as unknown;
+    const forwarder = startForwarder(
+      {
+        eventStore: store.eventStore,
+        pool: watched,
+        logger: createLogger({ level: 'silent' }),
+        metrics: createMetrics(),
+        clock: () => new Date(),
+      },
+      // A poll interval far beyond the wait below: only the kept wake-up can deliver in time.
+      options(scope.streamPrefixes, [destination('customer', receiver.url)], { pollIntervalMs: 600_000 }),
+    );
+    onTestFinished(() => forwarder.stop());
+    await waitFor('the look to be hooked', async () => hooked && proposed.length === 1, 45_000);
+    const rows = await settled(1);
+    expect(rows[0]).toMatchObject({ status: 'delivered', event_id: proposed[0]!.id });
   });
 });
