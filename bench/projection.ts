@@ -6,11 +6,14 @@
  * The ceiling's rows are read beforehand, outside its timing.
  */
 import pg from 'pg';
+import { projections } from '../projections/registry.ts';
 import type { BenchContext } from './context.ts';
 import { cpuMicrosPer, startCpuMeter } from './measure.ts';
 import { formatMicros, formatPercent, formatRate, type BenchmarkResult } from './report.ts';
 
-const readModelTables = ['calls', 'terminations', 'call_timeline'] as const;
+// Every table the projections write (the health summaries the calls projection keeps beside calls
+// and terminations included): the ceiling writes the same rows.
+const readModelTables = projections.flatMap((projection) => projection.tables);
 const rowsPerStatement = 1000;
 const statementsPerTransaction = 50;
 const baselineSchema = 'bench_raw_insert';
