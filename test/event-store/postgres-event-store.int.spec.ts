@@ -276,8 +276,8 @@ describe('PostgreSQL event store', () => {
     it('shares transactions between concurrent appends and answers each only after its commit', async () => {
       const store = await open();
       const prefix = `gc-${randomBytes(4).toString('hex')}-`;
-      const observer = new pg.Client(database.url);
-      await observer.connect();
+      // A pool queues the 300 checks (one client must not run queries concurrently).
+      const observer = new pg.Pool({ connectionString: database.url, max: 2 });
       try {
         const proposed = Array.from({ length: 300 }, () => event());
         const visibleOnAnswer: boolean[] = [];
