@@ -5,22 +5,11 @@
  * (applying it twice changes nothing). The same columns as `relay_exchanges`, with the stream in
  * place of the call: `GET /assistant-requests/relay-exchanges` lists them.
  */
-import {
-  bigint,
-  boolean,
-  doublePrecision,
-  index,
-  integer,
-  pgTable,
-  text,
-  timestamp,
-  uuid,
-} from 'drizzle-orm/pg-core';
+import { index, pgTable, text, uuid } from 'drizzle-orm/pg-core';
 import { PoisonEventError } from '../../src/archive/call-event.ts';
 import { assistantRequestStreamPrefix } from '../../src/archive/streams.ts';
-import { positionColumn } from '../../src/database/columns.ts';
 import type { RecordedEvent } from '../../src/event-store/event-store.ts';
-import { relayExchangeFields } from './relay-exchanges.ts';
+import { exchangeColumns, relayExchangeFields } from './relay-exchanges.ts';
 
 export const assistantRequestExchanges = pgTable(
   'assistant_request_exchanges',
@@ -28,25 +17,7 @@ export const assistantRequestExchanges = pgTable(
     eventId: uuid('event_id').primaryKey(),
     /** `assistant-requests-<UTC day>`: the stream the request and its exchange are in. */
     streamName: text('stream_name').notNull(),
-    requestEventId: text('request_event_id').notNull(),
-    requestType: text('request_type').notNull(),
-    destination: text('destination').notNull(),
-    /** `answered`, or `failed` with `failure` saying how. */
-    outcome: text('outcome').notNull(),
-    failure: text('failure'),
-    failureDetail: text('failure_detail'),
-    /** `destination`, `fallback` or `problem`: what Flireo got, with `answer_status`. */
-    answeredWith: text('answered_with').notNull(),
-    answerStatus: integer('answer_status').notNull(),
-    responseStatus: integer('response_status'),
-    responseContentType: text('response_content_type'),
-    responseBytes: integer('response_bytes'),
-    latencyMs: doublePrecision('latency_ms').notNull(),
-    requestJournaled: boolean('request_journaled').notNull(),
-    startedAt: timestamp('started_at', { withTimezone: true, precision: 3 }).notNull(),
-    streamRevision: bigint('stream_revision', { mode: 'bigint' }).notNull(),
-    commitPosition: positionColumn('commit_position').notNull(),
-    preparePosition: positionColumn('prepare_position').notNull(),
+    ...exchangeColumns(),
   },
   (table) => [
     index('assistant_request_exchanges_position_idx').on(table.commitPosition, table.preparePosition),

@@ -25,30 +25,38 @@ import type { RecordedEvent } from '../../src/event-store/event-store.ts';
 import { normalizeIsoDateTime } from '../../src/iso-date-time.ts';
 import { RelayExchange, relayExchangeType } from '../../src/relay/exchange.ts';
 
+/**
+ * The columns of an exchange, after its key and what it belongs to: the same in `relay_exchanges` and
+ * `assistant_request_exchanges` (fresh builders for each table).
+ */
+export const exchangeColumns = () => ({
+  requestEventId: text('request_event_id').notNull(),
+  requestType: text('request_type').notNull(),
+  destination: text('destination').notNull(),
+  /** `answered`, or `failed` with `failure` saying how. */
+  outcome: text('outcome').notNull(),
+  failure: text('failure'),
+  failureDetail: text('failure_detail'),
+  /** `destination`, `fallback` or `problem`: what Flireo got, with `answer_status`. */
+  answeredWith: text('answered_with').notNull(),
+  answerStatus: integer('answer_status').notNull(),
+  responseStatus: integer('response_status'),
+  responseContentType: text('response_content_type'),
+  responseBytes: integer('response_bytes'),
+  latencyMs: doublePrecision('latency_ms').notNull(),
+  requestJournaled: boolean('request_journaled').notNull(),
+  startedAt: timestamp('started_at', { withTimezone: true, precision: 3 }).notNull(),
+  streamRevision: bigint('stream_revision', { mode: 'bigint' }).notNull(),
+  commitPosition: positionColumn('commit_position').notNull(),
+  preparePosition: positionColumn('prepare_position').notNull(),
+});
+
 export const relayExchanges = pgTable(
   'relay_exchanges',
   {
     eventId: uuid('event_id').primaryKey(),
     callId: text('call_id').notNull(),
-    requestEventId: text('request_event_id').notNull(),
-    requestType: text('request_type').notNull(),
-    destination: text('destination').notNull(),
-    /** `answered`, or `failed` with `failure` saying how. */
-    outcome: text('outcome').notNull(),
-    failure: text('failure'),
-    failureDetail: text('failure_detail'),
-    /** `destination`, `fallback` or `problem`: what Flireo got, with `answer_status`. */
-    answeredWith: text('answered_with').notNull(),
-    answerStatus: integer('answer_status').notNull(),
-    responseStatus: integer('response_status'),
-    responseContentType: text('response_content_type'),
-    responseBytes: integer('response_bytes'),
-    latencyMs: doublePrecision('latency_ms').notNull(),
-    requestJournaled: boolean('request_journaled').notNull(),
-    startedAt: timestamp('started_at', { withTimezone: true, precision: 3 }).notNull(),
-    streamRevision: bigint('stream_revision', { mode: 'bigint' }).notNull(),
-    commitPosition: positionColumn('commit_position').notNull(),
-    preparePosition: positionColumn('prepare_position').notNull(),
+    ...exchangeColumns(),
   },
   (table) => [index('relay_exchanges_call_idx').on(table.callId, table.streamRevision)],
 );
