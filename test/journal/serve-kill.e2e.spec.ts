@@ -3,21 +3,20 @@
  * and while it drains (the store is back but slow): after the last restart has drained, every event
  * it ever answered 2xx for is in the store exactly once, each call's in the order it was answered.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHmac, randomUUID } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/database/embedded-postgres.ts';
 import { connectEventStoreDb } from '../../src/event-store/eventstoredb.ts';
 import { startEventStoreDbTestServer, type EventStoreDbTestServer } from '../eventstoredb-server/server.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
+import { startServeProcess } from '../support/serve-process.ts';
+import { waitFor } from '../support/wait.ts';
 import { readStream } from '../webhook/stores.ts';
 
-const projectRoot = fileURLToPath(new URL('../..', import.meta.url));
-const bin = path.join(projectRoot, 'bin', 'calltrail.js');
 const secret = 'journal-kill-test-secret-0123456789';
 const apiToken = 'journal-kill-test-api-token-0123456789';
 
@@ -31,14 +30,6 @@ interface Accepted {
 interface ReadyJournal {
   readonly journal?: { depth: number; journaling: boolean };
 }
-
-const waitUntil = async (what: string, check: () => Promise<boolean>, timeoutMs = 60_000) => {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-};
 
 describe('serve killed while journaling and while draining', () => {
   let server: EventStoreDbTestServer;
@@ -61,51 +52,21 @@ describe('serve killed while journaling and while draining', () => {
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
-  const start = async () => {
-    const child = spawn(process.execPath, [bin, 'serve', '--no-projector'], {
-      cwd: projectRoot,
+  const start = () =>
+    startServeProcess({
+      args: ['--no-projector'],
       env: {
-        ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('CALLTRAIL_'))),
         CALLTRAIL_EVENTSTORE_URL: server.url,
         CALLTRAIL_DATABASE_URL: readModels.url,
         CALLTRAIL_DATA_DIR: dataDir,
-        CALLTRAIL_HOST: '127.0.0.1',
-        CALLTRAIL_PORT: String(port),
         CALLTRAIL_WEBHOOK_SECRET: secret,
         CALLTRAIL_API_TOKENS: apiToken,
         CALLTRAIL_APPEND_TIMEOUT_MS: '500',
         CALLTRAIL_LOG_LEVEL: 'warn',
       },
-      stdio: ['ignore', 'ignore', 'pipe'],
+      port,
+      children,
     });
-    children.add(child);
-    let stderr = '';
-    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    void exited.then(() => children.delete(child));
-    await waitUntil(
-      'serve starts',
-      async () => {
-        if (child.exitCode !== null) throw new Error(`serve exited: ${stderr}`);
-        return fetch(`http://127.0.0.1:${port}/healthz`).then(
-          (response) => response.ok,
-          () => false,
-        );
-      },
-      90_000,
-    );
-    return {
-      kill: async () => {
-        child.kill('SIGKILL');
-        await exited;
-      },
-      stop: async () => {
-        child.kill('SIGTERM');
-        await exited;
-        return child.exitCode;
-      },
-    };
-  };
 
   const readyJournal = async () =>
     (await (await fetch(`http://127.0.0.1:${port}/readyz`)).json()) as ReadyJournal;
@@ -147,7 +108,7 @@ describe('serve killed while journaling and while draining', () => {
    * Each call sends its events one after the other (as Flireo does for one call) until `until`
    * resolves; a request cut by a kill is simply not acknowledged.
    */
-  const traffic = async (until: Promise<void>) => {
+  const traffic = async (until: Promise<unknown>) => {
     let done = false;
     void until.then(() => (done = true));
     await Promise.all(
@@ -174,7 +135,7 @@ describe('serve killed while journaling and while draining', () => {
       const process = await start();
       const before = total();
       // Killed while journaling, with requests in flight.
-      const enough = waitUntil('events are journaled', async () => total() >= before + 40);
+      const enough = waitFor('events are journaled', async () => total() >= before + 40, 60_000);
       const sending = traffic(enough);
       await enough;
       await process.kill();
@@ -188,17 +149,25 @@ describe('serve killed while journaling and while draining', () => {
     await server.comeBack();
     server.setWriteDelay(300);
     const draining = await start();
-    await waitUntil('the drain is under way', async () => {
-      const depth = (await readyJournal()).journal?.depth ?? 0;
-      return depth > 0 && server.delayedWritesInFlight > 0;
-    });
+    await waitFor(
+      'the drain is under way',
+      async () => {
+        const depth = (await readyJournal()).journal?.depth ?? 0;
+        return depth > 0 && server.delayedWritesInFlight > 0;
+      },
+      60_000,
+    );
     await draining.kill();
-    await waitUntil('the appends in flight are written', async () => server.delayedWritesInFlight === 0);
+    await waitFor(
+      'the appends in flight are written',
+      async () => server.delayedWritesInFlight === 0,
+      60_000,
+    );
 
     server.setWriteDelay(0);
     const last = await start();
     // Live traffic again while the rest drains.
-    const drained = waitUntil(
+    const drained = waitFor(
       'the journal drains',
       async () => {
         const journal = (await readyJournal()).journal;

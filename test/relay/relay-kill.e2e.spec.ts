@@ -6,32 +6,23 @@
  * each. Without it (the default), the request is still kept (it is durable before anything is
  * answered); its exchange record may be lost, which is what the README says.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHmac, randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/database/embedded-postgres.ts';
 import { connectEventStoreDb } from '../../src/event-store/eventstoredb.ts';
 import type { RelayExchange } from '../../src/relay/exchange.ts';
 import { startEventStoreDbTestServer, type EventStoreDbTestServer } from '../eventstoredb-server/server.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
+import { startServeProcess } from '../support/serve-process.ts';
+import { waitFor } from '../support/wait.ts';
 import { readStream } from '../webhook/stores.ts';
 import { startCustomerHandler, type CustomerHandler } from './customer-handler.ts';
 
-const projectRoot = fileURLToPath(new URL('../..', import.meta.url));
-const bin = path.join(projectRoot, 'bin', 'calltrail.js');
 const secret = 'relay-kill-test-secret-0123456789';
-
-const waitUntil = async (what: string, check: () => Promise<boolean>, timeoutMs = 60_000) => {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-};
 
 describe('serve in relay mode killed right after answering', () => {
   let server: EventStoreDbTestServer;
@@ -57,16 +48,13 @@ describe('serve in relay mode killed right after answering', () => {
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
-  const start = async (recordBeforeAnswer: boolean) => {
-    const child = spawn(process.execPath, [bin, 'serve', '--no-projector'], {
-      cwd: projectRoot,
+  const start = (recordBeforeAnswer: boolean) =>
+    startServeProcess({
+      args: ['--no-projector'],
       env: {
-        ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('CALLTRAIL_'))),
         CALLTRAIL_EVENTSTORE_URL: server.url,
         CALLTRAIL_DATABASE_URL: readModels.url,
         CALLTRAIL_DATA_DIR: dataDir,
-        CALLTRAIL_HOST: '127.0.0.1',
-        CALLTRAIL_PORT: String(port),
         CALLTRAIL_WEBHOOK_SECRET: secret,
         CALLTRAIL_API_TOKENS: 'relay-kill-test-api-token-0123456789',
         CALLTRAIL_RELAY_URL: handler.url('/fast'),
@@ -76,35 +64,9 @@ describe('serve in relay mode killed right after answering', () => {
         CALLTRAIL_APPEND_TIMEOUT_MS: '2000',
         CALLTRAIL_LOG_LEVEL: 'warn',
       },
-      stdio: ['ignore', 'ignore', 'pipe'],
+      port,
+      children,
     });
-    children.add(child);
-    let stderr = '';
-    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    void exited.then(() => children.delete(child));
-    await waitUntil(
-      'serve starts',
-      async () => {
-        if (child.exitCode !== null) throw new Error(`serve exited: ${stderr}`);
-        return fetch(`http://127.0.0.1:${port}/healthz`).then(
-          (response) => response.ok,
-          () => false,
-        );
-      },
-      90_000,
-    );
-    return {
-      kill: async () => {
-        child.kill('SIGKILL');
-        await exited;
-      },
-      stop: async () => {
-        child.kill('SIGTERM');
-        await exited;
-      },
-    };
-  };
 
   const relayToolCall = async (callId: string, taskId: string) => {
     const body = JSON.stringify({
@@ -170,7 +132,7 @@ describe('serve in relay mode killed right after answering', () => {
 
       server.setWriteDelay(0);
       const last = await start(false);
-      await waitUntil('the journal drains', drained, 120_000);
+      await waitFor('the journal drains', drained, 120_000);
       await last.stop();
 
       const events = await streamOf(durable);
