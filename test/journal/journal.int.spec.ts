@@ -19,6 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { open as openLmdb } from 'lmdb';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../support/wait.ts';
 import type { ProposedEvent } from '../../src/event-store/event-store.ts';
 import { openJournal } from '../../src/journal/journal.ts';
 import { claimJournalDirectories } from '../../src/journal/location.ts';
@@ -199,10 +200,16 @@ describe('a journal left by a process that is gone', () => {
       }
       // Some waited in vain and were journaled behind the backlog; once it drained, they went direct.
       expect(outcomes).toContain(true);
-      const deadline = Date.now() + 30_000;
-      while (journal.depth() > 0 && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+      // Drained and done journaling: the drainer stops journaling once its round has emptied the
+      // journal, a moment after the depth reaches 0.
+      await waitFor(
+        'the backlog to drain',
+        async () => {
+          const status = archive.status();
+          return status.depth === 0 && !status.journaling;
+        },
+        30_000,
+      );
       expect(journal.depth()).toBe(0);
       store.slowWrites(0);
       const last = event('after');
