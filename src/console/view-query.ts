@@ -1,9 +1,9 @@
 /**
  * How every console page reads its query string: the page's form submits every field, so an empty
- * field counts as absent (and surrounding spaces are dropped); a field the page does not know, or one given twice, is a problem naming
- * it; the rest is checked against the page's schema as the audit API checks its parameters. The
- * page then turns the checked fields into its view, and the parsing errors that step may throw
- * (from the audit API's parameter readers) become the page's problems too.
+ * field counts as absent (and surrounding spaces are dropped); a field the page does not know, or
+ * one given twice, is a problem naming it; the rest is checked against the page's schema as the
+ * audit API checks its parameters. The page then turns the checked fields into its view, and the
+ * parsing errors that step may throw (from the audit API's parameter readers) become its problems.
  */
 import type { TSchema } from 'typebox';
 import Value from 'typebox/value';
