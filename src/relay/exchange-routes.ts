@@ -107,6 +107,7 @@ export const relayExchangeRoutes: FastifyPluginAsyncTypebox<AppDependencies> = a
         listAssistantRequestExchanges(dependencies.database.db, filter, before, limit + 1),
       );
       const exchanges = rows.slice(0, limit);
+      request.accessCount = exchanges.length;
       const last = exchanges.at(-1);
       return {
         exchanges: exchanges.map((row) => ({ ...toRelayExchangeView(row), stream: row.streamName })),

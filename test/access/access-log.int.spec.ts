@@ -186,6 +186,22 @@ describe.each(['postgres', 'eventstoredb'] as const)('the access log on %s', (ki
     expect(bad.statusCode).toBe(400);
   });
 
+  it('records how many exchanges a listing of relay exchanges held', async () => {
+    const listed = await harness.app.inject({
+      method: 'GET',
+      url: '/assistant-requests/relay-exchanges',
+      headers: as('auditor'),
+    });
+    expect(listed.statusCode).toBe(200);
+    const recorded = await waitFor(async () => {
+      const found = (await accessEvents())
+        .map((event) => event.data as Record<string, unknown>)
+        .find((data) => data['route'] === '/assistant-requests/relay-exchanges');
+      return found;
+    }, "the listing's access event");
+    expect(recorded).toMatchObject({ token: 'alice', status: 200, resultCount: 0 });
+  });
+
   it('is sealed and verified with the archive, and left alone by the projections', async () => {
     expect(projectedStreamPrefixes.some((prefix) => prefix.startsWith(accessStreamPrefix))).toBe(false);
     // Closing writes whatever is still buffered.
