@@ -63,7 +63,10 @@ export interface ForwarderOptions {
   readonly retry: RetrySchedule;
   /** Bound on one attempt, connecting and reading the answer included. */
   readonly timeoutMs: number;
-  /** Attempts in flight at once, over every destination. */
+  /**
+   * Attempts in flight at once, over every destination; `unrecordedPerAttempt` times as many calls
+   * may be between an attempt and its outcome's commit (what a kill can send twice).
+   */
   readonly concurrency: number;
   /** Retryable failures in a row after which a destination is paused and probed. */
   readonly pauseAfterFailures: number;
@@ -110,6 +113,12 @@ const dispatcherConnections = 3;
 const storeReadRetryMs = 1_000;
 /** Deliveries of one call a look brings along after the head, sent one after the other. */
 const followingPerCall = 16;
+/**
+ * Calls attempted or waiting for their outcome's commit, per attempt in flight: a call's next event
+ * waits for that commit, but the attempt's connection need not, so the receiver sees at most
+ * `concurrency` requests at once while commits are awaited side by side.
+ */
+export const unrecordedPerAttempt = 4;
 /** Attempt outcomes written in one statement at most. */
 const outcomeBatchMax = 500;
 
@@ -133,6 +142,27 @@ interface Lane {
   /** A look chose the head (maybe as a probe): it is attempted without checking again. */
   readonly headChosen: boolean;
 }
+
+/** A counting semaphore: at most `size` holders at once, the others waiting in turn. */
+const createSlots = (size: number) => {
+  let held = 0;
+  const waiting: (() => void)[] = [];
+  return {
+    acquire: async (): Promise<void> => {
+      if (held < size) {
+        held += 1;
+        return;
+      }
+      // The releasing holder hands its slot over, so `held` stays as it is.
+      await new Promise<void>((resolve) => waiting.push(resolve));
+    },
+    release: (): void => {
+      const next = waiting.shift();
+      if (next === undefined) held -= 1;
+      else next();
+    },
+  };
+};
 
 const laneKey = (destination: string, streamName: string) => `${destination}\u0000${streamName}`;
 
@@ -314,6 +344,9 @@ export const startForwarder = (
     const session = limited(pool, dispatcherConnections);
     const outcomes = createOutcomeWriter(session, outcomeBatchMax);
     const inFlight = new Set<Promise<void>>();
+    const attemptSlots = createSlots(options.concurrency);
+    /** Lanes running at once: attempting, or waiting for an outcome's commit. */
+    const lanesAtOnce = options.concurrency * unrecordedPerAttempt;
     /** Every call held in memory, per destination: running, or waiting for a free attempt. */
     const lanes = new Map<string, Lane>();
     /** Lanes waiting for a free attempt, oldest first. */
@@ -369,15 +402,21 @@ export const startForwarder = (
         }
       }
       const number = delivery.attempts + 1;
+      await attemptSlots.acquire();
       const attemptedAt = clock();
-      const result: AttemptResult = await attemptDelivery(destination.url, payload, {
-        agent,
-        attempt: number,
-        secret: options.secret,
-        timeoutMs: options.timeoutMs,
-        excerptBytes: options.excerptBytes,
-        now: clock,
-      });
+      let result: AttemptResult;
+      try {
+        result = await attemptDelivery(destination.url, payload, {
+          agent,
+          attempt: number,
+          secret: options.secret,
+          timeoutMs: options.timeoutMs,
+          excerptBytes: options.excerptBytes,
+          now: clock,
+        });
+      } finally {
+        attemptSlots.release();
+      }
       const now = clock();
       const verdict = judgeAttempt(result, number - delivery.roundStart, options.retry, now, random);
       const error =
@@ -481,7 +520,7 @@ export const startForwarder = (
           inFlight.delete(running);
           if (!lane.complete || lane.queue.length > 0 || outcome === 'retry') dueInDatabase = true;
           else if (!signal.aborted) finishedDuring.set(lane.key, recordings);
-          while (ready.length > 0 && inFlight.size < options.concurrency && !signal.aborted) {
+          while (ready.length > 0 && inFlight.size < lanesAtOnce && !signal.aborted) {
             run(ready.shift()!);
           }
           if (dueInDatabase) wake();
@@ -492,7 +531,7 @@ export const startForwarder = (
     const open = (lane: Lane) => {
       lanes.set(lane.key, lane);
       queued += lane.queue.length;
-      if (inFlight.size < options.concurrency) run(lane);
+      if (inFlight.size < lanesAtOnce) run(lane);
       else ready.push(lane);
     };
 
@@ -572,7 +611,7 @@ export const startForwarder = (
     ): Promise<number> => {
       let placed = 0;
       for (const delivery of due) {
-        if (inFlight.size >= options.concurrency || signal.aborted) {
+        if (inFlight.size >= lanesAtOnce || signal.aborted) {
           dueInDatabase = true;
           break;
         }
@@ -632,9 +671,9 @@ export const startForwarder = (
           }
         }
         let launched = 0;
-        const free = options.concurrency - inFlight.size;
+        const free = lanesAtOnce - inFlight.size;
         // Completions are gathered into one look for due deliveries rather than one look each.
-        const worthLooking = inFlight.size === 0 || free >= Math.max(1, Math.floor(options.concurrency / 4));
+        const worthLooking = inFlight.size === 0 || free >= Math.max(1, Math.floor(lanesAtOnce / 4));
         if (worthLooking && free > 0 && eligible.length > 0) {
           const ended = new Set<string>();
           endedDuringLook = ended;
