@@ -10,8 +10,11 @@
  *   session holding the lock, so no two forwarders record;
  * - the dispatcher attempts due deliveries, at most `concurrency` at once, and of each call (stream)
  *   per destination only the earliest pending one, so a call's events arrive in order while a
- *   failing call holds up no other. It records outcomes on pooled connections, side by side; each
- *   write names the attempt it follows, so an outcome never lands twice.
+ *   failing call holds up no other. It records outcomes on pooled connections, in batches; each
+ *   write names the attempt it follows, so an outcome never lands twice. It holds calls in memory
+ *   as lanes: the recorder hands it each new delivery, which opens its call's lane when nothing of
+ *   the call is pending before it, or joins the lane holding everything of its call; the rest it
+ *   finds by looking in the database (after a restart, behind a retry, past the memory bound).
  *
  * A delivery is marked delivered only after its 2xx came back, so a forwarder killed mid-attempt
  * sends that delivery again after a restart (the receiver deduplicates by `X-Calltrail-Event-Id`);
