@@ -87,7 +87,7 @@ const Env = Type.Object({
   CALLTRAIL_FORWARD_RETRY_INITIAL_MS: Type.Integer({ minimum: 10, maximum: 3_600_000, default: 10_000 }),
   CALLTRAIL_FORWARD_RETRY_MAX_MS: Type.Integer({ minimum: 10, maximum: 86_400_000, default: 7_200_000 }),
   CALLTRAIL_FORWARD_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 120_000, default: 10_000 }),
-  CALLTRAIL_FORWARD_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 16 }),
+  CALLTRAIL_FORWARD_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 256, default: 64 }),
   CALLTRAIL_FORWARD_PAUSE_AFTER_FAILURES: Type.Integer({ minimum: 1, maximum: 100_000, default: 10 }),
   CALLTRAIL_FORWARD_PROBE_INTERVAL_MS: Type.Integer({ minimum: 10, maximum: 3_600_000, default: 60_000 }),
   // Relay mode (src/relay/): checked further, and the JSON ones parsed, by parseRelayConfig.

@@ -62,7 +62,7 @@ describe('loadConfig', () => {
         secret: undefined,
         retry: { maxAttempts: 21, initialDelayMs: 10_000, maxDelayMs: 7_200_000 },
         timeoutMs: 10_000,
-        concurrency: 16,
+        concurrency: 64,
         pauseAfterFailures: 10,
         probeIntervalMs: 60_000,
       },

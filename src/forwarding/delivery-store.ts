@@ -70,53 +70,6 @@ export interface DeliveryToRecord {
   readonly callId: string | null;
 }
 
-/**
- * In one statement (so atomically): the deliveries (each event once per destination, whatever is
- * recorded twice) and the checkpoint `through`. Returns how many were new, per destination.
- */
-export const recordDeliveries = async (
-  client: Queryable,
-  deliveries: readonly DeliveryToRecord[],
-  through: GlobalPosition,
-  now: Date,
-): Promise<Map<string, number>> => {
-  const column = <T>(pick: (delivery: DeliveryToRecord) => T) => deliveries.map(pick);
-  const { rows } = await client.query<{ destination: string; recorded: number }>(
-    `WITH checkpoint AS (
-       INSERT INTO forwarding_checkpoints (forwarder, commit_position, prepare_position, updated_at)
-       VALUES ($1, $2::numeric, $3::numeric, $4)
-       ON CONFLICT (forwarder) DO UPDATE SET commit_position = excluded.commit_position,
-         prepare_position = excluded.prepare_position, updated_at = excluded.updated_at
-     ), inserted AS (
-       INSERT INTO forwarding_deliveries (destination, event_id, stream_name, stream_revision,
-         commit_position, prepare_position, event_type, call_id, status, next_attempt_at, recorded_at)
-       SELECT d.destination, d.event_id::uuid, d.stream_name, d.revision::bigint, d.commit::numeric,
-              d.prepare::numeric, d.event_type, d.call_id, 'pending', $4, $4
-         FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
-           WITH ORDINALITY AS d(destination, event_id, stream_name, revision, commit, prepare, event_type, call_id, n)
-        ORDER BY d.n
-       ON CONFLICT (destination, event_id) DO NOTHING
-       RETURNING destination
-     )
-     SELECT destination, count(*)::int AS recorded FROM inserted GROUP BY destination`,
-    [
-      forwarderName,
-      bigintText(through.commit),
-      bigintText(through.prepare),
-      now.toISOString(),
-      column((d) => d.destination),
-      column((d) => d.event.id),
-      column((d) => d.event.streamName),
-      column((d) => d.event.revision.toString()),
-      column((d) => d.event.position.commit.toString()),
-      column((d) => d.event.position.prepare.toString()),
-      column((d) => d.event.type),
-      column((d) => d.callId),
-    ],
-  );
-  return new Map(rows.map((row) => [row.destination, row.recorded]));
-};
-
 export interface DueDelivery {
   readonly id: string;
   readonly destination: string;
@@ -155,6 +108,86 @@ const dueDeliveryOf = (row: DueRow, following: readonly DueDelivery[]): DueDeliv
   nextAttemptAt: new Date(row.next_attempt_at),
   following,
 });
+
+/** A delivery just recorded, as the dispatcher may take it up without looking it up again. */
+export interface RecordedDelivery extends DueDelivery {
+  /**
+   * Another delivery of its call to its destination was pending when it was recorded (one recorded
+   * earlier, or earlier in the same statement), so it must wait for that one.
+   */
+  readonly behind: boolean;
+}
+
+export interface RecordedDeliveries {
+  /** How many were new, per destination. */
+  readonly counts: Map<string, number>;
+  /** The new ones, in archive order (what was recorded before is not repeated). */
+  readonly deliveries: RecordedDelivery[];
+}
+
+/**
+ * In one statement (so atomically): the deliveries (each event once per destination, whatever is
+ * recorded twice) and the checkpoint `through`. Returns the new ones, each saying whether an
+ * earlier delivery of its call was still pending (the statement's snapshot predates its own rows).
+ */
+export const recordDeliveries = async (
+  client: Queryable,
+  deliveries: readonly DeliveryToRecord[],
+  through: GlobalPosition,
+  now: Date,
+): Promise<RecordedDeliveries> => {
+  const column = <T>(pick: (delivery: DeliveryToRecord) => T) => deliveries.map(pick);
+  const { rows } = await client.query<DueRow & { earlier_pending: boolean }>(
+    `WITH checkpoint AS (
+       INSERT INTO forwarding_checkpoints (forwarder, commit_position, prepare_position, updated_at)
+       VALUES ($1, $2::numeric, $3::numeric, $4)
+       ON CONFLICT (forwarder) DO UPDATE SET commit_position = excluded.commit_position,
+         prepare_position = excluded.prepare_position, updated_at = excluded.updated_at
+     ), inserted AS (
+       INSERT INTO forwarding_deliveries (destination, event_id, stream_name, stream_revision,
+         commit_position, prepare_position, event_type, call_id, status, next_attempt_at, recorded_at)
+       SELECT d.destination, d.event_id::uuid, d.stream_name, d.revision::bigint, d.commit::numeric,
+              d.prepare::numeric, d.event_type, d.call_id, 'pending', $4, $4
+         FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
+           WITH ORDINALITY AS d(destination, event_id, stream_name, revision, commit, prepare, event_type, call_id, n)
+        ORDER BY d.n
+       ON CONFLICT (destination, event_id) DO NOTHING
+       RETURNING id, destination, event_id, stream_name, stream_revision, attempts, round_start,
+                 next_attempt_at, commit_position, prepare_position
+     )
+     SELECT i.id::text, i.destination, i.event_id::text, i.stream_name, i.stream_revision::text,
+            i.attempts, i.round_start, i.next_attempt_at,
+            EXISTS (SELECT 1 FROM forwarding_deliveries e
+                     WHERE e.status = 'pending' AND e.destination = i.destination
+                       AND e.stream_name = i.stream_name) AS earlier_pending
+       FROM inserted i
+      ORDER BY i.commit_position, i.prepare_position, i.id`,
+    [
+      forwarderName,
+      bigintText(through.commit),
+      bigintText(through.prepare),
+      now.toISOString(),
+      column((d) => d.destination),
+      column((d) => d.event.id),
+      column((d) => d.event.streamName),
+      column((d) => d.event.revision.toString()),
+      column((d) => d.event.position.commit.toString()),
+      column((d) => d.event.position.prepare.toString()),
+      column((d) => d.event.type),
+      column((d) => d.callId),
+    ],
+  );
+  const counts = new Map<string, number>();
+  const seen = new Set<string>();
+  const recorded = rows.map((row): RecordedDelivery => {
+    counts.set(row.destination, (counts.get(row.destination) ?? 0) + 1);
+    const key = `${row.destination}\u0000${row.stream_name}`;
+    const behind = row.earlier_pending || seen.has(key);
+    seen.add(key);
+    return { ...dueDeliveryOf(row, []), behind };
+  });
+  return { counts, deliveries: recorded };
+};
 
 /**
  * The deliveries that may be attempted now: per destination and stream, the earliest pending one

@@ -10,8 +10,11 @@
  *   session holding the lock, so no two forwarders record;
  * - the dispatcher attempts due deliveries, at most `concurrency` at once, and of each call (stream)
  *   per destination only the earliest pending one, so a call's events arrive in order while a
- *   failing call holds up no other. It records outcomes on pooled connections, side by side; each
- *   write names the attempt it follows, so an outcome never lands twice.
+ *   failing call holds up no other. It records outcomes on pooled connections, in batches; each
+ *   write names the attempt it follows, so an outcome never lands twice. It holds calls in memory
+ *   as lanes: the recorder hands it each new delivery, which opens its call's lane when nothing of
+ *   the call is pending before it, or joins the lane holding everything of its call; the rest it
+ *   finds by looking in the database (after a restart, behind a retry, past the memory bound).
  *
  * A delivery is marked delivered only after its 2xx came back, so a forwarder killed mid-attempt
  * sends that delivery again after a restart (the receiver deduplicates by `X-Calltrail-Event-Id`);
@@ -49,6 +52,7 @@ import {
   type DestinationState,
   type DeliveryToRecord,
   type DueDelivery,
+  type RecordedDelivery,
   type Queryable,
   limited,
   serialized,
@@ -62,7 +66,10 @@ export interface ForwarderOptions {
   readonly retry: RetrySchedule;
   /** Bound on one attempt, connecting and reading the answer included. */
   readonly timeoutMs: number;
-  /** Attempts in flight at once, over every destination. */
+  /**
+   * Attempts in flight at once, over every destination; `unrecordedPerAttempt` times as many calls
+   * may be between an attempt and its outcome's commit (what a kill can send twice).
+   */
   readonly concurrency: number;
   /** Retryable failures in a row after which a destination is paused and probed. */
   readonly pauseAfterFailures: number;
@@ -109,8 +116,58 @@ const dispatcherConnections = 3;
 const storeReadRetryMs = 1_000;
 /** Deliveries of one call a look brings along after the head, sent one after the other. */
 const followingPerCall = 16;
+/**
+ * Calls attempted or waiting for their outcome's commit, per attempt in flight: a call's next event
+ * waits for that commit, but the attempt's connection need not, so the receiver sees at most
+ * `concurrency` requests at once while commits are awaited side by side.
+ */
+export const unrecordedPerAttempt = 4;
 /** Attempt outcomes written in one statement at most. */
 const outcomeBatchMax = 500;
+
+/**
+ * Deliveries held in memory between recording and attempt, over every call: past it, newly recorded
+ * deliveries wait in the database for a look instead.
+ */
+const maxQueuedDeliveries = 10_000;
+
+/** One call's deliveries to one destination held in memory, in archive order. */
+interface Lane {
+  readonly key: string;
+  readonly destination: Destination;
+  /** Not attempted yet; the first is the head of the call's pending deliveries. */
+  readonly queue: DueDelivery[];
+  /**
+   * Every delivery of the call recorded so far is in `queue` or was attempted by this lane, so one
+   * recorded next may join it; false once one was left to the database.
+   */
+  complete: boolean;
+  /** A look chose the head (maybe as a probe): it is attempted without checking again. */
+  readonly headChosen: boolean;
+}
+
+/** A counting semaphore: at most `size` holders at once, the others waiting in turn. */
+const createSlots = (size: number) => {
+  let held = 0;
+  const waiting: (() => void)[] = [];
+  return {
+    acquire: async (): Promise<void> => {
+      if (held < size) {
+        held += 1;
+        return;
+      }
+      // The releasing holder hands its slot over, so `held` stays as it is.
+      await new Promise<void>((resolve) => waiting.push(resolve));
+    },
+    release: (): void => {
+      const next = waiting.shift();
+      if (next === undefined) held -= 1;
+      else next();
+    },
+  };
+};
+
+const laneKey = (destination: string, streamName: string) => `${destination}\u0000${streamName}`;
 
 /** Payloads by event id, oldest evicted first past the byte limit. */
 const createPayloadCache = (limitBytes: number) => {
@@ -166,6 +223,10 @@ export const startForwarder = (
   /** The destinations' states are read again before the next look for due deliveries. */
   let statesStale = true;
   let wakeStandby: (() => void) | undefined;
+  /** Hands newly recorded deliveries to the dispatcher while it runs (see `dispatch`). */
+  let offerDeliveries: ((recorded: readonly RecordedDelivery[], statement: number) => void) | undefined;
+  /** Statements the recorder started, counted: the one in flight, or the last. */
+  let recordings = 0;
 
   const wake = () => {
     const wakeUp = wakeDispatcher;
@@ -249,9 +310,11 @@ export const startForwarder = (
               deliveries.push({ destination: destination.name, event, callId });
           }
         }
+        recordings += 1;
+        const statement = recordings;
         const recorded = await recordDeliveries(session, deliveries, through, clock());
         lastWrite = clock().getTime();
-        for (const [destination, count] of recorded) {
+        for (const [destination, count] of recorded.counts) {
           metrics.forwardingDeliveries.inc({ destination, outcome: 'recorded' }, count);
         }
         if (deliveries.length > 0) {
@@ -259,7 +322,8 @@ export const startForwarder = (
             const payload = payloadOf(event);
             if (payload !== undefined) cache.put(payload);
           }
-          wake();
+          if (offerDeliveries === undefined) wake();
+          else offerDeliveries(recorded.deliveries, statement);
         }
       }
     } finally {
@@ -283,7 +347,26 @@ export const startForwarder = (
     const session = limited(pool, dispatcherConnections);
     const outcomes = createOutcomeWriter(session, outcomeBatchMax);
     const inFlight = new Set<Promise<void>>();
-    const busy = new Set<string>();
+    const attemptSlots = createSlots(options.concurrency);
+    /** Lanes running at once: attempting, or waiting for an outcome's commit. */
+    const lanesAtOnce = options.concurrency * unrecordedPerAttempt;
+    /** Every call held in memory, per destination: running, or waiting for a free attempt. */
+    const lanes = new Map<string, Lane>();
+    /** Lanes waiting for a free attempt, oldest first. */
+    const ready: Lane[] = [];
+    /** Deliveries in the lanes' queues, over all lanes. */
+    let queued = 0;
+    /**
+     * Due deliveries may be in the database only (not offered, or a look found more than it took):
+     * a lane ending wakes the dispatcher to look for them.
+     */
+    let dueInDatabase = true;
+    /**
+     * Calls whose lane ended with everything it held delivered or failed, by the recorder's
+     * statement in flight then: that statement's snapshot may predate the last outcome and see it
+     * pending, but the lane had all of the call's deliveries, so what follows need not wait for it.
+     */
+    let finishedDuring = new Map<string, number>();
     /**
      * The deliveries whose attempt ended while a look for due deliveries ran: what the look found of
      * them may predate the attempt's record (still pending, due at once), so they wait for the next look.
@@ -322,15 +405,21 @@ export const startForwarder = (
         }
       }
       const number = delivery.attempts + 1;
+      await attemptSlots.acquire();
       const attemptedAt = clock();
-      const result: AttemptResult = await attemptDelivery(destination.url, payload, {
-        agent,
-        attempt: number,
-        secret: options.secret,
-        timeoutMs: options.timeoutMs,
-        excerptBytes: options.excerptBytes,
-        now: clock,
-      });
+      let result: AttemptResult;
+      try {
+        result = await attemptDelivery(destination.url, payload, {
+          agent,
+          attempt: number,
+          secret: options.secret,
+          timeoutMs: options.timeoutMs,
+          excerptBytes: options.excerptBytes,
+          now: clock,
+        });
+      } finally {
+        attemptSlots.release();
+      }
       const now = clock();
       const verdict = judgeAttempt(result, number - delivery.roundStart, options.retry, now, random);
       const error =
@@ -392,49 +481,113 @@ export const startForwarder = (
       return verdict.outcome;
     };
 
+    const paused = (name: string) => (states.get(name)?.pausedReason ?? null) !== null;
+
     /**
-     * Attempts a delivery, then, while each is delivered or failed, the ones that follow it in its
-     * call (as the look found them), keeping the call busy throughout: a call's events go one after
-     * the other without waiting for another look. A retry, a pause or a halt ends the run.
+     * Attempts a lane's deliveries one after the other, each once the one before it was delivered
+     * or failed and that outcome committed, so a call's events go in order without a look each. A
+     * retry, a pause or a halt ends the lane; what it had not attempted stays pending in the
+     * database, where a look finds it.
      */
-    const launch = (first: DueDelivery, destination: Destination) => {
-      const key = `${first.destination}\u0000${first.streamName}`;
-      busy.add(key);
-      const run = async () => {
-        let delivery = first;
-        let following = first.following;
+    const run = (lane: Lane) => {
+      let outcome: 'delivered' | 'failed' | 'retry' | undefined;
+      const attemptAll = async () => {
+        let chosen = lane.headChosen;
         for (;;) {
-          const outcome = await attempt(delivery, destination);
-          endedDuringLook?.add(delivery.id);
-          const next = following[0];
+          const delivery = lane.queue[0];
+          if (delivery === undefined) return;
+          // A look chose its head (a probe of a paused destination, maybe): it goes without asking again.
           if (
-            next === undefined ||
-            outcome === 'retry' ||
-            signal.aborted ||
-            (states.get(destination.name)?.pausedReason ?? null) !== null ||
-            next.nextAttemptAt.getTime() > clock().getTime()
+            !chosen &&
+            (signal.aborted ||
+              paused(lane.destination.name) ||
+              delivery.nextAttemptAt.getTime() > clock().getTime())
           )
             return;
-          delivery = next;
-          following = following.slice(1);
+          chosen = false;
+          lane.queue.shift();
+          queued -= 1;
+          outcome = await attempt(delivery, lane.destination);
+          endedDuringLook?.add(delivery.id);
+          if (outcome === 'retry') return;
         }
       };
-      const running: Promise<void> = run()
+      const running: Promise<void> = attemptAll()
         .catch((error: unknown) => {
           failure ??= error;
           halt?.abort();
         })
         .finally(() => {
-          busy.delete(key);
+          lanes.delete(lane.key);
+          queued -= lane.queue.length;
           inFlight.delete(running);
-          wake();
+          if (!lane.complete || lane.queue.length > 0 || outcome === 'retry') dueInDatabase = true;
+          else if (!signal.aborted) finishedDuring.set(lane.key, recordings);
+          while (ready.length > 0 && inFlight.size < lanesAtOnce && !signal.aborted) {
+            run(ready.shift()!);
+          }
+          if (dueInDatabase) wake();
         });
       inFlight.add(running);
     };
 
+    const open = (lane: Lane) => {
+      lanes.set(lane.key, lane);
+      queued += lane.queue.length;
+      if (inFlight.size < lanesAtOnce) run(lane);
+      else ready.push(lane);
+    };
+
+    /**
+     * Newly recorded deliveries, straight from the recorder: the head of a call's queue opens a lane
+     * at once, and one that follows joins its call's lane when that lane holds everything recorded
+     * of the call. Anything else (behind a delivery not in memory, a paused destination, past the
+     * memory bound) stays in the database for the next look, which this wakes.
+     */
+    const offer = (recorded: readonly RecordedDelivery[], statement: number) => {
+      const finished = finishedDuring;
+      finishedDuring = new Map();
+      let left = false;
+      const leftCalls = new Set<string>();
+      for (const delivery of recorded) {
+        const key = laneKey(delivery.destination, delivery.streamName);
+        const lane = lanes.get(key);
+        // Within one statement, a delivery whose predecessor was left waits as well.
+        const behind = leftCalls.has(key) || (delivery.behind && finished.get(key) !== statement);
+        if (lane !== undefined) {
+          if (lane.complete && queued < maxQueuedDeliveries) {
+            lane.queue.push(delivery);
+            queued += 1;
+          } else {
+            lane.complete = false;
+            left = true;
+          }
+          continue;
+        }
+        const destination = destinations.get(delivery.destination);
+        if (
+          behind ||
+          destination === undefined ||
+          paused(delivery.destination) ||
+          queued >= maxQueuedDeliveries ||
+          signal.aborted
+        ) {
+          left = true;
+          leftCalls.add(key);
+          continue;
+        }
+        open({ key, destination, queue: [delivery], complete: true, headChosen: false });
+      }
+      if (left) {
+        dueInDatabase = true;
+        wake();
+      }
+    };
+
     const sleep = (ms: number) =>
       new Promise<void>((resolve) => {
-        if (wokenWhileBusy) {
+        // Halted while it looked (an abort listener added now would never fire).
+        if (wokenWhileBusy || signal.aborted) {
           wokenWhileBusy = false;
           return resolve();
         }
@@ -449,6 +602,52 @@ export const startForwarder = (
         wakeDispatcher = done;
       });
 
+    /**
+     * Opens a lane for each head a look found (with the deliveries following it), except where its
+     * call is held in memory already or its attempt ended during the look; says how many.
+     */
+    const place = async (
+      due: readonly DueDelivery[],
+      ended: ReadonlySet<string>,
+      probing: Set<string>,
+      now: Date,
+    ): Promise<number> => {
+      let placed = 0;
+      for (const delivery of due) {
+        if (inFlight.size >= lanesAtOnce || signal.aborted) {
+          dueInDatabase = true;
+          break;
+        }
+        if (ended.has(delivery.id)) continue;
+        const destination = destinations.get(delivery.destination);
+        if (destination === undefined) continue;
+        const key = laneKey(delivery.destination, delivery.streamName);
+        if (lanes.has(key)) continue;
+        if (probing.has(delivery.destination)) {
+          probing.delete(delivery.destination);
+          await scheduleNextProbe(
+            session,
+            delivery.destination,
+            new Date(now.getTime() + options.probeIntervalMs),
+          );
+          logger.info({ destination: delivery.destination }, 'probing a paused destination');
+        } else if (states.get(delivery.destination)?.pausedReason === 'failing') {
+          continue;
+        }
+        open({
+          key,
+          destination,
+          queue: [delivery, ...delivery.following],
+          // Deliveries recorded after the look's snapshot may be missing from it.
+          complete: false,
+          headChosen: true,
+        });
+        placed += 1;
+      }
+      return placed;
+    };
+
+    offerDeliveries = offer;
     try {
       while (!signal.aborted) {
         // What woke it until now, this look sees.
@@ -468,48 +667,34 @@ export const startForwarder = (
           else if (
             state.pausedReason === 'failing' &&
             (state.probeAt === null || state.probeAt.getTime() <= now.getTime()) &&
-            ![...busy].some((key) => key.startsWith(`${name}\u0000`))
+            ![...lanes.values()].some((lane) => lane.destination.name === name)
           ) {
             eligible.push(name);
             probing.add(name);
           }
         }
         let launched = 0;
-        const free = options.concurrency - inFlight.size;
+        const free = lanesAtOnce - inFlight.size;
         // Completions are gathered into one look for due deliveries rather than one look each.
-        const worthLooking = inFlight.size === 0 || free >= Math.max(1, Math.floor(options.concurrency / 4));
-        if (worthLooking && eligible.length > 0) {
+        const worthLooking = inFlight.size === 0 || free >= Math.max(1, Math.floor(lanesAtOnce / 4));
+        if (worthLooking && free > 0 && eligible.length > 0) {
           const ended = new Set<string>();
           endedDuringLook = ended;
-          let due;
+          const limit = free + lanes.size;
+          dueInDatabase = false;
+          // Until every delivery the look found is placed (a probe's record is awaited in between).
           try {
-            due = await selectDue(session, eligible, now, free + busy.size, followingPerCall);
+            const due = await selectDue(session, eligible, now, limit, followingPerCall);
+            // Heads past the free attempts, or a call's deliveries past what a look brings: more to look for.
+            if (due.length >= limit || due.some((head) => head.following.length >= followingPerCall))
+              dueInDatabase = true;
+            launched = await place(due, ended, probing, now);
           } finally {
             endedDuringLook = undefined;
           }
-          for (const delivery of due) {
-            if (inFlight.size >= options.concurrency || signal.aborted) break;
-            if (ended.has(delivery.id)) continue;
-            const destination = destinations.get(delivery.destination);
-            if (destination === undefined) continue;
-            if (busy.has(`${delivery.destination}\u0000${delivery.streamName}`)) continue;
-            if (probing.has(delivery.destination)) {
-              probing.delete(delivery.destination);
-              await scheduleNextProbe(
-                session,
-                delivery.destination,
-                new Date(now.getTime() + options.probeIntervalMs),
-              );
-              logger.info({ destination: delivery.destination }, 'probing a paused destination');
-            } else if (states.get(delivery.destination)?.pausedReason === 'failing') {
-              continue;
-            }
-            launch(delivery, destination);
-            launched += 1;
-          }
         }
         if (signal.aborted) break;
-        if (launched > 0) continue;
+        if (launched > 0 && dueInDatabase) continue;
         if (inFlight.size > 0) {
           await sleep(options.pollIntervalMs);
           continue;
@@ -519,7 +704,10 @@ export const startForwarder = (
         await sleep(Math.min(options.pollIntervalMs, Math.max(untilDue, 10)));
       }
     } finally {
-      // Attempts in flight finish (each bounded by the timeout) and are recorded when they can be.
+      offerDeliveries = undefined;
+      // Attempts in flight finish (each bounded by the timeout) and are recorded when they can be;
+      // lanes waiting for an attempt are dropped (their deliveries stay pending).
+      ready.length = 0;
       await Promise.allSettled([...inFlight]);
     }
     if (failure !== undefined) throw asError(failure);

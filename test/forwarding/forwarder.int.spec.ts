@@ -440,6 +440,70 @@ describe.each(adapterKinds)('forwarder on the %s event store', (kind) => {
     }
   });
 
+  it('sends a newly archived event straight from the recorder, with no look for due deliveries in between', async () => {
+    const scope = newScope();
+    const pool = readModels.database.pool;
+    await pool.query(
+      'TRUNCATE forwarding_deliveries, forwarding_attempts, forwarding_destinations, forwarding_checkpoints',
+    );
+    receiver = await startReceiver();
+    onTestFinished(() => receiver.close());
+    await appendCallEvents(store.eventStore, [
+      statusUpdate(scope.callId('before'), 'in-progress', '2026-03-01T09:59:00.000Z'),
+    ]);
+    let looks = 0;
+    const watched = new Proxy(pool, {
+      get: (target, property) => {
+        if (property === 'query') {
+          return (text: string, values?: unknown[]) => {
+            if (text.includes('WITH heads AS')) looks += 1;
+            return target.query(text, values);
+          };
+        }
+        const value: unknown = Reflect.get(target, property, target);
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const forwarder = startForwarder(
+      {
+        eventStore: store.eventStore,
+        pool: watched,
+        logger: createLogger({ level: 'silent' }),
+        metrics: createMetrics(),
+        clock: () => new Date(),
+      },
+      // No poll within the test: a look would have to be woken.
+      options(scope.streamPrefixes, [destination('customer', receiver.url)], { pollIntervalMs: 600_000 }),
+    );
+    onTestFinished(() => forwarder.stop());
+    await waitFor(
+      'the forwarder to lead from its starting point',
+      async () =>
+        forwarder.role === 'active' &&
+        looks > 0 &&
+        (await pool.query('SELECT 1 FROM forwarding_checkpoints')).rowCount === 1,
+    );
+    const looksAtStart = looks;
+    // One call's events, each archived once the one before it was delivered, and two calls at once.
+    const callId = scope.callId('chain');
+    const proposed = [];
+    const revisions = new Map<string, bigint>();
+    for (const [index, spec] of calls([callId]).entries()) {
+      proposed.push(...(await appendCallEvents(store.eventStore, [spec], revisions)));
+      await settled(index + 1);
+    }
+    proposed.push(
+      ...(await appendCallEvents(store.eventStore, calls([scope.callId('x'), scope.callId('y')]))),
+    );
+    const rows = await settled(proposed.length);
+    expect(rows.every((row) => row.status === 'delivered' && row.attempts === 1)).toBe(true);
+    expect(receiver.requests.map((request) => request.eventId).slice(0, 3)).toEqual(
+      proposed.slice(0, 3).map((event) => event.id),
+    );
+    // Before, every recorded batch woke a look (a query of the pending deliveries) before it was sent.
+    expect(looks).toBe(looksAtStart);
+  });
+
   it('keeps a wake-up that comes while it looks for due deliveries, instead of sleeping through it', async () => {
     const scope = newScope();
     const pool = readModels.database.pool;
