@@ -203,6 +203,28 @@ const storedCounts = async (url: string): Promise<Stored> => {
   }
 };
 
+/**
+ * The floor under any relayed answer: nothing is answered before the request is durable, and one
+ * durable commit (a one-row INSERT, waiting for the WAL flush) takes this long here, one at a time.
+ */
+const durableCommitLatency = async (url: string, commits: number): Promise<LatencySummary> => {
+  const client = new pg.Client(url);
+  await client.connect();
+  try {
+    await client.query('CREATE TABLE relay_bench_commit_floor (id serial PRIMARY KEY, at timestamptz)');
+    const latencies: number[] = [];
+    for (let commit = 0; commit < commits; commit += 1) {
+      const startedAt = performance.now();
+      await client.query('INSERT INTO relay_bench_commit_floor (at) VALUES (now())');
+      latencies.push(performance.now() - startedAt);
+    }
+    await client.query('DROP TABLE relay_bench_commit_floor');
+    return summarizeLatencies(latencies);
+  } finally {
+    await client.end();
+  }
+};
+
 const cores = (seconds: number | undefined, wallSeconds: number) =>
   seconds === undefined ? undefined : Math.round((seconds / wallSeconds) * 100) / 100;
 
@@ -237,6 +259,9 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
       direct: await sendAtRate(direct, warmupBodies, targetRate),
       calltrail: await sendAtRate(viaCalltrail, warmupBodies, targetRate),
     };
+
+    context.progress('relay: timing durable commits, one at a time');
+    const commitFloor = await durableCommitLatency(url, targetRate * 2);
 
     const runs: {
       rate: number;
@@ -333,6 +358,7 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
       rows,
       details: {
         runs,
+        commitFloor,
         warmups,
         relayed,
         stored,
@@ -352,6 +378,7 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
               : `${rate}/s archiving the request ${formatMs(parts.archiveMs[0])} / ${formatMs(parts.archiveMs[1])}, the handler's answer ${formatMs(parts.forwardMs[0])} / ${formatMs(parts.forwardMs[1])}`;
           })
           .join('; ')} (both run at once; the answer waits for both)`,
+        `floor: nothing is answered before the request is durable; one durable PostgreSQL commit on its own took ${formatMs(commitFloor.p50Ms)} / ${formatMs(commitFloor.p99Ms)} (p50 / p99) in this run`,
         `calltrail CPU per relayed request: ${runs.map((run) => `${run.rate}/s ${formatMicros(run.cpu['calltrailMicrosPerRequest'])}`).join(', ')} (PostgreSQL: ${runs.map((run) => formatMicros(run.cpu['postgresMicrosPerRequest'])).join(', ')})`,
         `archived: ${stored.requests} tool-calls requests and ${stored.exchanges} relay exchanges of ${relayed} relayed (must be equal); the handler answered ${handlerRequests}`,
         `other processes on the machine used ${runs.map((run) => `${run.cpu['otherCores'] ?? '?'}`).join(' / ')} cores during the calltrail runs (2 cores in all); load average ${loadAverageAtStart.join(', ')} at the start`,
