@@ -392,6 +392,19 @@ const startToolHandlerRole = async (): Promise<Handler> => {
   };
 };
 
+/** The customer's server: `arrivals` answers when each event id first arrived, `requests` how many came. */
+const startEventReceiverRole = async (): Promise<Handler> => {
+  const { startEventReceiver } = await import('./event-receiver.ts');
+  const receiver = await startEventReceiver();
+  send({ kind: 'ready', port: receiver.port });
+  return async (command) => {
+    if (command.command === 'exit') await receiver.close();
+    if (command.command === 'arrivals') return receiver.arrivals();
+    if (command.command === 'requests') return receiver.requests();
+    return undefined;
+  };
+};
+
 const start = (): Promise<Handler> => {
   switch (spec.role) {
     case 'app':
@@ -408,6 +421,8 @@ const start = (): Promise<Handler> => {
       return startForwarderRole(spec);
     case 'tool-handler':
       return startToolHandlerRole();
+    case 'event-receiver':
+      return startEventReceiverRole();
     default: {
       const unknown: never = spec;
       throw new Error(`unknown role ${JSON.stringify(unknown)}`);

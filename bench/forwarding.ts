@@ -4,8 +4,6 @@
  * the same events in the same run; then the latency from the webhook's 202 to the receiver at a
  * steady 200 events/s, with the app and the forwarder each in a process of its own.
  */
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { migrateReadModels, openDatabase } from '../src/database/database.ts';
 import type { BenchContext } from './context.ts';
 import { appSpec } from './context.ts';
@@ -22,29 +20,6 @@ const percentile = (sorted: readonly number[], p: number): number =>
     ? Number.NaN
     : sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
 
-/** A receiver answering 200 at once, noting when each event id first arrived. */
-const startReceiver = async () => {
-  const arrivals = new Map<string, number>();
-  let requests = 0;
-  const server = createServer((request, response) => {
-    request.resume();
-    request.on('end', () => {
-      requests += 1;
-      const id = String(request.headers['x-calltrail-event-id']);
-      if (!arrivals.has(id)) arrivals.set(id, performance.now());
-      response.writeHead(200).end();
-    });
-  });
-  server.keepAliveTimeout = 10_000;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/events`,
-    arrivals,
-    requests: () => requests,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-};
-
 export const benchForwarding = async (context: BenchContext): Promise<BenchmarkResult> => {
   const { options, processes } = context;
   const progress = (message: string) => context.progress(message);
@@ -58,7 +33,9 @@ export const benchForwarding = async (context: BenchContext): Promise<BenchmarkR
   }
   progress(`forwarding: seeding ${events.toLocaleString('en-US')} events`);
   const seeded = await seedArchive(url, events, () => {});
-  const receiver = await startReceiver();
+  const receiver = await startMeasuredProcess({ role: 'event-receiver' }, processes);
+  const receiverUrl = `http://127.0.0.1:${receiver.port}/events`;
+  const arrivals = async () => new Map(await receiver.request<[string, number][]>({ command: 'arrivals' }));
   try {
     progress('forwarding: the projector catching up on the same events');
     const projector = await startMeasuredProcess(
@@ -80,7 +57,7 @@ export const benchForwarding = async (context: BenchContext): Promise<BenchmarkR
         eventStoreUrl: url,
         databaseUrl: url,
         logLevel: options.logLevel,
-        destinationUrl: receiver.url,
+        destinationUrl: receiverUrl,
         fromStart: true,
       },
       processes,
@@ -105,13 +82,16 @@ export const benchForwarding = async (context: BenchContext): Promise<BenchmarkR
         eventStoreUrl: url,
         databaseUrl: url,
         logLevel: options.logLevel,
-        destinationUrl: receiver.url,
+        destinationUrl: receiverUrl,
         fromStart: false,
       },
       processes,
     );
+    /** When each accepted event's 202 came back, in milliseconds since the epoch. */
     const accepted = new Map<string, number>();
+    const epochNow = () => performance.timeOrigin + performance.now();
     let refused = 0;
+    let arrived = new Map<string, number>();
     try {
       const traffic = new LiveTraffic('forwarding', 7);
       const total = steadyRate * options.loadSeconds;
@@ -125,7 +105,7 @@ export const benchForwarding = async (context: BenchContext): Promise<BenchmarkR
         sends.push(
           fetch(`http://127.0.0.1:${app.port}/webhooks/flireo`, { method: 'POST', body, headers }).then(
             async (response) => {
-              const at = performance.now();
+              const at = epochNow();
               const answer = (await response.json()) as { eventId?: string; duplicate?: boolean };
               if (response.status === 202 && answer.eventId !== undefined && answer.duplicate !== true) {
                 accepted.set(answer.eventId, at);
@@ -138,8 +118,10 @@ export const benchForwarding = async (context: BenchContext): Promise<BenchmarkR
       }
       await Promise.all(sends);
       const deadline = performance.now() + 60_000;
-      while (performance.now() < deadline && [...accepted.keys()].some((id) => !receiver.arrivals.has(id))) {
-        await new Promise((resolve) => setTimeout(resolve, 50));
+      arrived = await arrivals();
+      while (performance.now() < deadline && [...accepted.keys()].some((id) => !arrived.has(id))) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        arrived = await arrivals();
       }
     } finally {
       await forwarder.stop();
@@ -147,8 +129,8 @@ export const benchForwarding = async (context: BenchContext): Promise<BenchmarkR
     }
     const latencies = [...accepted]
       .flatMap(([id, at]) => {
-        const arrived = receiver.arrivals.get(id);
-        return arrived === undefined ? [] : [Math.max(0, arrived - at)];
+        const arrivedAt = arrived.get(id);
+        return arrivedAt === undefined ? [] : [Math.max(0, arrivedAt - at)];
       })
       .sort((a, b) => a - b);
     const missing = accepted.size - latencies.length;
@@ -179,14 +161,14 @@ export const benchForwarding = async (context: BenchContext): Promise<BenchmarkR
         backlog,
         backlogCpu: cpuUse,
         steady: { rate: steadyRate, accepted: accepted.size, refused, missing, p50, p99 },
-        receiverRequests: receiver.requests(),
+        receiverRequests: await receiver.request<number>({ command: 'requests' }),
       },
       notes: [
-        'the forwarder, the projector and the app each run in a process of their own; the receiver and the load in this process',
+        'the forwarder, the projector, the app and the receiver each run in a process of their own, the load in this process; latency from the 202 arriving here to the event arriving at the receiver, both on the wall clock',
         `events accepted but not delivered within 60 s: ${missing} (must be 0); refused: ${refused}`,
       ],
     };
   } finally {
-    await receiver.close();
+    await receiver.stop();
   }
 };

@@ -22,6 +22,8 @@ export type ChildSpec =
   | { readonly role: 'noop'; readonly logLevel: string }
   /** The customer's handler relay mode answers through (`tool-handler.ts`). */
   | { readonly role: 'tool-handler' }
+  /** The customer's server forwarding delivers to (`event-receiver.ts`). */
+  | { readonly role: 'event-receiver' }
   | {
       readonly role: 'projector';
       readonly eventStoreUrl: string;
@@ -47,6 +49,7 @@ export type ChildCommand = { readonly id: number } & (
   | { readonly command: 'catch-up' }
   | { readonly command: 'copy'; readonly sql: string }
   | { readonly command: 'requests' }
+  | { readonly command: 'arrivals' }
   | { readonly command: 'exit' }
 );
 

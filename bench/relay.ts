@@ -160,6 +160,8 @@ interface Stored {
   readonly exchanges: number;
   /** Relayed requests journaled (their store append missed the archive budget), per run. */
   readonly journaledByRun: Record<string, number>;
+  /** Per run, as each exchange recorded them: the request's archiving and the handler's answer, p50/p99 ms. */
+  readonly partsByRun: Record<string, { archiveMs: [number, number]; forwardMs: [number, number] }>;
 }
 
 const storedCounts = async (url: string): Promise<Stored> => {
@@ -172,16 +174,52 @@ const storedCounts = async (url: string): Promise<Stored> => {
          FROM event_store.events`,
     );
     // The run is the call id's second part (relay-<run>-...).
-    const journaled = await client.query<{ run: string; journaled: number }>(
+    const journaled = await client.query<{
+      run: string;
+      journaled: number;
+      archive: number[];
+      forward: number[];
+    }>(
       `SELECT split_part(data->>'callId', '-', 2) AS run,
-              count(*) FILTER (WHERE (data->>'requestJournaled')::boolean)::int AS journaled
+              count(*) FILTER (WHERE (data->>'requestJournaled')::boolean)::int AS journaled,
+              percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY (data->>'archiveMs')::float8) AS archive,
+              percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY (data->>'latencyMs')::float8) AS forward
          FROM event_store.events WHERE event_type = 'relay-exchange' GROUP BY 1`,
     );
+    const pair = (values: number[]): [number, number] => [values[0] ?? NaN, values[1] ?? NaN];
     return {
       requests: rows[0]?.requests ?? 0,
       exchanges: rows[0]?.exchanges ?? 0,
       journaledByRun: Object.fromEntries(journaled.rows.map((row) => [row.run, row.journaled])),
+      partsByRun: Object.fromEntries(
+        journaled.rows.map((row) => [
+          row.run,
+          { archiveMs: pair(row.archive), forwardMs: pair(row.forward) },
+        ]),
+      ),
     };
+  } finally {
+    await client.end();
+  }
+};
+
+/**
+ * The floor under any relayed answer: nothing is answered before the request is durable, and one
+ * durable commit (a one-row INSERT, waiting for the WAL flush) takes this long here, one at a time.
+ */
+const durableCommitLatency = async (url: string, commits: number): Promise<LatencySummary> => {
+  const client = new pg.Client(url);
+  await client.connect();
+  try {
+    await client.query('CREATE TABLE relay_bench_commit_floor (id serial PRIMARY KEY, at timestamptz)');
+    const latencies: number[] = [];
+    for (let commit = 0; commit < commits; commit += 1) {
+      const startedAt = performance.now();
+      await client.query('INSERT INTO relay_bench_commit_floor (at) VALUES (now())');
+      latencies.push(performance.now() - startedAt);
+    }
+    await client.query('DROP TABLE relay_bench_commit_floor');
+    return summarizeLatencies(latencies);
   } finally {
     await client.end();
   }
@@ -221,6 +259,9 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
       direct: await sendAtRate(direct, warmupBodies, targetRate),
       calltrail: await sendAtRate(viaCalltrail, warmupBodies, targetRate),
     };
+
+    context.progress('relay: timing durable commits, one at a time');
+    const commitFloor = await durableCommitLatency(url, targetRate * 2);
 
     const runs: {
       rate: number;
@@ -317,6 +358,7 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
       rows,
       details: {
         runs,
+        commitFloor,
         warmups,
         relayed,
         stored,
@@ -328,6 +370,15 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
         `open loop at a fixed arrival rate, ${options.loadSeconds} s per rate and path, distinct signed tool-calls (both generations, 1-3 tool calls each); latency from each request's send to its checked answer; calltrail in relay mode with its outage journal, the handler and calltrail each in a process of their own, the load in this process`,
         `failed (not 200 with the handler's answer, or no answer in ${requestTimeoutMs / 1000} s): ${failures} (must be 0)${failures > 0 ? ', see JSON' : ''}`,
         `journaled: a relayed request whose store append misses CALLTRAIL_RELAY_ARCHIVE_BUDGET_MS (200 ms) goes to the outage journal, and the events after it too until the drainer stores one (warm-up ${stored.journaledByRun['warmup'] ?? 0})`,
+        `inside calltrail, as each exchange recorded them (p50 / p99): ${runs
+          .map(({ rate }) => {
+            const parts = stored.partsByRun[`r${rate}`];
+            return parts === undefined
+              ? `${rate}/s none`
+              : `${rate}/s archiving the request ${formatMs(parts.archiveMs[0])} / ${formatMs(parts.archiveMs[1])}, the handler's answer ${formatMs(parts.forwardMs[0])} / ${formatMs(parts.forwardMs[1])}`;
+          })
+          .join('; ')} (both run at once; the answer waits for both)`,
+        `floor: nothing is answered before the request is durable; one durable PostgreSQL commit on its own took ${formatMs(commitFloor.p50Ms)} / ${formatMs(commitFloor.p99Ms)} (p50 / p99) in this run`,
         `calltrail CPU per relayed request: ${runs.map((run) => `${run.rate}/s ${formatMicros(run.cpu['calltrailMicrosPerRequest'])}`).join(', ')} (PostgreSQL: ${runs.map((run) => formatMicros(run.cpu['postgresMicrosPerRequest'])).join(', ')})`,
         `archived: ${stored.requests} tool-calls requests and ${stored.exchanges} relay exchanges of ${relayed} relayed (must be equal); the handler answered ${handlerRequests}`,
         `other processes on the machine used ${runs.map((run) => `${run.cpu['otherCores'] ?? '?'}`).join(' / ')} cores during the calltrail runs (2 cores in all); load average ${loadAverageAtStart.join(', ')} at the start`,

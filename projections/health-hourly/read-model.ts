@@ -17,7 +17,7 @@
  */
 import { integer, pgTable, smallint, text, timestamp, unique } from 'drizzle-orm/pg-core';
 import type pg from 'pg';
-import { tableName } from '../../src/database/sql.ts';
+import { arrayParameter, tableName } from '../../src/database/sql.ts';
 import { artifactGroupSql } from '../../src/health/artifact-groups.ts';
 import type { CallRow } from '../calls/read-model.ts';
 import { terminationOfCall } from '../terminations/read-model.ts';
@@ -163,8 +163,6 @@ const addCall = (into: Contributions, call: CallRow, sign: 1 | -1): void => {
   }
 };
 
-const arrayOf = (values: readonly (string | number | null)[]) => values;
-
 /**
  * Brings the summaries from what the calls were (`before`, undefined for a new call) to what they
  * are (`after`), in the caller's transaction. Changes that cancel out write nothing.
@@ -193,11 +191,26 @@ export const writeHealthHourly = async (
        ON CONFLICT (hour, assistant) DO UPDATE SET started = t.started + excluded.started,
          ended = t.ended + excluded.ended, failed = t.failed + excluded.failed`,
       [
-        arrayOf(calls.map((entry) => entry.hour)),
-        arrayOf(calls.map((entry) => entry.assistant)),
-        arrayOf(calls.map((entry) => entry.counts[0])),
-        arrayOf(calls.map((entry) => entry.counts[1])),
-        arrayOf(calls.map((entry) => entry.counts[2])),
+        arrayParameter(
+          'timestamptz',
+          calls.map((entry) => entry.hour),
+        ),
+        arrayParameter(
+          'text',
+          calls.map((entry) => entry.assistant),
+        ),
+        arrayParameter(
+          'int4',
+          calls.map((entry) => entry.counts[0]),
+        ),
+        arrayParameter(
+          'int4',
+          calls.map((entry) => entry.counts[1]),
+        ),
+        arrayParameter(
+          'int4',
+          calls.map((entry) => entry.counts[2]),
+        ),
       ],
     );
     for (const entry of calls) {
@@ -217,11 +230,26 @@ export const writeHealthHourly = async (
        ON CONFLICT (hour, assistant, artifact_group, ended_reason)
          DO UPDATE SET failures = t.failures + excluded.failures`,
       [
-        arrayOf(failures.map((entry) => entry.hour)),
-        arrayOf(failures.map((entry) => entry.assistant)),
-        arrayOf(failures.map((entry) => entry.artifact)),
-        arrayOf(failures.map((entry) => entry.endedReason)),
-        arrayOf(failures.map((entry) => entry.n)),
+        arrayParameter(
+          'timestamptz',
+          failures.map((entry) => entry.hour),
+        ),
+        arrayParameter(
+          'text',
+          failures.map((entry) => entry.assistant),
+        ),
+        arrayParameter(
+          'text',
+          failures.map((entry) => entry.artifact),
+        ),
+        arrayParameter(
+          'text',
+          failures.map((entry) => entry.endedReason),
+        ),
+        arrayParameter(
+          'int4',
+          failures.map((entry) => entry.n),
+        ),
       ],
     );
     for (const entry of failures) {
@@ -237,10 +265,22 @@ export const writeHealthHourly = async (
        GROUP BY 1, 2, 3
        ON CONFLICT (day, assistant, bucket) DO UPDATE SET calls = t.calls + excluded.calls`,
       [
-        arrayOf(durations.map((entry) => entry.day)),
-        arrayOf(durations.map((entry) => entry.assistant)),
-        arrayOf(durations.map((entry) => entry.duration)),
-        arrayOf(durations.map((entry) => entry.n)),
+        arrayParameter(
+          'timestamptz',
+          durations.map((entry) => entry.day),
+        ),
+        arrayParameter(
+          'text',
+          durations.map((entry) => entry.assistant),
+        ),
+        arrayParameter(
+          'float8',
+          durations.map((entry) => entry.duration),
+        ),
+        arrayParameter(
+          'int4',
+          durations.map((entry) => entry.n),
+        ),
       ],
     );
     for (const entry of durations) {
@@ -253,15 +293,15 @@ export const writeHealthHourly = async (
     const days = [...touchedDays];
     await client.query(
       `DELETE FROM ${tableName(healthHourlyCalls)} WHERE hour = ANY($1::timestamptz[]) AND started = 0 AND ended = 0 AND failed = 0`,
-      [hours],
+      [arrayParameter('timestamptz', hours)],
     );
     await client.query(
       `DELETE FROM ${tableName(healthHourlyFailures)} WHERE hour = ANY($1::timestamptz[]) AND failures = 0`,
-      [hours],
+      [arrayParameter('timestamptz', hours)],
     );
     await client.query(
       `DELETE FROM ${tableName(healthDailyDurations)} WHERE day = ANY($1::timestamptz[]) AND calls = 0`,
-      [days],
+      [arrayParameter('timestamptz', days)],
     );
   }
 };

@@ -5,11 +5,12 @@
  * cursor is the position of the last request of the previous page.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { and, desc, gte, lt, sql } from 'drizzle-orm';
+import { and, gte, lt, sql } from 'drizzle-orm';
 import Type from 'typebox';
 import type { AppDependencies } from '../app.ts';
 import type { ReadModelDb } from '../database/database.ts';
-import { formatPosition, type GlobalPosition } from '../event-store/event-store.ts';
+import type { GlobalPosition } from '../event-store/event-store.ts';
+import { newestFirst, positionPage, storedAt, storedBefore } from './position-pages.ts';
 import {
   quarantinedRequests,
   quarantinedRequestView,
@@ -71,16 +72,9 @@ export const quarantineRoutes: FastifyPluginAsyncTypebox<AppDependencies> = asyn
       const rows = await fromReadModels(() =>
         listQuarantinedRequests(dependencies.database.db, filter, before, limit + 1),
       );
-      const requests = rows.slice(0, limit);
-      request.accessCount = requests.length;
-      const last = requests.at(-1);
-      return {
-        requests: requests.map(quarantinedRequestView),
-        nextCursor:
-          rows.length > limit && last
-            ? formatPosition({ commit: last.commitPosition, prepare: last.preparePosition })
-            : null,
-      };
+      const { page, nextCursor } = positionPage(rows, limit);
+      request.accessCount = page.length;
+      return { requests: page.map(quarantinedRequestView), nextCursor };
     },
   );
 };
@@ -109,14 +103,13 @@ export const listQuarantinedRequests = (
     .from(quarantinedRequests)
     .where(
       and(
-        before &&
-          sql`(${quarantinedRequests.commitPosition}, ${quarantinedRequests.preparePosition}) < (${before.commit.toString()}::numeric, ${before.prepare.toString()}::numeric)`,
+        before && storedBefore(quarantinedRequests, before),
         filter.reason && sql`${quarantinedRequests.data}->>'reason' = ${filter.reason}`,
         filter.from && gte(quarantinedRequests.storedAt, filter.from),
         filter.to && lt(quarantinedRequests.storedAt, filter.to),
       ),
     )
-    .orderBy(desc(quarantinedRequests.commitPosition), desc(quarantinedRequests.preparePosition))
+    .orderBy(...newestFirst(quarantinedRequests))
     .limit(count);
 
 /** One quarantined request by its global position. */
@@ -124,12 +117,4 @@ export const findQuarantinedRequest = async (
   db: ReadModelDb,
   position: GlobalPosition,
 ): Promise<QuarantinedRequestRow | undefined> =>
-  (
-    await db
-      .select()
-      .from(quarantinedRequests)
-      .where(
-        sql`(${quarantinedRequests.commitPosition}, ${quarantinedRequests.preparePosition}) = (${position.commit.toString()}::numeric, ${position.prepare.toString()}::numeric)`,
-      )
-      .limit(1)
-  )[0];
+  (await db.select().from(quarantinedRequests).where(storedAt(quarantinedRequests, position)).limit(1))[0];

@@ -1,11 +1,10 @@
 /**
  * `GET /assistant-requests/relay-exchanges`: the relay exchanges of requests that name no call (an
  * `assistant-request` is sent before the call has an id, so it is in no call's timeline), newest
- * first, from the `assistant_request_exchanges` read model. Keyset-paged by global position: the
- * cursor is the position of the last exchange of the previous page.
+ * first, from the `assistant_request_exchanges` read model, paged by global position.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { and, desc, gte, lt, sql } from 'drizzle-orm';
+import { and, gte, lt, sql } from 'drizzle-orm';
 import Type from 'typebox';
 import type { AppDependencies } from '../app.ts';
 import { auditSecurity, problemResponses } from '../audit/api-docs.ts';
@@ -19,7 +18,8 @@ import {
 } from '../audit/parameters.ts';
 import { fromReadModels } from '../audit/read-models.ts';
 import type { ReadModelDb } from '../database/database.ts';
-import { formatPosition, type GlobalPosition } from '../event-store/event-store.ts';
+import type { GlobalPosition } from '../event-store/event-store.ts';
+import { newestFirst, positionPage, storedBefore } from '../audit/position-pages.ts';
 import {
   assistantRequestExchanges,
   type AssistantRequestExchangeRow,
@@ -73,14 +73,13 @@ export const listAssistantRequestExchanges = (
     .from(assistantRequestExchanges)
     .where(
       and(
-        before &&
-          sql`(${assistantRequestExchanges.commitPosition}, ${assistantRequestExchanges.preparePosition}) < (${before.commit.toString()}::numeric, ${before.prepare.toString()}::numeric)`,
+        before && storedBefore(assistantRequestExchanges, before),
         filter.outcome && sql`${assistantRequestExchanges.outcome} = ${filter.outcome}`,
         filter.from && gte(assistantRequestExchanges.startedAt, filter.from),
         filter.to && lt(assistantRequestExchanges.startedAt, filter.to),
       ),
     )
-    .orderBy(desc(assistantRequestExchanges.commitPosition), desc(assistantRequestExchanges.preparePosition))
+    .orderBy(...newestFirst(assistantRequestExchanges))
     .limit(count);
 
 export const relayExchangeRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app, dependencies) => {
@@ -106,15 +105,11 @@ export const relayExchangeRoutes: FastifyPluginAsyncTypebox<AppDependencies> = a
       const rows = await fromReadModels(() =>
         listAssistantRequestExchanges(dependencies.database.db, filter, before, limit + 1),
       );
-      const exchanges = rows.slice(0, limit);
-      request.accessCount = exchanges.length;
-      const last = exchanges.at(-1);
+      const { page, nextCursor } = positionPage(rows, limit);
+      request.accessCount = page.length;
       return {
-        exchanges: exchanges.map((row) => ({ ...toRelayExchangeView(row), stream: row.streamName })),
-        nextCursor:
-          rows.length > limit && last
-            ? formatPosition({ commit: last.commitPosition, prepare: last.preparePosition })
-            : null,
+        exchanges: page.map((row) => ({ ...toRelayExchangeView(row), stream: row.streamName })),
+        nextCursor,
       };
     },
   );

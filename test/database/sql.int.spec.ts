@@ -9,7 +9,7 @@ interface Row {
   readonly at: string | null;
   readonly amount: string;
   readonly flag: boolean;
-  readonly document: string;
+  readonly document: string | null;
 }
 
 const columns: readonly UnnestColumn<Row>[] = [
@@ -74,8 +74,41 @@ describe('unnestInsert', () => {
         at: row.at === null ? null : new Date(row.at),
         amount: row.amount,
         flag: row.flag,
-        document: JSON.parse(row.document) as unknown,
+        document: row.document === null ? null : (JSON.parse(row.document) as unknown),
       })),
     );
+  });
+
+  it('keeps a column without NULLs, JSON text exactly as sent, and a JSON NULL as SQL NULL', async () => {
+    await database.pool.query('TRUNCATE samples');
+    const documents = [
+      '{"a":1}',
+      '{"escaped":"\\u00e9 \\" \\\\ \\n","list":[1,"two",null]}',
+      null,
+      '"just a string"',
+      '[]',
+      null,
+    ];
+    const rows: Row[] = documents.map((document, id) => ({
+      id: 100 + id,
+      label: ['', 'a,b', 'quote " inside', 'back\\slash', '{braces}', 'NULL'][id]!,
+      at: '2026-03-01T10:00:00.000Z',
+      amount: String(id),
+      flag: false,
+      document,
+    }));
+    await database.pool.query(unnestInsert('samples', columns, rows, ''));
+    const { rows: stored } = await database.pool.query<{
+      id: number;
+      label: string;
+      document: string | null;
+    }>('SELECT id, label, document::text AS document FROM samples ORDER BY id');
+    expect(stored).toEqual(rows.map(({ id, label, document }) => ({ id, label, document })));
+  });
+
+  it('writes nothing for no rows', async () => {
+    await database.pool.query('TRUNCATE samples');
+    const result = await database.pool.query(unnestInsert('samples', columns, [], ''));
+    expect(result.rowCount).toBe(0);
   });
 });
