@@ -505,9 +505,10 @@ describe('PostgreSQL event store', () => {
       expect(stored!.position.commit).toBe(stored!.position.prepare);
     });
 
-    it('stores each payload as the exact JSON text it was given, whatever it holds, in batches', async () => {
+    it('stores each event as given, whatever its names and payload hold, in batches', async () => {
       const store = stores[0]!;
-      const stream = `awkward-${randomUUID()}`;
+      // Characters an array literal must quote or escape, in the stream names and types too.
+      const stream = `awkward "quoted" \\ {a,b} NULL, \u00e9\u{1f4de} ${randomUUID()}`;
       const big = { body: 'x\\"\u00e9\u{1f600}'.repeat(400_000), tail: '],[' };
       const payloads: unknown[] = [
         { escapes: 'nul \u0000, lone surrogates \ud800 \udfff, line separator \u2028, "quotes" \\ back' },
@@ -521,7 +522,13 @@ describe('PostgreSQL event store', () => {
         {},
         [],
       ];
-      const events = payloads.map((data, index) => ({ ...event(data), metadata: { index, data } }));
+      const events = payloads.map((data, index) => ({
+        ...event(data),
+        type: [`status-update`, `type "${index}" {x,y}`, `type \\ ${index} NULL`, `type, ${index}`][
+          index % 4
+        ]!,
+        metadata: { index, data },
+      }));
       // Several appends of one batch, the large one among them, so they share one insert.
       const appended = await Promise.all([
         store.append(stream, events.slice(0, 4), 'no-stream'),
@@ -543,6 +550,12 @@ describe('PostgreSQL event store', () => {
       ];
       expect(read.map((e) => e.data)).toEqual(payloads);
       expect(read.map((e) => e.id)).toEqual(events.map((e) => e.id));
+      expect(read.map((e) => e.type)).toEqual(events.map((e) => e.type));
+      expect(read.map((e) => e.streamName)).toEqual([
+        ...Array<string>(4).fill(stream),
+        ...Array<string>(4).fill(`${stream}-b`),
+        ...Array<string>(2).fill(`${stream}-c`),
+      ]);
     });
 
     it('refuses malformed input, naming the field, before writing anything', async () => {

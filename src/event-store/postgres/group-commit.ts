@@ -101,6 +101,22 @@ const insertSql = `
 /** Events' JSON texts (each a whole JSON value, as `JSON.stringify` wrote it) as one JSON array. */
 const jsonArrayOf = (texts: readonly string[]): string => `[${texts.join(',')}]`;
 
+/**
+ * Array literals built here rather than by node-postgres, which runs two regex replacements over
+ * every element whatever it holds: each text quoted, escaped only when it has a quote or backslash;
+ * uuids and integers, whose text never needs quoting, as they are.
+ */
+const quotedArrayOf = (texts: readonly string[]): string => {
+  let literal = '{';
+  for (let index = 0; index < texts.length; index += 1) {
+    const text = texts[index]!;
+    if (index > 0) literal += ',';
+    literal += `"${/["\\]/.test(text) ? text.replace(/["\\]/g, '\\$&') : text}"`;
+  }
+  return `${literal}}`;
+};
+const plainArrayOf = (texts: readonly string[]): string => `{${texts.join(',')}}`;
+
 /** Per-stream state while a batch is being decided: stored rows looked up, plus this batch's rows. */
 class StreamState implements StreamView {
   readonly byRevision = new Map<bigint, StoredRef>();
@@ -453,10 +469,10 @@ export class GroupCommitWriter {
     const inserted = await client.query<{ position: string; stream_name: string; revision: string }>(
       insertSql,
       [
-        rows.map((row) => row.streamName),
-        rows.map((row) => row.revision.toString()),
-        rows.map((row) => row.event.id),
-        rows.map((row) => row.event.type),
+        quotedArrayOf(rows.map((row) => row.streamName)),
+        plainArrayOf(rows.map((row) => row.revision.toString())),
+        plainArrayOf(rows.map((row) => row.event.id)),
+        quotedArrayOf(rows.map((row) => row.event.type)),
         jsonArrayOf(rows.map((row) => row.event.data)),
         jsonArrayOf(rows.map((row) => row.event.metadata)),
       ],
