@@ -33,7 +33,7 @@ describe('journal records', () => {
     const bytes = encodeRecord(record);
     expect(decodeRecord(bytes.subarray(0, 3))).toBe('record too short');
     const altered = Buffer.from(bytes);
-    altered[altered.length - 2] ^= 1;
+    altered.writeUInt8(altered.readUInt8(altered.length - 2) ^ 1, altered.length - 2);
     expect(decodeRecord(altered)).toBe('checksum mismatch');
     expect(decodeRecord(checksummed('{"id":'))).toBe('not JSON');
   });
