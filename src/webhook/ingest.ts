@@ -146,15 +146,16 @@ class KeyedQueue {
   private readonly tails = new Map<string, Promise<void>>();
 
   async run<T>(key: string, signal: AbortSignal, work: () => Promise<T>): Promise<T> {
-    const previous = this.tails.get(key) ?? Promise.resolve();
+    const previous = this.tails.get(key);
     let release = () => {};
     const current = new Promise<void>((resolve) => {
       release = resolve;
     });
-    const tail = previous.then(() => current);
+    const tail = previous === undefined ? current : previous.then(() => current);
     this.tails.set(key, tail);
     try {
-      await abortable(previous, signal);
+      // Nobody ahead, as for most appends: the work starts at once, with no wait to bound.
+      if (previous !== undefined) await abortable(previous, signal);
       return await abortable(work(), signal);
     } finally {
       release();

@@ -505,6 +505,59 @@ describe('PostgreSQL event store', () => {
       expect(stored!.position.commit).toBe(stored!.position.prepare);
     });
 
+    it('stores each event as given, whatever its names and payload hold, in batches', async () => {
+      const store = stores[0]!;
+      // Characters an array literal must quote or escape, in the stream names and types too.
+      const stream = `awkward "quoted" \\ {a,b} NULL, \u00e9\u{1f4de} ${randomUUID()}`;
+      const big = { body: 'x\\"\u00e9\u{1f600}'.repeat(400_000), tail: '],[' };
+      const payloads: unknown[] = [
+        { escapes: 'nul \u0000, lone surrogates \ud800 \udfff, line separator \u2028, "quotes" \\ back' },
+        ['],[', '{"not":"an object"}', ',', '\\', '\n\t\r\b\f'],
+        'a string on its own',
+        42.5,
+        null,
+        true,
+        { emoji: '\u{1f4de}\u{1f600}', accents: 'Żółć, naïve, 東京' },
+        big,
+        {},
+        [],
+      ];
+      const events = payloads.map((data, index) => ({
+        ...event(data),
+        type: [`status-update`, `type "${index}" {x,y}`, `type \\ ${index} NULL`, `type, ${index}`][
+          index % 4
+        ]!,
+        metadata: { index, data },
+      }));
+      // Several appends of one batch, the large one among them, so they share one insert.
+      const appended = await Promise.all([
+        store.append(stream, events.slice(0, 4), 'no-stream'),
+        store.append(`${stream}-b`, events.slice(4, 8), 'no-stream'),
+        store.append(`${stream}-c`, events.slice(8), 'no-stream'),
+      ]);
+      expect(appended.map((result) => result.outcome)).toEqual(['appended', 'appended', 'appended']);
+      const { rows } = await admin.query<{ data: string; metadata: string }>(
+        `SELECT data::text AS data, metadata::text AS metadata FROM event_store.events
+          WHERE stream_name IN ($1, $2, $3) ORDER BY position`,
+        [stream, `${stream}-b`, `${stream}-c`],
+      );
+      expect(rows.map((row) => row.data)).toEqual(events.map((e) => JSON.stringify(e.data)));
+      expect(rows.map((row) => row.metadata)).toEqual(events.map((e) => JSON.stringify(e.metadata)));
+      const read = [
+        ...(await collect(store.readStream(stream))),
+        ...(await collect(store.readStream(`${stream}-b`))),
+        ...(await collect(store.readStream(`${stream}-c`))),
+      ];
+      expect(read.map((e) => e.data)).toEqual(payloads);
+      expect(read.map((e) => e.id)).toEqual(events.map((e) => e.id));
+      expect(read.map((e) => e.type)).toEqual(events.map((e) => e.type));
+      expect(read.map((e) => e.streamName)).toEqual([
+        ...Array<string>(4).fill(stream),
+        ...Array<string>(4).fill(`${stream}-b`),
+        ...Array<string>(2).fill(`${stream}-c`),
+      ]);
+    });
+
     it('refuses malformed input, naming the field, before writing anything', async () => {
       const store = stores[0]!;
       const stream = `invalid-${randomUUID()}`;

@@ -82,15 +82,40 @@ const eventIdsSql = `
     JOIN event_store.events e ON e.event_id = r.event_id AND e.stream_name = r.stream_name
    ORDER BY e.stream_name, e.event_id, e.revision DESC`;
 
-// WITH ORDINALITY keeps the rows in the order given, so positions follow revisions within a stream
-// (checked again below before committing).
+// The JSON columns travel as two JSON arrays whose elements are the events' own JSON texts, joined
+// as they are: nothing is escaped on the way (a `json[]` array literal would escape every quote and
+// backslash of every payload, and the server would undo it), and `json_array_elements` hands each
+// element back as its exact text. ROWS FROM zips the arrays by position; ORDINALITY keeps the rows in
+// the order given, so positions follow revisions within a stream (checked again below before
+// committing).
 const insertSql = `
   INSERT INTO event_store.events (stream_name, revision, event_id, event_type, data, metadata)
   SELECT stream_name, revision, event_id, event_type, data, metadata
-    FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::json[], $6::json[]) WITH ORDINALITY
-      AS r(stream_name, revision, event_id, event_type, data, metadata, ordinality)
+    FROM ROWS FROM (
+           unnest($1::text[]), unnest($2::bigint[]), unnest($3::uuid[]), unnest($4::text[]),
+           json_array_elements($5::json), json_array_elements($6::json)
+         ) WITH ORDINALITY AS r(stream_name, revision, event_id, event_type, data, metadata, ordinality)
    ORDER BY ordinality
   RETURNING position, stream_name, revision`;
+
+/** Events' JSON texts (each a whole JSON value, as `JSON.stringify` wrote it) as one JSON array. */
+const jsonArrayOf = (texts: readonly string[]): string => `[${texts.join(',')}]`;
+
+/**
+ * Array literals built here rather than by node-postgres, which runs two regex replacements over
+ * every element whatever it holds: each text quoted, escaped only when it has a quote or backslash;
+ * uuids and integers, whose text never needs quoting, as they are.
+ */
+const quotedArrayOf = (texts: readonly string[]): string => {
+  let literal = '{';
+  for (let index = 0; index < texts.length; index += 1) {
+    const text = texts[index]!;
+    if (index > 0) literal += ',';
+    literal += `"${/["\\]/.test(text) ? text.replace(/["\\]/g, '\\$&') : text}"`;
+  }
+  return `${literal}}`;
+};
+const plainArrayOf = (texts: readonly string[]): string => `{${texts.join(',')}}`;
 
 /** Per-stream state while a batch is being decided: stored rows looked up, plus this batch's rows. */
 class StreamState implements StreamView {
@@ -444,12 +469,12 @@ export class GroupCommitWriter {
     const inserted = await client.query<{ position: string; stream_name: string; revision: string }>(
       insertSql,
       [
-        rows.map((row) => row.streamName),
-        rows.map((row) => row.revision.toString()),
-        rows.map((row) => row.event.id),
-        rows.map((row) => row.event.type),
-        rows.map((row) => row.event.data),
-        rows.map((row) => row.event.metadata),
+        quotedArrayOf(rows.map((row) => row.streamName)),
+        plainArrayOf(rows.map((row) => row.revision.toString())),
+        plainArrayOf(rows.map((row) => row.event.id)),
+        quotedArrayOf(rows.map((row) => row.event.type)),
+        jsonArrayOf(rows.map((row) => row.event.data)),
+        jsonArrayOf(rows.map((row) => row.event.metadata)),
       ],
     );
     const byKey = new Map(
