@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import Type from 'typebox';
 import Value from 'typebox/value';
-import { formatPosition, type RecordedEvent } from '../event-store/event-store.ts';
+import { formatPosition, type HashedEvent, type RecordedEvent } from '../event-store/event-store.ts';
 import { eventHash } from './event-hash.ts';
 import { leafHash, merkleRootOfLeafHashes } from './merkle.ts';
 import { signBytes, verifyBytes, type PublicKey, type SigningKey } from './signing-key.ts';
@@ -83,19 +83,28 @@ export const signedBytes = (digest: Digest | DigestBody): Buffer =>
 export const digestHash = (digest: Digest): string =>
   createHash('sha256').update(signedBytes(digest)).digest('hex');
 
-export const leafOf = (event: RecordedEvent): DigestLeaf => [
+const hashedOf = (event: RecordedEvent): HashedEvent => ({
+  position: event.position,
+  streamName: event.streamName,
+  revision: event.revision,
+  hash: eventHash(event).toString('hex'),
+  created: event.created,
+});
+
+export const leafOf = (event: HashedEvent): DigestLeaf => [
   formatPosition(event.position),
   event.streamName,
   event.revision.toString(),
-  eventHash(event).toString('hex'),
+  event.hash,
 ];
 
 /** The Merkle root (hex) over the leaves' event hashes, in order. */
 export const rootOfLeaves = (leaves: readonly DigestLeaf[]): string =>
   merkleRootOfLeafHashes(leaves.map((leaf) => leafHash(Buffer.from(leaf[3], 'hex')))).toString('hex');
 
-export const sealEvents = (
-  events: readonly RecordedEvent[],
+/** The digest over already hashed events (consecutive in the global order, after `previous`). */
+export const sealHashedEvents = (
+  events: readonly HashedEvent[],
   previous: Digest | undefined,
   key: SigningKey,
   sealedAt: Date,
@@ -119,6 +128,13 @@ export const sealEvents = (
   };
   return { ...body, signature: signBytes(key, signedBytes(body)), leaves };
 };
+
+export const sealEvents = (
+  events: readonly RecordedEvent[],
+  previous: Digest | undefined,
+  key: SigningKey,
+  sealedAt: Date,
+): Digest => sealHashedEvents(events.map(hashedOf), previous, key, sealedAt);
 
 export const digestSignatureValid = (digest: Digest, keys: ReadonlyMap<string, PublicKey>): boolean => {
   const key = keys.get(digest.keyId);
