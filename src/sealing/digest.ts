@@ -10,10 +10,10 @@
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import Type from 'typebox';
-import Value from 'typebox/value';
+import { Compile } from 'typebox/compile';
 import { formatPosition, type HashedEvent, type RecordedEvent } from '../event-store/event-store.ts';
 import { eventHash } from './event-hash.ts';
-import { leafHash, merkleRootOfLeafHashes } from './merkle.ts';
+import { leafHashOfHex, merkleRootOfLeafHashes } from './merkle.ts';
 import { signBytes, verifyBytes, type PublicKey, type SigningKey } from './signing-key.ts';
 
 export const digestType = 'archive-digest';
@@ -59,7 +59,9 @@ export const Digest = Type.Object({
 });
 export type Digest = Type.Static<typeof Digest>;
 
-export const isDigest = (value: unknown): value is Digest => Value.Check(Digest, value);
+const digestCheck = Compile(Digest);
+
+export const isDigest = (value: unknown): value is Digest => digestCheck.Check(value);
 
 const bodyOf = (digest: Digest): DigestBody => ({
   version: digest.version,
@@ -100,7 +102,7 @@ export const leafOf = (event: HashedEvent): DigestLeaf => [
 
 /** The Merkle root (hex) over the leaves' event hashes, in order. */
 export const rootOfLeaves = (leaves: readonly DigestLeaf[]): string =>
-  merkleRootOfLeafHashes(leaves.map((leaf) => leafHash(Buffer.from(leaf[3], 'hex')))).toString('hex');
+  merkleRootOfLeafHashes(leaves.map((leaf) => leafHashOfHex(leaf[3]))).toString('hex');
 
 /** The digest over already hashed events (consecutive in the global order, after `previous`). */
 export const sealHashedEvents = (

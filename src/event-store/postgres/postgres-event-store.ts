@@ -64,6 +64,7 @@ export interface PostgresEventStoreOptions {
 export interface PostgresEventStore extends EventStore {
   readonly kind: 'postgres';
   readonly reportsWrites: true;
+  readEventHashes(options: ReadEventHashesOptions): Promise<HashedEventPage>;
   /** Transactions committed by this process's appends and the appends they carried. */
   readonly appendStats: { readonly transactions: number; readonly appends: number };
 }

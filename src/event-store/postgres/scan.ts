@@ -110,9 +110,7 @@ const hashWindowSql = `
          CASE WHEN w.matches THEN w.revision::text END AS revision,
          CASE WHEN w.matches THEN encode(${eventHashSql('w')}, 'hex') END AS hash,
          CASE WHEN w.matches THEN floor(extract(epoch FROM w.created) * 1000)::float8 END AS created_ms
-    FROM (SELECT e.*,
-                 EXISTS (SELECT 1 FROM unnest($2::text[]) AS p(prefix) WHERE starts_with(e.stream_name, p.prefix))
-                   AS matches
+    FROM (SELECT e.*, e.stream_name ^@ ANY ($2::text[]) AS matches
             FROM event_store.events e
            WHERE e.position > $1
            ORDER BY e.position
