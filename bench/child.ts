@@ -11,6 +11,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import type { Config } from '../src/config.ts';
+import type { GlobalPosition } from '../src/event-store/event-store.ts';
 import { applyHeapSizing } from '../src/heap-sizing.ts';
 import type { ChildCommand, ChildReply, ChildSpec, LiveHeapReport, MemoryReport } from './processes.ts';
 
@@ -380,6 +381,78 @@ const startForwarderRole = async (forwarder: Extract<ChildSpec, { role: 'forward
   };
 };
 
+/**
+ * The sealer with a generated key, as `calltrail serve` runs it beside ingest; `catch-up` waits until
+ * the last digest covers the archive's newest event.
+ */
+const startSealerRole = async (sealer: Extract<ChildSpec, { role: 'sealer' }>): Promise<Handler> => {
+  const [
+    { default: pg },
+    { openPostgresEventStore },
+    { createLogger },
+    { loadConfig },
+    { sealerOptionsFrom },
+    { startSealer },
+    { generateSigningKey },
+    { sealedStreamPrefixes },
+    { comparePositions, parsePosition },
+  ] = await Promise.all([
+    import('pg'),
+    import('../src/event-store/postgres/postgres-event-store.ts'),
+    import('../src/logger.ts'),
+    import('../src/config.ts'),
+    import('../src/sealing/sealing-setup.ts'),
+    import('../src/sealing/sealer.ts'),
+    import('../src/sealing/signing-key.ts'),
+    import('../src/archive/streams.ts'),
+    import('../src/event-store/event-store.ts'),
+  ]);
+  const eventStore = await openPostgresEventStore(sealer.eventStoreUrl, { timeoutMs: 30_000 });
+  const pool = new pg.Pool({ connectionString: sealer.eventStoreUrl, max: 2 });
+  pool.on('error', () => {});
+  const running = startSealer(
+    {
+      eventStore,
+      pool,
+      key: generateSigningKey(),
+      logger: createLogger({ level: sealer.logLevel }),
+      clock: () => new Date(),
+    },
+    { ...sealerOptionsFrom(loadConfig({})), maxSeconds: sealer.maxSeconds },
+  );
+  while (running.role !== 'active') await new Promise((resolve) => setTimeout(resolve, 20));
+  send({ kind: 'ready', port: 0 });
+  return async (command) => {
+    if (command.command === 'exit') {
+      await running.stop();
+      await eventStore.close();
+      await pool.end();
+      return undefined;
+    }
+    if (command.command !== 'catch-up') return undefined;
+    let head: GlobalPosition | undefined;
+    for await (const event of eventStore.readAll({
+      streamPrefixes: sealedStreamPrefixes,
+      direction: 'backwards',
+      maxCount: 1,
+    })) {
+      head = event.position;
+    }
+    const sealedThrough = () => {
+      const last = running.lastDigest?.lastPosition;
+      return last === undefined ? undefined : parsePosition(last);
+    };
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const sealed = sealedThrough();
+      if (head === undefined || (sealed !== undefined && comparePositions(sealed, head) >= 0)) break;
+      if (Date.now() > deadline) throw new Error('the sealer did not seal the archive in time');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return { sequence: running.lastDigest?.sequence };
+  };
+};
+
 /** The customer's handler: `requests` answers how many it has answered. */
 const startToolHandlerRole = async (): Promise<Handler> => {
   const { startToolHandler } = await import('./tool-handler.ts');
@@ -423,6 +496,8 @@ const start = (): Promise<Handler> => {
       return startToolHandlerRole();
     case 'event-receiver':
       return startEventReceiverRole();
+    case 'sealer':
+      return startSealerRole(spec);
     default: {
       const unknown: never = spec;
       throw new Error(`unknown role ${JSON.stringify(unknown)}`);

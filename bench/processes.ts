@@ -40,6 +40,13 @@ export type ChildSpec =
       readonly destinationUrl: string;
       /** Forward the whole archive (a backlog) rather than what is archived from now on. */
       readonly fromStart: boolean;
+    }
+  | {
+      readonly role: 'sealer';
+      readonly eventStoreUrl: string;
+      readonly logLevel: string;
+      /** Seal at least this often, so `catch-up` can wait for the archive's head to be sealed. */
+      readonly maxSeconds: number;
     };
 
 export type ChildCommand = { readonly id: number } & (

@@ -2,8 +2,9 @@
  * Sealing and verification over the archive data set, beside the ceiling of merely reading the same
  * events back in global order (what both must do at the least), in the same run: the sealer from an
  * empty digest stream until the last digest covers the archive's newest event (events/s), then
- * `verify` of everything against those digests (events/s). Targets: sealing >= 50,000 events/s,
- * verify >= 100,000 events/s.
+ * `verify` of everything against those digests (events/s); then ingest through the real app with
+ * and without the sealer running beside it (the throughput it costs). Targets: sealing >= 50,000
+ * events/s, verify >= 100,000 events/s, ingest cost <= 5%.
  */
 import pg from 'pg';
 import { archiveStreamPrefixes } from '../src/archive/streams.ts';
@@ -14,11 +15,74 @@ import { readDigestEvents } from '../src/sealing/digest-stream.ts';
 import { startSealer } from '../src/sealing/sealer.ts';
 import { generateSigningKey } from '../src/sealing/signing-key.ts';
 import { verifyArchive } from '../src/sealing/verify.ts';
-import type { BenchContext } from './context.ts';
-import { formatRate, type BenchmarkResult } from './report.ts';
+import { appSpec, type BenchContext } from './context.ts';
+import { LiveTraffic, load, type LoadResult } from './ingest.ts';
+import { cpuMicrosPer, startCpuMeter, type CpuUse } from './measure.ts';
+import { startMeasuredProcess, type MeasuredProcess } from './processes.ts';
+import { formatMicros, formatRate, type BenchmarkResult } from './report.ts';
 
 const sealingTarget = 50_000;
 const verifyTarget = 100_000;
+/** Most ingest throughput the sealer may cost, running beside it. */
+const ingestCostTarget = 0.05;
+
+interface IngestBesideSealer {
+  readonly without: LoadResult[];
+  readonly with: LoadResult[];
+  readonly cost: number;
+}
+
+const meanRate = (runs: readonly LoadResult[]) =>
+  runs.reduce((sum, run) => sum + run.requestsPerSecond, 0) / runs.length;
+
+const meanCpu = (runs: readonly LoadResult[], part: 'server' | 'postgres') => {
+  const values = runs.flatMap((run) => {
+    const value = run.cpuPerRequest[part];
+    return value === undefined ? [] : [value];
+  });
+  return values.length === 0 ? undefined : values.reduce((sum, value) => sum + value, 0) / values.length;
+};
+
+/**
+ * Ingest into a fresh archive through the real app, alternately without and with the sealer running
+ * beside it in its own process (caught up before each load, sealing at least every second, so it
+ * works all through the load), twice each, back to back.
+ */
+const measureIngestBesideSealer = async (context: BenchContext): Promise<IngestBesideSealer> => {
+  const { options } = context;
+  const url = await context.postgres.createDatabase('sealing-ingest');
+  const app = await startMeasuredProcess(appSpec(url, options), context.processes);
+  const traffic = new LiveTraffic('sealing-ingest', 3);
+  const runs = { without: [] as LoadResult[], with: [] as LoadResult[] };
+  let sealer: MeasuredProcess | undefined;
+  try {
+    context.progress(`sealing: warming up ingest (${options.warmupSeconds} s)`);
+    await load(app, traffic, 50, options.warmupSeconds, context.postgres.pid, undefined);
+    for (let round = 1; round <= 2; round += 1) {
+      context.progress(`sealing: ingest without the sealer, round ${round} (${options.loadSeconds} s)`);
+      runs.without.push(await load(app, traffic, 50, options.loadSeconds, context.postgres.pid, undefined));
+      sealer = await startMeasuredProcess(
+        { role: 'sealer', eventStoreUrl: url, logLevel: options.logLevel, maxSeconds: 1 },
+        context.processes,
+      );
+      await sealer.request({ command: 'catch-up' });
+      context.progress(
+        `sealing: ingest with the sealer beside it, round ${round} (${options.loadSeconds} s)`,
+      );
+      runs.with.push(await load(app, traffic, 50, options.loadSeconds, context.postgres.pid, undefined));
+      await sealer.request({ command: 'catch-up' });
+      await sealer.stop();
+      sealer = undefined;
+    }
+  } finally {
+    await sealer?.stop();
+    await app.stop();
+  }
+  return { ...runs, cost: 1 - meanRate(runs.with) / meanRate(runs.without) };
+};
+const cpuPerEvent = (cpu: CpuUse, events: number): string =>
+  `${formatMicros(cpuMicrosPer(cpu.processSeconds, events))} + ${formatMicros(cpuMicrosPer(cpu.postgresSeconds, events))}`;
+
 /** Bound on waiting for the sealer: far beyond what the target rate needs. */
 const sealBoundMs = (events: number) => Math.max(120_000, (events / 1_000) * 1_000);
 
@@ -43,6 +107,7 @@ export const benchSealing = async (context: BenchContext): Promise<BenchmarkResu
     context.progress(`sealing: sealing ${events.toLocaleString('en-US')} events`);
     const key = generateSigningKey();
     const sealStarted = performance.now();
+    const sealCpuMeter = startCpuMeter(process.pid, context.postgres.pid);
     const sealer = startSealer(
       { eventStore, pool, key, logger: createLogger({ level: 'silent' }), clock: () => new Date() },
       {
@@ -56,6 +121,7 @@ export const benchSealing = async (context: BenchContext): Promise<BenchmarkResu
       },
     );
     let sealSeconds: number;
+    let sealCpu: CpuUse;
     try {
       const deadline = Date.now() + sealBoundMs(events);
       while (sealer.lastDigest?.lastPosition !== headText) {
@@ -63,12 +129,14 @@ export const benchSealing = async (context: BenchContext): Promise<BenchmarkResu
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
       sealSeconds = (performance.now() - sealStarted) / 1000;
+      sealCpu = sealCpuMeter.stop();
     } finally {
       await sealer.stop();
     }
 
     context.progress('sealing: verifying everything');
     readStarted = performance.now();
+    const verifyCpuMeter = startCpuMeter(process.pid, context.postgres.pid);
     const report = await verifyArchive(eventStore, {
       digests: (async function* () {
         for await (const entry of readDigestEvents(eventStore))
@@ -82,11 +150,13 @@ export const benchSealing = async (context: BenchContext): Promise<BenchmarkResu
       checkStreams: false,
     });
     const verifySeconds = (performance.now() - readStarted) / 1000;
+    const verifyCpu = verifyCpuMeter.stop();
     if (!report.ok || report.eventsChecked !== events) {
       throw new Error(
         `verify did not pass over the sealed data set: ${JSON.stringify(report).slice(0, 500)}`,
       );
     }
+    const ingest = await measureIngestBesideSealer(context);
     const readRate = events / readSeconds;
     const sealRate = events / sealSeconds;
     const verifyRate = events / verifySeconds;
@@ -113,6 +183,20 @@ export const benchSealing = async (context: BenchContext): Promise<BenchmarkResu
             pass: verifyRate >= verifyTarget,
           },
         },
+        {
+          measure: 'ingest cost of the sealer beside it (c=50)',
+          value: `${(ingest.cost * 100).toFixed(1)}%`,
+          ceiling: `${formatRate(meanRate(ingest.without), 'req')} without, ${formatRate(meanRate(ingest.with), 'req')} with`,
+          target: {
+            description: `<= ${ingestCostTarget * 100}%`,
+            pass: ingest.cost <= ingestCostTarget,
+          },
+        },
+        {
+          measure: 'ingest CPU per request without / with the sealer (server + PostgreSQL)',
+          value: `${formatMicros(meanCpu(ingest.with, 'server'))} + ${formatMicros(meanCpu(ingest.with, 'postgres'))}`,
+          ceiling: `${formatMicros(meanCpu(ingest.without, 'server'))} + ${formatMicros(meanCpu(ingest.without, 'postgres'))}`,
+        },
       ],
       details: {
         events,
@@ -121,9 +205,13 @@ export const benchSealing = async (context: BenchContext): Promise<BenchmarkResu
         readSeconds,
         sealSeconds,
         verifySeconds,
+        sealCpu,
+        verifyCpu,
+        ingestBesideSealer: ingest,
       },
       notes: [
-        'ingest throughput with the sealer beside it is not measured by this benchmark yet',
+        `CPU per event (this process + PostgreSQL, whose other clients count too): sealing ${cpuPerEvent(sealCpu, events)}, verify ${cpuPerEvent(verifyCpu, events)}`,
+        "ingest cost: the real app at c=50, alternately without and with the sealer in its own process (1,000 events or 1 s per digest), two rounds each; the PostgreSQL CPU per request includes the sealer's reads and digests",
         ...(events < 1_000_000
           ? [`measured over ${events.toLocaleString('en-US')} events, not the 1,000,000 of the targets`]
           : []),

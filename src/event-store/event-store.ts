@@ -133,6 +133,37 @@ export interface SubscribeToAllOptions {
 }
 
 /**
+ * One event as the archive's seals see it: where it is, and the SHA-256 (hex) of its sealed fields,
+ * exactly as `eventHash` in `src/sealing/event-hash.ts` encodes them.
+ */
+export interface HashedEvent {
+  readonly position: GlobalPosition;
+  readonly streamName: string;
+  readonly revision: bigint;
+  readonly hash: string;
+  readonly created: Date;
+}
+
+export interface ReadEventHashesOptions {
+  /** Exclusive; defaults to the start of $all. */
+  readonly after?: GlobalPosition;
+  /** Only events whose stream name starts with one of these. Must not be empty. */
+  readonly streamPrefixes: readonly string[];
+  /** How many positions of $all one call looks at, at most. */
+  readonly limit: number;
+}
+
+/** One bounded look along $all, forwards. */
+export interface HashedEventPage {
+  /** The matching events looked at, in order. */
+  readonly events: readonly HashedEvent[];
+  /** The last position looked at, matching or not; undefined when there was none. */
+  readonly lookedAt: GlobalPosition | undefined;
+  /** Whether the look reached the end of $all (fewer than `limit` positions were left). */
+  readonly reachedEnd: boolean;
+}
+
+/**
  * What a subscription delivers, in order: historical events (with periodic `checkpoint`s, which say
  * every event up to that position that matches the filter has been delivered), one `caught-up`,
  * then live events, with no gap and no duplicate between the catch-up and live parts.
@@ -164,6 +195,11 @@ export interface EventStore {
   readStream(streamName: string, options?: ReadStreamOptions): AsyncIterable<RecordedEvent>;
   readAll(options: ReadAllOptions): AsyncIterable<RecordedEvent>;
   subscribeToAll(options: SubscribeToAllOptions): Subscription;
+  /**
+   * Optional: the events' hashes computed where the events are, so only the hashes travel. Stores
+   * without it are hashed by the reader from `readAll` (`src/sealing/event-hashes.ts`).
+   */
+  readEventHashes?(options: ReadEventHashesOptions): Promise<HashedEventPage>;
   /** Resolves when the store answers; throws `EventStoreUnavailableError` otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -10,10 +10,10 @@
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import Type from 'typebox';
-import Value from 'typebox/value';
-import { formatPosition, type RecordedEvent } from '../event-store/event-store.ts';
+import { Compile } from 'typebox/compile';
+import { formatPosition, type HashedEvent, type RecordedEvent } from '../event-store/event-store.ts';
 import { eventHash } from './event-hash.ts';
-import { leafHash, merkleRootOfLeafHashes } from './merkle.ts';
+import { leafHashOfHex, merkleRootOfLeafHashes } from './merkle.ts';
 import { signBytes, verifyBytes, type PublicKey, type SigningKey } from './signing-key.ts';
 
 export const digestType = 'archive-digest';
@@ -59,7 +59,9 @@ export const Digest = Type.Object({
 });
 export type Digest = Type.Static<typeof Digest>;
 
-export const isDigest = (value: unknown): value is Digest => Value.Check(Digest, value);
+const digestCheck = Compile(Digest);
+
+export const isDigest = (value: unknown): value is Digest => digestCheck.Check(value);
 
 const bodyOf = (digest: Digest): DigestBody => ({
   version: digest.version,
@@ -83,19 +85,28 @@ export const signedBytes = (digest: Digest | DigestBody): Buffer =>
 export const digestHash = (digest: Digest): string =>
   createHash('sha256').update(signedBytes(digest)).digest('hex');
 
-export const leafOf = (event: RecordedEvent): DigestLeaf => [
+const hashedOf = (event: RecordedEvent): HashedEvent => ({
+  position: event.position,
+  streamName: event.streamName,
+  revision: event.revision,
+  hash: eventHash(event).toString('hex'),
+  created: event.created,
+});
+
+export const leafOf = (event: HashedEvent): DigestLeaf => [
   formatPosition(event.position),
   event.streamName,
   event.revision.toString(),
-  eventHash(event).toString('hex'),
+  event.hash,
 ];
 
 /** The Merkle root (hex) over the leaves' event hashes, in order. */
 export const rootOfLeaves = (leaves: readonly DigestLeaf[]): string =>
-  merkleRootOfLeafHashes(leaves.map((leaf) => leafHash(Buffer.from(leaf[3], 'hex')))).toString('hex');
+  merkleRootOfLeafHashes(leaves.map((leaf) => leafHashOfHex(leaf[3]))).toString('hex');
 
-export const sealEvents = (
-  events: readonly RecordedEvent[],
+/** The digest over already hashed events (consecutive in the global order, after `previous`). */
+export const sealHashedEvents = (
+  events: readonly HashedEvent[],
   previous: Digest | undefined,
   key: SigningKey,
   sealedAt: Date,
@@ -119,6 +130,13 @@ export const sealEvents = (
   };
   return { ...body, signature: signBytes(key, signedBytes(body)), leaves };
 };
+
+export const sealEvents = (
+  events: readonly RecordedEvent[],
+  previous: Digest | undefined,
+  key: SigningKey,
+  sealedAt: Date,
+): Digest => sealHashedEvents(events.map(hashedOf), previous, key, sealedAt);
 
 export const digestSignatureValid = (digest: Digest, keys: ReadonlyMap<string, PublicKey>): boolean => {
   const key = keys.get(digest.keyId);

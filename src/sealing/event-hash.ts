@@ -7,7 +7,8 @@
 import { createHash } from 'node:crypto';
 import type { RecordedEvent } from '../event-store/event-store.ts';
 
-const domain = 'calltrail-event-v1';
+/** The first field of every event hash; the PostgreSQL store computes the same hash in SQL. */
+export const eventHashDomain = 'calltrail-event-v1';
 
 export type HashedFields = Pick<
   RecordedEvent,
@@ -24,7 +25,7 @@ const lengthPrefixed = (hash: ReturnType<typeof createHash>, text: string): void
 export const eventHash = (event: HashedFields): Buffer => {
   const hash = createHash('sha256');
   for (const field of [
-    domain,
+    eventHashDomain,
     event.streamName,
     event.revision.toString(),
     event.id.toLowerCase(),

@@ -10,14 +10,13 @@
  * duplicate the chain: the loser starts over from the winner's digest.
  */
 import type pg from 'pg';
-import type { EventStore, RecordedEvent } from '../event-store/event-store.ts';
+import type { EventStore, GlobalPosition, HashedEvent, HashedEventPage } from '../event-store/event-store.ts';
 import { parsePosition } from '../event-store/event-store.ts';
 import type { Logger } from '../logger.ts';
-import { openFeed } from '../projector/feed.ts';
-import { sealEvents, type Digest } from './digest.ts';
+import { digestType, sealHashedEvents, type Digest } from './digest.ts';
 import { writeDigestFile } from './digest-files.ts';
 import { digestStreamName, readLastDigest } from './digest-stream.ts';
-import { digestType } from './digest.ts';
+import { readHashPage } from './event-hashes.ts';
 import type { SigningKey } from './signing-key.ts';
 
 export interface SealerOptions {
@@ -30,7 +29,11 @@ export interface SealerOptions {
   readonly standbyPollMs: number;
   readonly retryInitialMs: number;
   readonly retryMaxMs: number;
+  /** How often the active sealer looks for new events once it has sealed everything. Default 500. */
+  readonly followPollMs?: number;
 }
+
+const defaultFollowPollMs = 500;
 
 export interface SealerDependencies {
   readonly eventStore: EventStore;
@@ -62,7 +65,6 @@ export const startSealer = (dependencies: SealerDependencies, options: SealerOpt
   let lastDigest: Digest | undefined;
   let stopping = false;
   let wake: (() => void) | undefined;
-  let closeFeed: (() => Promise<void>) | undefined;
 
   const pause = (ms: number) =>
     new Promise<void>((resolve) => {
@@ -73,58 +75,87 @@ export const startSealer = (dependencies: SealerDependencies, options: SealerOpt
       };
     });
 
-  const appendDigest = async (events: readonly RecordedEvent[], revision: bigint | undefined) => {
-    const digest = sealEvents(events, lastDigest, key, clock());
+  /**
+   * Appends one digest per run of events, chained, in one append (so a backlog costs one round trip
+   * and one flush for several digests), at the exact revision after the last digest.
+   */
+  const appendDigests = async (runs: readonly (readonly HashedEvent[])[], revision: bigint | undefined) => {
+    const digests: Digest[] = [];
+    for (const events of runs)
+      digests.push(sealHashedEvents(events, digests.at(-1) ?? lastDigest, key, clock()));
     const result = await eventStore.append(
       digestStreamName,
-      [{ id: crypto.randomUUID(), type: digestType, data: digest, metadata: { keyId: key.keyId } }],
+      digests.map((digest) => ({
+        id: crypto.randomUUID(),
+        type: digestType,
+        data: digest,
+        metadata: { keyId: key.keyId },
+      })),
       revision ?? 'no-stream',
     );
     if (result.outcome !== 'appended') throw new ChainMovedError('another sealer appended a digest');
-    if (options.digestDirectory !== undefined) await writeDigestFile(options.digestDirectory, digest);
-    lastDigest = digest;
-    logger.debug(
-      { sequence: digest.sequence, events: digest.eventCount, lastPosition: digest.lastPosition },
-      'sealed',
-    );
+    for (const digest of digests) {
+      if (options.digestDirectory !== undefined) await writeDigestFile(options.digestDirectory, digest);
+      lastDigest = digest;
+      logger.debug(
+        { sequence: digest.sequence, events: digest.eventCount, lastPosition: digest.lastPosition },
+        'sealed',
+      );
+    }
     return result.nextRevision;
   };
 
-  /** Seals until stopped; throws on any failure, after which the caller starts over. */
+  /**
+   * Seals until stopped; throws on any failure, after which the caller starts over. Reads the
+   * archive's event hashes a page at a time (the next page while the current one is sealed); at the
+   * end of the archive, looks again every `followPollMs`.
+   */
   const seal = async (): Promise<void> => {
     const last = await readLastDigest(eventStore);
     lastDigest = last?.digest;
     let revision = last?.revision;
-    const start = last === undefined ? undefined : parsePosition(last.digest.lastPosition);
-    const feed = openFeed(
-      eventStore.subscribeToAll({
-        streamPrefixes: options.streamPrefixes,
-        ...(start === undefined ? {} : { after: start }),
-      }),
-      { highWater: 4 * options.maxEvents, start, now: () => clock().getTime() },
-    );
-    closeFeed = () => feed.close();
-    try {
-      let pending: RecordedEvent[] = [];
-      let sealBy: number | undefined;
-      while (!stopping) {
-        const waitMs = sealBy === undefined ? 1_000 : Math.max(0, sealBy - clock().getTime());
-        const messages = await feed.takeWithin(options.maxEvents - pending.length, waitMs);
-        if (messages !== 'idle') {
-          if (messages.length === 0) return; // closed
-          for (const message of messages) if (message.kind === 'event') pending.push(message.event);
-          if (pending.length > 0) sealBy ??= clock().getTime() + options.maxSeconds * 1000;
-        }
-        const due = sealBy !== undefined && clock().getTime() >= sealBy;
-        if (pending.length >= options.maxEvents || (due && pending.length > 0)) {
-          revision = await appendDigest(pending, revision);
-          pending = [];
-          sealBy = undefined;
-        }
+    let lookedAt = last === undefined ? undefined : parsePosition(last.digest.lastPosition);
+    const followPollMs = options.followPollMs ?? defaultFollowPollMs;
+    const readAfter = (after: GlobalPosition | undefined) => {
+      const page = readHashPage(eventStore, after, options.streamPrefixes);
+      page.catch(() => {}); // awaited below, unless this attempt ends first
+      return page;
+    };
+    // At most maxEvents - 1 events wait here between pages, so memory stays bounded.
+    let pending: HashedEvent[] = [];
+    let sealBy: number | undefined;
+    let next: Promise<HashedEventPage> | undefined;
+    while (!stopping) {
+      const page = await (next ?? readAfter(lookedAt));
+      lookedAt = page.lookedAt ?? lookedAt;
+      next = page.reachedEnd ? undefined : readAfter(lookedAt);
+      if (page.events.length > 0) {
+        pending = pending.concat(page.events);
+        sealBy ??= clock().getTime() + options.maxSeconds * 1000;
       }
-    } finally {
-      closeFeed = undefined;
-      await feed.close();
+      const runs: HashedEvent[][] = [];
+      let taken = 0;
+      while (pending.length - taken >= options.maxEvents) {
+        runs.push(pending.slice(taken, taken + options.maxEvents));
+        taken += options.maxEvents;
+      }
+      const due = sealBy !== undefined && clock().getTime() >= sealBy;
+      if (due && pending.length > taken) {
+        runs.push(pending.slice(taken));
+        taken = pending.length;
+      }
+      if (runs.length > 0) {
+        revision = await appendDigests(runs, revision);
+        pending = pending.slice(taken);
+        sealBy = pending.length > 0 ? clock().getTime() + options.maxSeconds * 1000 : undefined;
+      }
+      if (next === undefined && !stopping) {
+        await pause(
+          sealBy === undefined
+            ? followPollMs
+            : Math.min(followPollMs, Math.max(0, sealBy - clock().getTime())),
+        );
+      }
     }
   };
 
@@ -177,7 +208,6 @@ export const startSealer = (dependencies: SealerDependencies, options: SealerOpt
     stop: async () => {
       stopping = true;
       wake?.();
-      await closeFeed?.();
       await running;
     },
   };

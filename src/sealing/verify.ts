@@ -9,6 +9,8 @@
  * that names it). The chain is always checked whole: it is what makes a digest trustworthy at all.
  */
 import {
+  comparePositions,
+  formatPosition,
   parsePosition,
   type EventStore,
   type GlobalPosition,
@@ -25,6 +27,7 @@ import {
   type DigestLeaf,
 } from './digest.ts';
 import { eventHash } from './event-hash.ts';
+import { hashedEventsAfter } from './event-hashes.ts';
 import type { PublicKey } from './signing-key.ts';
 
 export type FindingKind =
@@ -87,6 +90,8 @@ const observe = (event: RecordedEvent): ObservedEvent => ({
   revision: event.revision.toString(),
   hash: eventHash(event).toString('hex'),
 });
+
+type UnsealedEvent = Pick<RecordedEvent, 'position' | 'streamName' | 'revision' | 'created'>;
 
 const positionOf = (text: string): GlobalPosition => parsePosition(text) ?? { commit: 0n, prepare: 0n };
 
@@ -179,8 +184,8 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
   const last = digests[digests.length - 1];
   let eventsChecked = 0;
   let unsealedEvents = 0;
-  let oldestUnsealed: RecordedEvent | undefined;
-  const noteUnsealed = (event: RecordedEvent) => {
+  let oldestUnsealed: UnsealedEvent | undefined;
+  const noteUnsealed = (event: UnsealedEvent) => {
     unsealedEvents += 1;
     oldestUnsealed ??= event;
   };
@@ -227,25 +232,29 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
       const start =
         firstSelected.afterPosition === null ? undefined : positionOf(firstSelected.afterPosition);
       const includeTail = scope.kind === 'all';
-      for await (const event of eventStore.readAll({
-        streamPrefixes: input.streamPrefixes,
-        ...(start === undefined ? {} : { from: start }),
-      })) {
-        const text = observe(event);
-        if (firstSelected.afterPosition !== null && !after(text.position, firstSelected.afterPosition))
-          continue;
+      const lastSelectedPosition = positionOf(lastSelected.lastPosition);
+      let currentLast = positionOf(current.lastPosition);
+      for await (const event of hashedEventsAfter(eventStore, start, input.streamPrefixes)) {
         // Skip digests this event is past (closing them), staying within the selection.
-        while (index < selected.length && after(text.position, current.lastPosition)) {
+        while (index < selected.length && comparePositions(event.position, currentLast) > 0) {
           close();
           index += 1;
-          if (index < selected.length) current = selected[index]!;
+          if (index < selected.length) {
+            current = selected[index]!;
+            currentLast = positionOf(current.lastPosition);
+          }
         }
         if (index >= selected.length) {
           if (!includeTail) break;
-          if (after(text.position, lastSelected.lastPosition)) noteUnsealed(event);
+          if (comparePositions(event.position, lastSelectedPosition) > 0) noteUnsealed(event);
           continue;
         }
-        observed.push(text);
+        observed.push({
+          position: formatPosition(event.position),
+          streamName: event.streamName,
+          revision: event.revision.toString(),
+          hash: event.hash,
+        });
       }
       while (index < selected.length) {
         close();
@@ -253,7 +262,7 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
         if (index < selected.length) current = selected[index]!;
       }
     } else if (scope.kind === 'all') {
-      for await (const event of eventStore.readAll({ streamPrefixes: input.streamPrefixes }))
+      for await (const event of hashedEventsAfter(eventStore, undefined, input.streamPrefixes))
         noteUnsealed(event);
     }
     for (const [streamName, revision] of streamsToCheck) {

@@ -9,7 +9,9 @@ import type { Logger } from '../../logger.ts';
 import {
   EventStoreUnavailableError,
   type EventStore,
+  type HashedEventPage,
   type ReadAllOptions,
+  type ReadEventHashesOptions,
   type ReadStreamOptions,
   type RecordedEvent,
   type SubscribeToAllOptions,
@@ -18,13 +20,20 @@ import {
 import { ChangeListener } from './change-listener.ts';
 import { GroupCommitWriter } from './group-commit.ts';
 import { migrateEventStore } from './migrations.ts';
-import { firstAtOrAfter, lastAtOrBefore } from './positions.ts';
+import {
+  exclusiveLowerBound,
+  firstAtOrAfter,
+  lastAtOrBefore,
+  maxStoredPosition,
+  positionOf,
+} from './positions.ts';
 import { EventReader, keepJsonText } from './scan.ts';
 import { openSubscription } from './subscription.ts';
 import {
   encodeEvents,
   validateExpectedRevision,
   validateReadAllOptions,
+  validateReadEventHashesOptions,
   validateReadStreamOptions,
   validateStreamName,
 } from './validation.ts';
@@ -55,6 +64,7 @@ export interface PostgresEventStoreOptions {
 export interface PostgresEventStore extends EventStore {
   readonly kind: 'postgres';
   readonly reportsWrites: true;
+  readEventHashes(options: ReadEventHashesOptions): Promise<HashedEventPage>;
   /** Transactions committed by this process's appends and the appends they carried. */
   readonly appendStats: { readonly transactions: number; readonly appends: number };
 }
@@ -155,6 +165,18 @@ export const openPostgresEventStore = async (
     }
   }
 
+  const readEventHashes = async (hashOptions: ReadEventHashesOptions): Promise<HashedEventPage> => {
+    const { after, streamPrefixes, limit } = validateReadEventHashesOptions(hashOptions);
+    const bound = exclusiveLowerBound(after);
+    if (bound >= maxStoredPosition) return { events: [], lookedAt: undefined, reachedEnd: true };
+    const window = await reader.hashWindow(bound, streamPrefixes, limit);
+    return {
+      events: window.events,
+      lookedAt: window.lookedAt === undefined ? undefined : positionOf(window.lookedAt),
+      reachedEnd: window.positions < limit,
+    };
+  };
+
   const store: PostgresEventStore = {
     kind: 'postgres',
     reportsWrites: true,
@@ -173,6 +195,7 @@ export const openPostgresEventStore = async (
 
     readStream,
     readAll,
+    readEventHashes,
 
     subscribeToAll: (subscribeOptions: SubscribeToAllOptions) => {
       const subscription = openSubscription(

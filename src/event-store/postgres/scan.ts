@@ -4,7 +4,8 @@
  * filter, so a filtered reader always knows how far it has looked, even past events it skips.
  */
 import pg from 'pg';
-import type { RecordedEvent } from '../event-store.ts';
+import { eventHashDomain } from '../../sealing/event-hash.ts';
+import type { HashedEvent, RecordedEvent } from '../event-store.ts';
 import { asError, connectWithin, isUnavailable, withTimeout } from './errors.ts';
 import { positionOf } from './positions.ts';
 
@@ -88,6 +89,56 @@ const windowSql = (direction: 'forwards' | 'backwards') => {
 const forwardsWindowSql = windowSql('forwards');
 const backwardsWindowSql = windowSql('backwards');
 
+/**
+ * The seal's event hash computed in the database, over exactly the bytes `eventHash` hashes: each
+ * field as UTF-8 (what the client receives, whatever the server's encoding), after its length as an
+ * unsigned 64-bit big-endian integer. The domain field is constant and comes as a parameter.
+ */
+const lengthPrefixed = (bytes: string) => `int8send(octet_length(${bytes})::bigint) || ${bytes}`;
+const eventHashSql = (row: string) => `sha256($4::bytea
+    || ${lengthPrefixed(`convert_to(${row}.stream_name, 'UTF8')`)}
+    || ${lengthPrefixed(`convert_to(${row}.revision::text, 'UTF8')`)}
+    || ${lengthPrefixed(`convert_to(lower(${row}.event_id::text), 'UTF8')`)}
+    || ${lengthPrefixed(`convert_to(${row}.event_type, 'UTF8')`)}
+    || ${lengthPrefixed(`convert_to(${row}.data::text, 'UTF8')`)}
+    || ${lengthPrefixed(`convert_to(${row}.metadata::text, 'UTF8')`)})`;
+
+// Only matching rows are hashed (and de-TOASTed); every row still says how far the look went.
+const hashWindowSql = `
+  SELECT w.position::text AS position,
+         CASE WHEN w.matches THEN w.stream_name END AS stream_name,
+         CASE WHEN w.matches THEN w.revision::text END AS revision,
+         CASE WHEN w.matches THEN encode(${eventHashSql('w')}, 'hex') END AS hash,
+         CASE WHEN w.matches THEN floor(extract(epoch FROM w.created) * 1000)::float8 END AS created_ms
+    FROM (SELECT e.*, e.stream_name ^@ ANY ($2::text[]) AS matches
+            FROM event_store.events e
+           WHERE e.position > $1
+           ORDER BY e.position
+           LIMIT $3) AS w
+   ORDER BY w.position`;
+
+interface HashRow {
+  position: string;
+  stream_name: string | null;
+  revision: string | null;
+  hash: string | null;
+  created_ms: number | null;
+}
+
+const domainField = (() => {
+  const bytes = Buffer.from(eventHashDomain, 'utf8');
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64BE(BigInt(bytes.length));
+  return Buffer.concat([length, bytes]);
+})();
+
+export interface HashWindow {
+  readonly events: HashedEvent[];
+  /** The last position looked at; undefined when the window was empty. */
+  readonly lookedAt: bigint | undefined;
+  readonly positions: number;
+}
+
 export class EventReader {
   constructor(
     private readonly pool: pg.Pool,
@@ -155,5 +206,32 @@ export class EventReader {
       position: BigInt(row.position),
       event: row.matches ? toRecordedEvent(row) : undefined,
     }));
+  }
+
+  /** Up to `limit` consecutive positions after `after`, with the hash of each matching event. */
+  async hashWindow(after: bigint, prefixes: readonly string[], limit: number): Promise<HashWindow> {
+    const rows = await this.query<HashRow>(
+      hashWindowSql,
+      [after.toString(), prefixes, limit, domainField],
+      'reading event hashes',
+    );
+    const events: HashedEvent[] = [];
+    for (const row of rows) {
+      if (row.hash === null) continue;
+      const position = BigInt(row.position);
+      events.push({
+        position: positionOf(position),
+        streamName: row.stream_name!,
+        revision: BigInt(row.revision!),
+        hash: row.hash,
+        created: new Date(row.created_ms!),
+      });
+    }
+    const last = rows.at(-1);
+    return {
+      events,
+      lookedAt: last === undefined ? undefined : BigInt(last.position),
+      positions: rows.length,
+    };
   }
 }

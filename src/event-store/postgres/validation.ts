@@ -7,6 +7,7 @@ import type {
   GlobalPosition,
   ProposedEvent,
   ReadAllOptions,
+  ReadEventHashesOptions,
   ReadStreamOptions,
   SubscribeToAllOptions,
 } from '../event-store.ts';
@@ -123,3 +124,18 @@ export const validateSubscribeOptions = (options: SubscribeToAllOptions) => ({
   after: validatePosition(options.after, 'after'),
   streamPrefixes: validatePrefixes(options.streamPrefixes, 'streamPrefixes'),
 });
+
+/** The most positions one `readEventHashes` call may look at: a bound on one query's result. */
+export const maxHashesLimit = 100_000;
+
+export const validateReadEventHashesOptions = (options: ReadEventHashesOptions) => {
+  const { limit } = options;
+  if (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1 || limit > maxHashesLimit) {
+    throw invalid('limit', `must be an integer from 1 to ${maxHashesLimit}`);
+  }
+  return {
+    after: validatePosition(options.after, 'after'),
+    streamPrefixes: validatePrefixes(options.streamPrefixes, 'streamPrefixes'),
+    limit,
+  };
+};

@@ -1,0 +1,69 @@
+/**
+ * The archive's events as sealing and verification need them: position, stream, revision, write
+ * time and event hash, in the global order, a page at a time. A store that can hash where the events
+ * are (`readEventHashes`, the PostgreSQL store) sends only that; any other is read in full through
+ * `readAll` and hashed here, with the same result.
+ */
+import {
+  comparePositions,
+  type EventStore,
+  type GlobalPosition,
+  type HashedEvent,
+  type HashedEventPage,
+} from '../event-store/event-store.ts';
+import { eventHash } from './event-hash.ts';
+
+/** Positions looked at per page: large, so per-query costs vanish, yet bounded in memory. */
+export const hashPageSize = 5_000;
+
+/** One page of hashed events strictly after `after` (up to `limit` positions or events). */
+export const readHashPage = async (
+  eventStore: EventStore,
+  after: GlobalPosition | undefined,
+  streamPrefixes: readonly string[],
+  limit: number = hashPageSize,
+): Promise<HashedEventPage> => {
+  if (eventStore.readEventHashes !== undefined) {
+    return eventStore.readEventHashes({ streamPrefixes, limit, ...(after === undefined ? {} : { after }) });
+  }
+  const events: HashedEvent[] = [];
+  // `from` is inclusive: one more, in case the first is the event at `after` itself.
+  for await (const event of eventStore.readAll({
+    streamPrefixes,
+    maxCount: limit + 1,
+    ...(after === undefined ? {} : { from: after }),
+  })) {
+    if (after !== undefined && comparePositions(event.position, after) <= 0) continue;
+    if (events.length === limit) return { events, lookedAt: events.at(-1)?.position, reachedEnd: false };
+    events.push({
+      position: event.position,
+      streamName: event.streamName,
+      revision: event.revision,
+      hash: eventHash(event).toString('hex'),
+      created: event.created,
+    });
+  }
+  return { events, lookedAt: events.at(-1)?.position ?? after, reachedEnd: events.length < limit };
+};
+
+/**
+ * Every hashed event after `after`, to the end of $all as it is when each page is read. The next
+ * page is read while the caller works through the current one.
+ */
+export async function* hashedEventsAfter(
+  eventStore: EventStore,
+  after: GlobalPosition | undefined,
+  streamPrefixes: readonly string[],
+): AsyncGenerator<HashedEvent> {
+  let next: Promise<HashedEventPage> | undefined = readHashPage(eventStore, after, streamPrefixes);
+  while (next !== undefined) {
+    const page: HashedEventPage = await next;
+    next =
+      page.reachedEnd || page.lookedAt === undefined
+        ? undefined
+        : readHashPage(eventStore, page.lookedAt, streamPrefixes);
+    // A prefetched page the caller no longer wants must not become an unhandled rejection.
+    next?.catch(() => {});
+    yield* page.events;
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * The PostgreSQL store computes event hashes in SQL; they must be byte for byte the hashes
+ * `eventHash` gives over what any reader gets back, on awkward content too, or every digest sealed
+ * by one path would fail verification by the other. The reader's own hashing (for stores without
+ * the SQL path) must page through the same events identically.
+ */
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { callStreamName, sealedStreamPrefixes } from '../../src/archive/streams.ts';
+import type { EventStore, GlobalPosition, HashedEvent } from '../../src/event-store/event-store.ts';
+import {
+  openPostgresEventStore,
+  type PostgresEventStore,
+} from '../../src/event-store/postgres/postgres-event-store.ts';
+import { eventHash } from '../../src/sealing/event-hash.ts';
+import { hashedEventsAfter, readHashPage } from '../../src/sealing/event-hashes.ts';
+import { createTestDatabase, type TestDatabase } from '../support/database.ts';
+
+let database: TestDatabase;
+let store: PostgresEventStore;
+let pool: pg.Pool;
+
+beforeAll(async () => {
+  database = await createTestDatabase('event_hashes');
+  store = await openPostgresEventStore(database.url, { timeoutMs: 10_000 });
+  pool = new pg.Pool({ connectionString: database.url, max: 2 });
+  pool.on('error', () => {});
+});
+
+afterAll(async () => {
+  await store?.close();
+  await pool?.end();
+  await database?.drop();
+});
+
+/** The same store, but without the SQL path: the reader hashes what `readAll` returns. */
+const withoutSqlHashes = (eventStore: EventStore): EventStore => ({
+  kind: eventStore.kind,
+  reportsWrites: eventStore.reportsWrites,
+  append: (...args) => eventStore.append(...args),
+  readStream: (...args) => eventStore.readStream(...args),
+  readAll: (...args) => eventStore.readAll(...args),
+  subscribeToAll: (...args) => eventStore.subscribeToAll(...args),
+  ping: () => eventStore.ping(),
+  close: () => eventStore.close(),
+});
+
+const collect = async (events: AsyncIterable<HashedEvent>): Promise<HashedEvent[]> => {
+  const all: HashedEvent[] = [];
+  for await (const event of events) all.push(event);
+  return all;
+};
+
+/** What the reference encoding gives over the events as read back in full. */
+const referenceHashes = async () => {
+  const expected: HashedEvent[] = [];
+  for await (const event of store.readAll({ streamPrefixes: sealedStreamPrefixes })) {
+    expected.push({
+      position: event.position,
+      streamName: event.streamName,
+      revision: event.revision,
+      hash: eventHash(event).toString('hex'),
+      created: event.created,
+    });
+  }
+  return expected;
+};
+
+const awkwardData: [string, unknown, unknown][] = [
+  ['empty metadata', { callId: 'a' }, {}],
+  ['null metadata and empty-string data', '', null],
+  ['non-ASCII', { name: 'Zoë Ñandú 東京 😀', note: 'ẞ\u00a0\u2028' }, { source: 'près' }],
+  ['control characters and escapes', { raw: '\u0000\u0001\u001f\u007f"\\/\b\f\n\r\t' }, { x: '\ud800' }],
+  ['large data', { transcript: 'word '.repeat(400_000) }, { size: 'large' }],
+  ['binary-ish bytes', { bytes: String.fromCharCode(...Array.from({ length: 256 }, (_, i) => i)) }, {}],
+];
+
+describe('event hashes computed by PostgreSQL', () => {
+  beforeAll(async () => {
+    for (const [label, data, metadata] of awkwardData) {
+      const result = await store.append(
+        callStreamName(`hashes-${label.replaceAll(' ', '-')}-ë-${randomUUID()}`),
+        [{ id: randomUUID().toUpperCase(), type: `status-update ${label}`, data, metadata }],
+        'no-stream',
+      );
+      expect(result.outcome).toBe('appended');
+    }
+    // Text no JSON.stringify writes: whitespace, escaped non-ASCII, repeated keys, kept as stored.
+    await pool.query(
+      `INSERT INTO event_store.events (stream_name, revision, event_id, event_type, data, metadata)
+       VALUES ($1, 0, $2, 'status-update', $3, $4)`,
+      [
+        callStreamName(`hashes-raw-${randomUUID()}`),
+        randomUUID(),
+        '{ "a" : 1,\n\t"a": "\\u00e9\\ud83d\\ude00", "b": [ ] }',
+        '  {}  ',
+      ],
+    );
+    // An event outside the sealed prefixes, which neither path may yield.
+    await store.append(
+      `not-sealed-${randomUUID()}`,
+      [{ id: randomUUID(), type: 'other', data: {}, metadata: {} }],
+      'no-stream',
+    );
+  });
+
+  it('equal the reference encoding over the events as read back, for every awkward case', async () => {
+    const expected = await referenceHashes();
+    expect(expected).toHaveLength(awkwardData.length + 1);
+    const page = await store.readEventHashes({ streamPrefixes: sealedStreamPrefixes, limit: 1_000 });
+    expect(page.events).toEqual(expected);
+    expect(page.reachedEnd).toBe(true);
+  });
+
+  it('page the same way as hashing in the reader, at every page boundary', async () => {
+    const expected = await referenceHashes();
+    const sqlPath = await collect(hashedEventsAfter(store, undefined, sealedStreamPrefixes));
+    const readerPath = await collect(
+      hashedEventsAfter(withoutSqlHashes(store), undefined, sealedStreamPrefixes),
+    );
+    expect(sqlPath).toEqual(expected);
+    expect(readerPath).toEqual(expected);
+
+    for (const eventStore of [store, withoutSqlHashes(store)]) {
+      for (let start = 0; start < expected.length; start += 1) {
+        const after: GlobalPosition = expected[start]!.position;
+        const pageOfTwo = await readHashPage(eventStore, after, sealedStreamPrefixes, 2);
+        expect(pageOfTwo.events).toEqual(expected.slice(start + 1, start + 3));
+      }
+    }
+  });
+
+  it('refuse a limit outside its bounds, naming it', async () => {
+    await expect(store.readEventHashes({ streamPrefixes: sealedStreamPrefixes, limit: 0 })).rejects.toThrow(
+      /^limit must be/,
+    );
+    await expect(
+      store.readEventHashes({ streamPrefixes: sealedStreamPrefixes, limit: 1_000_000 }),
+    ).rejects.toThrow(/^limit must be/);
+  });
+});
