@@ -1,7 +1,8 @@
 /**
  * The Calls listing's Debug Info search (`debugInfo`, `ILIKE '%text%'`) goes through the trigram
  * index the read-model migrations create when PostgreSQL has `pg_trgm` (the embedded server does),
- * and still works, by scanning, where the extension cannot be created.
+ * and still works, by scanning, where the extension cannot be created. A term that is common but
+ * missing from the newest artifacts walks the calls that have an artifact, not every call.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listCalls } from '../../src/audit/call-queries.ts';
@@ -80,6 +81,17 @@ describe('Debug Info search', () => {
       expect(plan).not.toContain('"Seq Scan"');
       expect(await searchIds(database, 'sip 488')).toEqual(rareIds(seededCalls));
       expect(await searchIds(database, rareArtifact(40_000).toUpperCase())).toEqual(['call-40000']);
+    });
+
+    it('reads only calls with an artifact for a term no recent artifact holds', async () => {
+      // Common overall (about one artifact in nine) but last seen 50,000 calls ago: walking every call
+      // newest first would read those 50,000 before the first match.
+      const plan = await explainSearch(database, 'orders/5');
+      expect(plan).not.toContain('"calls_last_event_at_idx"');
+      expect(plan).not.toContain('"Seq Scan"');
+      const found = await searchIds(database, 'orders/5');
+      expect(found).toHaveLength(50);
+      expect(found[0]).toBe('call-59992');
     });
 
     it('still takes % and _ literally', async () => {
