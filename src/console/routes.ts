@@ -41,6 +41,7 @@ import { page, problemList } from './layout.ts';
 import { livePage } from './live-page.ts';
 import { projectionsPages } from './projections-routes.ts';
 import { quarantinePages } from './quarantine-routes.ts';
+import { accessLogPages } from './access-log-routes.ts';
 import { healthPage, parseHealthView } from './health-page.ts';
 import { readHealth } from '../health/health-routes.ts';
 import {
@@ -150,6 +151,11 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
     return undefined;
   };
 
+  const mayOpen =
+    (request: FastifyRequest) =>
+    (href: string): boolean =>
+      request.apiToken !== null && accessControl.allows(request.apiToken, 'GET', href);
+
   app.get('/console', { schema: { hide: true } }, async (_request, reply) =>
     reply.redirect('/console/calls', 303),
   );
@@ -202,7 +208,13 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
     if (view.errors.length > 0) {
       return sendPage(
         reply,
-        page({ title: 'Calls', section: 'calls', csrf, body: callsPage(view, [], undefined) }),
+        page({
+          title: 'Calls',
+          section: 'calls',
+          csrf,
+          mayOpen: mayOpen(request),
+          body: callsPage(view, [], undefined),
+        }),
         400,
       );
     }
@@ -217,6 +229,7 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
         title: 'Calls',
         section: 'calls',
         csrf,
+        mayOpen: mayOpen(request),
         body: callsPage(
           view,
           result.calls,
@@ -263,6 +276,7 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
           title: 'Call not found',
           section: 'calls',
           csrf,
+          mayOpen: mayOpen(request),
           body: html`<p><a href="/console/calls">← Calls</a></p>
             <h1>Call not found</h1>
             <p>${detail}</p>`,
@@ -314,6 +328,7 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
         title: `Call ${callId}`,
         section: 'calls',
         csrf,
+        mayOpen: mayOpen(request),
         body: callPage({
           call,
           timeline,
@@ -353,8 +368,10 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
       .send(Readable.from(lines()));
   });
 
-  quarantinePages(app, dependencies, { sendPage, signedIn });
-  projectionsPages(app, dependencies, { sendPage, signedIn });
+  const pageTools = { sendPage, signedIn, mayOpen };
+  quarantinePages(app, dependencies, pageTools);
+  projectionsPages(app, dependencies, pageTools);
+  accessLogPages(app, dependencies, pageTools);
   app.get('/console/health', { schema: { hide: true } }, async (request, reply) => {
     const token = await signedIn(request, reply);
     if (token === undefined) return reply;
@@ -367,7 +384,7 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
     const body = healthPage(view, figures, now);
     return sendPage(
       reply,
-      page({ title: 'Health', section: 'health', csrf: csrfToken(token), body }),
+      page({ title: 'Health', section: 'health', csrf: csrfToken(token), mayOpen: mayOpen(request), body }),
       view.errors.length > 0 ? 400 : 200,
     );
   });
@@ -387,6 +404,7 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
         title: 'Live',
         section: 'live',
         csrf: csrfToken(token),
+        mayOpen: mayOpen(request),
         body: livePage(active.calls, failed.calls),
       }),
     );

@@ -70,6 +70,7 @@ const expected: Readonly<Record<string, Who>> = {
   'GET /console/projections': everyone,
   'GET /console/health': everyone,
   'GET /console/live': everyone,
+  'GET /console/access-log': admins,
 };
 
 /** A concrete path for a route pattern. */
