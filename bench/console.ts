@@ -229,8 +229,23 @@ interface FanOutResult {
   readonly acceptMs: LatencySummary;
 }
 
-/** One SSE client: records when each event id arrives. */
-const sseClient = (port: number, arrivals: Map<string, number[]>): Promise<{ close: () => void }> =>
+/**
+ * One SSE client: records when each event id arrives. Like a browser's EventSource, it connects
+ * again after a 503 once the `Retry-After` has passed (a few times, then it gives up).
+ */
+const sseClient = async (port: number, arrivals: Map<string, number[]>): Promise<{ close: () => void }> => {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await sseConnect(port, arrivals);
+    } catch (error) {
+      const retryAfter = (error as { retryAfterSeconds?: number }).retryAfterSeconds;
+      if (retryAfter === undefined || attempt >= 3) throw error;
+      await new Promise((resolve) => setTimeout(resolve, retryAfter * 1000));
+    }
+  }
+};
+
+const sseConnect = (port: number, arrivals: Map<string, number[]>): Promise<{ close: () => void }> =>
   new Promise((resolve, reject) => {
     const request = http.get(
       {
@@ -241,8 +256,16 @@ const sseClient = (port: number, arrivals: Map<string, number[]>): Promise<{ clo
       },
       (response) => {
         if (response.statusCode !== 200) {
-          reject(new Error(`GET /live answered ${response.statusCode}`));
-          response.resume();
+          let text = '';
+          response.setEncoding('utf8');
+          response.on('data', (chunk: string) => (text += chunk));
+          response.on('end', () => {
+            const error = new Error(`GET /live answered ${response.statusCode}: ${text.slice(0, 500)}`);
+            const retryAfter = Number(response.headers['retry-after']);
+            if (response.statusCode === 503 && Number.isFinite(retryAfter))
+              Object.assign(error, { retryAfterSeconds: Math.min(retryAfter, 10) });
+            reject(error);
+          });
           return;
         }
         let buffer = '';
