@@ -115,6 +115,17 @@ const signInPage = (options: { next: string; error?: string }): string =>
     </div>`,
   });
 
+/** A signed-in token whose role may not open the page: what it lacks, as the API's 403 says it. */
+const forbiddenPage = (problem: HttpProblem, csrf: string, mayOpen: (href: string) => boolean): string =>
+  page({
+    title: 'Not allowed',
+    csrf,
+    mayOpen,
+    body: html`<h1>Not allowed</h1>
+      <p>${problem.detail ?? problem.title}.</p>
+      <p><a href="/console/calls">← Calls</a></p>`,
+  });
+
 export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app, dependencies) => {
   const { config, eventStore } = dependencies;
   const { db } = dependencies.database;
@@ -132,16 +143,27 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
   const sendPage = (reply: FastifyReply, body: string, status = 200) =>
     reply.code(status).type('text/html; charset=utf-8').send(body);
 
+  const mayOpen =
+    (request: FastifyRequest) =>
+    (href: string): boolean =>
+      request.apiToken !== null && accessControl.allows(request.apiToken, 'GET', href);
+
   /**
    * The signed-in token, or a redirect to the sign-in page (undefined then). A token whose role
-   * lacks the page's scope gets the 403 naming it.
+   * lacks the page's scope gets the console's 403 page naming it (undefined then too).
    */
   const signedIn = async (request: FastifyRequest, reply: FastifyReply): Promise<string | undefined> => {
     const token = sessionToken(request);
     if (token !== undefined) {
       const identity = accessControl.identify(token);
       if (identity !== undefined) {
-        accessControl.admit(request, reply, identity);
+        try {
+          accessControl.admit(request, reply, identity);
+        } catch (error) {
+          if (!(error instanceof HttpProblem) || error.status !== 403) throw error;
+          sendPage(reply, forbiddenPage(error, csrfToken(token), mayOpen(request)), 403);
+          return undefined;
+        }
         return token;
       }
       clearSessionCookie(reply, config.publicUrl);
@@ -150,11 +172,6 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
     await reply.redirect(`/console/sign-in?next=${next}`, 303);
     return undefined;
   };
-
-  const mayOpen =
-    (request: FastifyRequest) =>
-    (href: string): boolean =>
-      request.apiToken !== null && accessControl.allows(request.apiToken, 'GET', href);
 
   app.get('/console', { schema: { hide: true } }, async (_request, reply) =>
     reply.redirect('/console/calls', 303),

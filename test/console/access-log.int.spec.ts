@@ -130,7 +130,10 @@ describe('the Access log page', () => {
     for (const role of ['auditor', 'operator'] as const) {
       const refused = await page('/console/access-log', role);
       expect(refused.statusCode, role).toBe(403);
+      expect(refused.headers['content-type']).toMatch(/^text\/html/);
+      expect(refused.body).toContain('Not allowed');
       expect(refused.body).toContain('access-log:read');
+      expect(refused.body).not.toContain('href="/console/access-log"');
       const calls = await page('/console/calls', role);
       expect(calls.statusCode).toBe(200);
       expect(calls.body).not.toContain('href="/console/access-log"');
