@@ -93,16 +93,30 @@ export const sseMessage = (text: string): SseMessage => {
 
 /**
  * Writes a stream's messages. On a chunked HTTP/1.1 response each message goes to the socket as
- * one chunk framed once for all clients: one write per client, not the response's four (size line,
- * data, line end, and the cork that gathers them). Otherwise (HTTP/1.0) through the response.
+ * one chunk framed once for all clients, not as the response's size line, data and line end. The
+ * socket is corked until the current tick's work is done, as the response does, so the events of
+ * one read reach each client in one write. Otherwise (HTTP/1.0) through the response.
  */
 const sseWriter = (response: ServerResponse) => {
   response.flushHeaders();
   const socket = response.chunkedEncoding ? response.socket : null;
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    socket?.uncork();
+  };
   return {
     write: (message: SseMessage): void => {
-      if (socket !== null) socket.write(message.chunk);
-      else response.write(message.bytes);
+      if (socket === null) {
+        response.write(message.bytes);
+        return;
+      }
+      if (!corked) {
+        corked = true;
+        socket.cork();
+        process.nextTick(uncork);
+      }
+      socket.write(message.chunk);
     },
     /** Bytes written and not yet taken by the client's connection. */
     get buffered(): number {
