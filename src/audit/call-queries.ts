@@ -153,6 +153,78 @@ const filterConditions = (filter: CallFilter): SQL[] =>
     filter.debugInfo !== undefined && ilike(calls.debuggingArtifact, containing(filter.debugInfo)),
   ].filter((condition): condition is SQL => typeof condition === 'object');
 
+interface PageKey {
+  readonly at: Date;
+  readonly callId: string;
+}
+
+const keyBefore = (key: PageKey): SQL =>
+  sql`(${calls.lastEventAt}, ${calls.callId}) < (${key.at.toISOString()}::timestamptz, ${key.callId})`;
+
+/**
+ * Dated calls newest first, after `before` (exclusive) and down to `from` (inclusive) when given.
+ * `matchesAnyOrder` sorts by an expression no index has, so that PostgreSQL finds every match
+ * through the filters' own indexes and sorts them, rather than walking the time index.
+ */
+const datedPage = async (
+  db: ReadModelDb,
+  conditions: readonly SQL[],
+  before: PageKey | undefined,
+  downTo: { readonly key: PageKey; readonly matchesAnyOrder?: true } | undefined,
+  limit: number,
+): Promise<ShownCallRow[]> =>
+  db
+    .select(shownColumns)
+    .from(calls)
+    .where(
+      and(
+        ...conditions,
+        isNotNull(calls.lastEventAt),
+        before && keyBefore(before),
+        downTo &&
+          (downTo.matchesAnyOrder
+            ? keyBefore(downTo.key)
+            : sql`(${calls.lastEventAt}, ${calls.callId}) >= (${downTo.key.at.toISOString()}::timestamptz, ${downTo.key.callId})`),
+      ),
+    )
+    .orderBy(
+      downTo?.matchesAnyOrder ? sql`${calls.lastEventAt} + interval '0 s' DESC` : desc(calls.lastEventAt),
+      desc(calls.callId),
+    )
+    .limit(limit);
+
+/** Artifacts a Debug Info search reads newest first before it looks up the rest by its index. */
+const recentArtifacts = 2_000;
+
+/**
+ * A Debug Info search: the newest `recentArtifacts` calls with an artifact are read in time order
+ * (a term found in recent artifacts is done there); if they hold too few matches, the older ones
+ * come from the trigram index, sorted. Walking further in time order reads every artifact back to
+ * a term's first match, which for a term common in older calls only (an order id of last month, a
+ * failure that stopped) is most of the archive; the index instead reads only that term's matches.
+ */
+const searchedPage = async (
+  db: ReadModelDb,
+  conditions: readonly SQL[],
+  before: PageKey | undefined,
+  wanted: number,
+): Promise<ShownCallRow[]> => {
+  const [boundary] = await db
+    .select({ at: calls.lastEventAt, callId: calls.callId })
+    .from(calls)
+    .where(and(isNotNull(calls.debuggingArtifact), isNotNull(calls.lastEventAt), before && keyBefore(before)))
+    .orderBy(desc(calls.lastEventAt), desc(calls.callId))
+    .offset(recentArtifacts - 1)
+    .limit(1);
+  const key = boundary && { at: boundary.at!, callId: boundary.callId };
+  const recent = await datedPage(db, conditions, before, key && { key }, wanted);
+  if (recent.length === wanted || key === undefined) return recent;
+  return [
+    ...recent,
+    ...(await datedPage(db, conditions, before, { key, matchesAnyOrder: true }, wanted - recent.length)),
+  ];
+};
+
 /**
  * One page of calls. `after` is decoded from a cursor: its time is null once the listing has
  * reached the undated calls.
@@ -167,20 +239,11 @@ export const listCalls = async (
   const rows: ShownCallRow[] = [];
   const after = page.after;
   if (after === undefined || after.at !== null) {
+    const before = after && { at: after.at!, callId: after.callId };
     rows.push(
-      ...(await db
-        .select(shownColumns)
-        .from(calls)
-        .where(
-          and(
-            ...conditions,
-            isNotNull(calls.lastEventAt),
-            after &&
-              sql`(${calls.lastEventAt}, ${calls.callId}) < (${after.at!.toISOString()}::timestamptz, ${after.callId})`,
-          ),
-        )
-        .orderBy(desc(calls.lastEventAt), desc(calls.callId))
-        .limit(wanted)),
+      ...(filter.debugInfo === undefined
+        ? await datedPage(db, conditions, before, undefined, wanted)
+        : await searchedPage(db, conditions, before, wanted)),
     );
   }
   const hasTimeFilter = filter.from !== undefined || filter.to !== undefined;

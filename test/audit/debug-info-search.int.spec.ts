@@ -94,6 +94,26 @@ describe('Debug Info search', () => {
       expect(found[0]).toBe('call-59992');
     });
 
+    it('pages exactly as one query in time order would, across recent and older artifacts', async () => {
+      // In time order: found among the newest artifacts, across their end, only older, everywhere.
+      for (const text of ['orders/9', 'orders/8', 'orders/5', 'timed out', 'ORDERS/1']) {
+        const { rows } = await database.pool.query<{ call_id: string }>(
+          `SELECT call_id FROM calls WHERE debugging_artifact ILIKE $1 AND last_event_at IS NOT NULL
+           ORDER BY last_event_at DESC, call_id DESC LIMIT 150`,
+          [`%${text}%`],
+        );
+        const paged: string[] = [];
+        let after: { at: Date | null; callId: string } | undefined;
+        for (let page = 0; page < 3; page += 1) {
+          const result = await listCalls(database.db, { debugInfo: text }, { limit: 50, after });
+          paged.push(...result.calls.map((call) => call.callId));
+          if (result.next === undefined) break;
+          after = { at: result.next[0] === null ? null : new Date(result.next[0]), callId: result.next[1] };
+        }
+        expect(paged, text).toEqual(rows.map((row) => row.call_id));
+      }
+    });
+
     it('still takes % and _ literally', async () => {
       expect(await searchIds(database, '50%_of')).toEqual([]);
       expect(await searchIds(database, 'fra_40000')).toEqual([]);
