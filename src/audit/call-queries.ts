@@ -193,19 +193,31 @@ const datedPage = async (
     )
     .limit(limit);
 
-/** Artifacts a Debug Info search reads newest first before it looks up the rest by its index. */
+/** Artifacts a Debug Info search reads newest first before it looks further. */
 const recentArtifacts = 2_000;
+/** Up to this many matches (PostgreSQL's estimate), older ones are looked up by the trigram index. */
+const indexedMatches = 4_000;
+
+/** PostgreSQL's estimate of the calls whose artifact contains `text` (planning only, no scan). */
+const estimatedMatches = async (db: ReadModelDb, text: string): Promise<number> => {
+  const result = await db.execute<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(
+    sql`EXPLAIN (FORMAT JSON) SELECT 1 FROM ${calls} WHERE ${ilike(calls.debuggingArtifact, containing(text))}`,
+  );
+  return result.rows[0]?.['QUERY PLAN'][0].Plan['Plan Rows'] ?? Number.POSITIVE_INFINITY;
+};
 
 /**
- * A Debug Info search: the newest `recentArtifacts` calls with an artifact are read in time order
- * (a term found in recent artifacts is done there); if they hold too few matches, the older ones
- * come from the trigram index, sorted. Walking further in time order reads every artifact back to
- * a term's first match, which for a term common in older calls only (an order id of last month, a
- * failure that stopped) is most of the archive; the index instead reads only that term's matches.
+ * A Debug Info search. The newest `recentArtifacts` calls with an artifact are read in time order:
+ * a term found in recent artifacts is done there. Otherwise a rare term's older matches come from
+ * the trigram index, sorted (reading only its matches); a common term's come from going on in time
+ * order, where they are soon met. Going on in time order for a rare term would read every artifact
+ * back to its first match (an order id of last month, a failure that stopped: most of the archive),
+ * and sorting a common term's matches would read thousands.
  */
 const searchedPage = async (
   db: ReadModelDb,
   conditions: readonly SQL[],
+  text: string,
   before: PageKey | undefined,
   wanted: number,
 ): Promise<ShownCallRow[]> => {
@@ -219,10 +231,12 @@ const searchedPage = async (
   const key = boundary && { at: boundary.at!, callId: boundary.callId };
   const recent = await datedPage(db, conditions, before, key && { key }, wanted);
   if (recent.length === wanted || key === undefined) return recent;
-  return [
-    ...recent,
-    ...(await datedPage(db, conditions, before, { key, matchesAnyOrder: true }, wanted - recent.length)),
-  ];
+  const rest = wanted - recent.length;
+  const older =
+    (await estimatedMatches(db, text)) <= indexedMatches
+      ? await datedPage(db, conditions, before, { key, matchesAnyOrder: true }, rest)
+      : await datedPage(db, conditions, key, undefined, rest);
+  return [...recent, ...older];
 };
 
 /**
@@ -243,7 +257,7 @@ export const listCalls = async (
     rows.push(
       ...(filter.debugInfo === undefined
         ? await datedPage(db, conditions, before, undefined, wanted)
-        : await searchedPage(db, conditions, before, wanted)),
+        : await searchedPage(db, conditions, filter.debugInfo, before, wanted)),
     );
   }
   const hasTimeFilter = filter.from !== undefined || filter.to !== undefined;
