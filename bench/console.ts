@@ -11,7 +11,7 @@ import pg from 'pg';
 import { migrateReadModels, openDatabase } from '../src/database/database.ts';
 import { apiToken, appSpec, webhookSecret, type BenchContext } from './context.ts';
 import { assistantNumbers, seededRandom, signedHeaders } from './flireo-traffic.ts';
-import { summarizeLatencies, type LatencySummary } from './measure.ts';
+import { processCpuSeconds, summarizeLatencies, type LatencySummary } from './measure.ts';
 import { startMeasuredProcess } from './processes.ts';
 import { formatMs, type BenchmarkResult, type ResultRow } from './report.ts';
 import { datasetSpanMs, datasetStart } from './seed.ts';
@@ -227,10 +227,29 @@ interface FanOutResult {
   readonly latency: LatencySummary;
   readonly missing: number;
   readonly acceptMs: LatencySummary;
+  /** The server's CPU (user + system) per webhook sent, from the first send until every client had all. */
+  readonly appCpuMicrosPerEvent: number | undefined;
+  /** The benchmark process's own (sender and clients). */
+  readonly benchCpuMicrosPerEvent: number;
 }
 
-/** One SSE client: records when each event id arrives. */
-const sseClient = (port: number, arrivals: Map<string, number[]>): Promise<{ close: () => void }> =>
+/**
+ * One SSE client: records when each event id arrives. Like a browser's EventSource, it connects
+ * again after a 503 once the `Retry-After` has passed (a few times, then it gives up).
+ */
+const sseClient = async (port: number, arrivals: Map<string, number[]>): Promise<{ close: () => void }> => {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await sseConnect(port, arrivals);
+    } catch (error) {
+      const retryAfter = (error as { retryAfterSeconds?: number }).retryAfterSeconds;
+      if (retryAfter === undefined || attempt >= 3) throw error;
+      await new Promise((resolve) => setTimeout(resolve, retryAfter * 1000));
+    }
+  }
+};
+
+const sseConnect = (port: number, arrivals: Map<string, number[]>): Promise<{ close: () => void }> =>
   new Promise((resolve, reject) => {
     const request = http.get(
       {
@@ -241,8 +260,16 @@ const sseClient = (port: number, arrivals: Map<string, number[]>): Promise<{ clo
       },
       (response) => {
         if (response.statusCode !== 200) {
-          reject(new Error(`GET /live answered ${response.statusCode}`));
-          response.resume();
+          let text = '';
+          response.setEncoding('utf8');
+          response.on('data', (chunk: string) => (text += chunk));
+          response.on('end', () => {
+            const error = new Error(`GET /live answered ${response.statusCode}: ${text.slice(0, 500)}`);
+            const retryAfter = Number(response.headers['retry-after']);
+            if (response.statusCode === 503 && Number.isFinite(retryAfter))
+              Object.assign(error, { retryAfterSeconds: Math.min(retryAfter, 10) });
+            reject(error);
+          });
           return;
         }
         let buffer = '';
@@ -342,6 +369,8 @@ const benchFanOut = async (
     for (let sequence = 0; sequence < 20; sequence += 1) await send(-1 - sequence, false);
     const total = ratePerSecond * seconds;
     context.progress(`console: /live fan-out, ${clients} clients, ${total} webhooks at ${ratePerSecond}/s`);
+    const appCpuBefore = processCpuSeconds(app.pid);
+    const benchCpuBefore = process.cpuUsage();
     const started = performance.now();
     const inFlight: Promise<void>[] = [];
     for (let sequence = 0; sequence < total; sequence += 1) {
@@ -357,6 +386,8 @@ const benchFanOut = async (
       [...accepted.keys()].every((eventId) => (arrivals.get(eventId)?.length ?? 0) >= clients);
     while (!complete() && performance.now() < deadline)
       await new Promise((resolve) => setTimeout(resolve, 50));
+    const appCpuAfter = processCpuSeconds(app.pid);
+    const benchCpu = process.cpuUsage(benchCpuBefore);
     const latencies: number[] = [];
     let missing = failures * clients;
     for (const [eventId, at] of accepted) {
@@ -372,12 +403,20 @@ const benchFanOut = async (
       latency: summarizeLatencies(latencies),
       missing,
       acceptMs: summarizeLatencies(acceptMs),
+      appCpuMicrosPerEvent:
+        appCpuBefore === undefined || appCpuAfter === undefined
+          ? undefined
+          : ((appCpuAfter - appCpuBefore) * 1e6) / total,
+      benchCpuMicrosPerEvent: (benchCpu.user + benchCpu.system) / total,
     };
   } finally {
     for (const connection of connections) connection.close();
     await app.stop();
   }
 };
+
+const cpuMicros = (micros: number | undefined): string =>
+  micros === undefined ? 'n/a' : `${Math.round(micros).toLocaleString('en-US')} µs`;
 
 export const benchConsole = async (context: BenchContext): Promise<BenchmarkResult> => {
   const calls = Math.round(context.options.events / eventsPerCall);
@@ -415,6 +454,11 @@ export const benchConsole = async (context: BenchContext): Promise<BenchmarkResu
       ceiling: `1 client: ${formatMs(baseline.latency.p50Ms)} / ${formatMs(baseline.latency.p99Ms)}`,
       ratio: baseline.latency.p99Ms / fanOut.latency.p99Ms,
       target: { description: 'p99 <= 250 ms', pass: fanOut.latency.p99Ms <= 250 && fanOut.missing === 0 },
+    },
+    {
+      measure: '  server CPU per webhook; benchmark process (clients)',
+      value: `${cpuMicros(fanOut.appCpuMicrosPerEvent)}; ${cpuMicros(fanOut.benchCpuMicrosPerEvent)}`,
+      ceiling: `1 client: ${cpuMicros(baseline.appCpuMicrosPerEvent)}; ${cpuMicros(baseline.benchCpuMicrosPerEvent)}`,
     },
   ];
   return {

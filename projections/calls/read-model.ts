@@ -9,6 +9,7 @@
  * redelivered event change nothing. The registers live in `fold_state`, because a later batch needs
  * to know the time behind each value; they are kept small, since every batch rewrites them.
  */
+import { sql } from 'drizzle-orm';
 import { bigint, doublePrecision, index, integer, json, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
 import type { CallStatus } from '../../src/archive/archived-event.ts';
 import { positionColumn } from '../../src/database/columns.ts';
@@ -77,6 +78,11 @@ export const calls = pgTable(
     index('calls_status_idx').on(table.status, table.lastEventAt),
     index('calls_caller_idx').on(table.caller, table.lastEventAt),
     index('calls_assistant_idx').on(table.assistant, table.lastEventAt),
+    // The Debug Info search walks only the calls that have an artifact, newest first: a term that
+    // no recent artifact holds reads the artifacts back to its first match, not every call.
+    index('calls_artifact_last_event_at_idx')
+      .on(table.lastEventAt, table.callId)
+      .where(sql`${table.debuggingArtifact} IS NOT NULL`),
   ],
 );
 export type CallRow = typeof calls.$inferSelect;

@@ -19,7 +19,7 @@ import {
   parseTimeRange,
 } from '../audit/parameters.ts';
 import { invalidArgument } from '../errors.ts';
-import { formatPosition } from '../event-store/event-store.ts';
+import { formatPosition, type EventStore } from '../event-store/event-store.ts';
 import { AccessRecord, accessEventType } from './access-log.ts';
 
 const dayMs = 86_400_000;
@@ -27,7 +27,7 @@ const dayMs = 86_400_000;
 const maxDays = 366;
 const maxScanned = 10_000;
 
-const AccessLogQuery = Type.Object(
+export const AccessLogQuery = Type.Object(
   {
     from: Type.Optional(IsoDateTime('Entries at or after this (default: a day before `to`)')),
     to: Type.Optional(IsoDateTime('Entries before this (exclusive; default: up to now, included)')),
@@ -48,7 +48,7 @@ const AccessLogQuery = Type.Object(
   { additionalProperties: false },
 );
 
-const AccessLogEntry = Type.Intersect([
+export const AccessLogEntry = Type.Intersect([
   AccessRecord,
   Type.Object({ stream: Type.String(), position: Type.String() }),
 ]);
@@ -64,6 +64,64 @@ const CursorKey = Type.Tuple([
 ]);
 
 const utcDay = (at: Date): string => at.toISOString().slice(0, 10);
+
+export type AccessLogQuery = Type.Static<typeof AccessLogQuery>;
+export type AccessLogEntry = Type.Static<typeof AccessLogEntry>;
+
+/**
+ * One page of the access log for a checked query (the API's and the console page's). Throws
+ * `InvalidArgumentError` naming the parameter for a range that is empty or too long, or a bad cursor.
+ */
+export const readAccessLog = async (
+  eventStore: EventStore,
+  now: Date,
+  query: AccessLogQuery,
+): Promise<{ entries: AccessLogEntry[]; nextCursor: string | null }> => {
+  const range = parseTimeRange(query);
+  // Up to and including this instant.
+  const to = range.to ?? new Date(now.getTime() + 1);
+  const from = range.from ?? new Date(to.getTime() - dayMs);
+  if (from.getTime() >= to.getTime()) {
+    throw invalidArgument('querystring/from', 'must be before to');
+  }
+  if (to.getTime() - from.getTime() > maxDays * dayMs) {
+    throw invalidArgument('querystring/from', `the range may span at most ${maxDays} days`);
+  }
+  const limit = parseLimit(query.limit);
+  const cursor = decodeCursor(query.cursor, CursorKey);
+  const lastDay = utcDay(new Date(to.getTime() - 1));
+  let day = cursor?.[0] ?? utcDay(from);
+  let fromRevision = cursor === undefined ? 0n : BigInt(cursor[1]) + 1n;
+
+  const entries: AccessLogEntry[] = [];
+  let scanned = 0;
+  let resumeAt: [string, string] | undefined;
+  scan: while (day <= lastDay) {
+    const stream = `${accessStreamPrefix}${day}`;
+    for await (const event of eventStore.readStream(stream, { fromRevision })) {
+      scanned += 1;
+      if (event.type === accessEventType && Value.Check(AccessRecord, event.data)) {
+        const record = event.data;
+        const at = new Date(record.at).getTime();
+        if (
+          at >= from.getTime() &&
+          at < to.getTime() &&
+          (query.token === undefined || record.token === query.token) &&
+          (query.route === undefined || record.route === query.route)
+        ) {
+          entries.push({ ...record, stream, position: formatPosition(event.position) });
+        }
+      }
+      if (entries.length >= limit || scanned >= maxScanned) {
+        resumeAt = [day, event.revision.toString()];
+        break scan;
+      }
+    }
+    day = utcDay(new Date(Date.parse(`${day}T00:00:00Z`) + dayMs));
+    fromRevision = 0n;
+  }
+  return { entries, nextCursor: resumeAt === undefined ? null : encodeCursor(resumeAt) };
+};
 
 export const accessLogRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app, dependencies) => {
   app.get(
@@ -84,52 +142,9 @@ export const accessLogRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async
       },
     },
     async (request) => {
-      const { query } = request;
-      const range = parseTimeRange(query);
-      // Up to and including this instant.
-      const to = range.to ?? new Date(dependencies.clock().getTime() + 1);
-      const from = range.from ?? new Date(to.getTime() - dayMs);
-      if (from.getTime() >= to.getTime()) {
-        throw invalidArgument('querystring/from', 'must be before to');
-      }
-      if (to.getTime() - from.getTime() > maxDays * dayMs) {
-        throw invalidArgument('querystring/from', `the range may span at most ${maxDays} days`);
-      }
-      const limit = parseLimit(query.limit);
-      const cursor = decodeCursor(query.cursor, CursorKey);
-      const lastDay = utcDay(new Date(to.getTime() - 1));
-      let day = cursor?.[0] ?? utcDay(from);
-      let fromRevision = cursor === undefined ? 0n : BigInt(cursor[1]) + 1n;
-
-      const entries: Type.Static<typeof AccessLogEntry>[] = [];
-      let scanned = 0;
-      let resumeAt: [string, string] | undefined;
-      scan: while (day <= lastDay) {
-        const stream = `${accessStreamPrefix}${day}`;
-        for await (const event of dependencies.eventStore.readStream(stream, { fromRevision })) {
-          scanned += 1;
-          if (event.type === accessEventType && Value.Check(AccessRecord, event.data)) {
-            const record = event.data;
-            const at = new Date(record.at).getTime();
-            if (
-              at >= from.getTime() &&
-              at < to.getTime() &&
-              (query.token === undefined || record.token === query.token) &&
-              (query.route === undefined || record.route === query.route)
-            ) {
-              entries.push({ ...record, stream, position: formatPosition(event.position) });
-            }
-          }
-          if (entries.length >= limit || scanned >= maxScanned) {
-            resumeAt = [day, event.revision.toString()];
-            break scan;
-          }
-        }
-        day = utcDay(new Date(Date.parse(`${day}T00:00:00Z`) + dayMs));
-        fromRevision = 0n;
-      }
-      request.accessCount = entries.length;
-      return { entries, nextCursor: resumeAt === undefined ? null : encodeCursor(resumeAt) };
+      const page = await readAccessLog(dependencies.eventStore, dependencies.clock(), request.query);
+      request.accessCount = page.entries.length;
+      return page;
     },
   );
 };

@@ -66,6 +66,7 @@ export const routeAccess: Readonly<Record<string, RouteAccess>> = {
   'GET /console/projections': page,
   'GET /console/health': page,
   'GET /console/live': page,
+  'GET /console/access-log': { scope: 'access-log:read', console: true, recorded: true },
 };
 
 /** The OpenAPI document and its UI describe the API and give no access. */

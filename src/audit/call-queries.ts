@@ -153,6 +153,92 @@ const filterConditions = (filter: CallFilter): SQL[] =>
     filter.debugInfo !== undefined && ilike(calls.debuggingArtifact, containing(filter.debugInfo)),
   ].filter((condition): condition is SQL => typeof condition === 'object');
 
+interface PageKey {
+  readonly at: Date;
+  readonly callId: string;
+}
+
+const keyBefore = (key: PageKey): SQL =>
+  sql`(${calls.lastEventAt}, ${calls.callId}) < (${key.at.toISOString()}::timestamptz, ${key.callId})`;
+
+/**
+ * Dated calls newest first, after `before` (exclusive) and down to `from` (inclusive) when given.
+ * `matchesAnyOrder` sorts by an expression no index has, so that PostgreSQL finds every match
+ * through the filters' own indexes and sorts them, rather than walking the time index.
+ */
+const datedPage = async (
+  db: ReadModelDb,
+  conditions: readonly SQL[],
+  before: PageKey | undefined,
+  downTo: { readonly key: PageKey; readonly matchesAnyOrder?: true } | undefined,
+  limit: number,
+): Promise<ShownCallRow[]> =>
+  db
+    .select(shownColumns)
+    .from(calls)
+    .where(
+      and(
+        ...conditions,
+        isNotNull(calls.lastEventAt),
+        before && keyBefore(before),
+        downTo &&
+          (downTo.matchesAnyOrder
+            ? keyBefore(downTo.key)
+            : sql`(${calls.lastEventAt}, ${calls.callId}) >= (${downTo.key.at.toISOString()}::timestamptz, ${downTo.key.callId})`),
+      ),
+    )
+    .orderBy(
+      downTo?.matchesAnyOrder ? sql`${calls.lastEventAt} + interval '0 s' DESC` : desc(calls.lastEventAt),
+      desc(calls.callId),
+    )
+    .limit(limit);
+
+/** Artifacts a Debug Info search reads newest first before it looks further. */
+const recentArtifacts = 2_000;
+/** Up to this many matches (PostgreSQL's estimate), older ones are looked up by the trigram index. */
+const indexedMatches = 4_000;
+
+/** PostgreSQL's estimate of the calls whose artifact contains `text` (planning only, no scan). */
+const estimatedMatches = async (db: ReadModelDb, text: string): Promise<number> => {
+  const result = await db.execute<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(
+    sql`EXPLAIN (FORMAT JSON) SELECT 1 FROM ${calls} WHERE ${ilike(calls.debuggingArtifact, containing(text))}`,
+  );
+  return result.rows[0]?.['QUERY PLAN'][0].Plan['Plan Rows'] ?? Number.POSITIVE_INFINITY;
+};
+
+/**
+ * A Debug Info search. The newest `recentArtifacts` calls with an artifact are read in time order:
+ * a term found in recent artifacts is done there. Otherwise a rare term's older matches come from
+ * the trigram index, sorted (reading only its matches); a common term's come from going on in time
+ * order, where they are soon met. Going on in time order for a rare term would read every artifact
+ * back to its first match (an order id of last month, a failure that stopped: most of the archive),
+ * and sorting a common term's matches would read thousands.
+ */
+const searchedPage = async (
+  db: ReadModelDb,
+  conditions: readonly SQL[],
+  text: string,
+  before: PageKey | undefined,
+  wanted: number,
+): Promise<ShownCallRow[]> => {
+  const [boundary] = await db
+    .select({ at: calls.lastEventAt, callId: calls.callId })
+    .from(calls)
+    .where(and(isNotNull(calls.debuggingArtifact), isNotNull(calls.lastEventAt), before && keyBefore(before)))
+    .orderBy(desc(calls.lastEventAt), desc(calls.callId))
+    .offset(recentArtifacts - 1)
+    .limit(1);
+  const key = boundary && { at: boundary.at!, callId: boundary.callId };
+  const recent = await datedPage(db, conditions, before, key && { key }, wanted);
+  if (recent.length === wanted || key === undefined) return recent;
+  const rest = wanted - recent.length;
+  const older =
+    (await estimatedMatches(db, text)) <= indexedMatches
+      ? await datedPage(db, conditions, before, { key, matchesAnyOrder: true }, rest)
+      : await datedPage(db, conditions, key, undefined, rest);
+  return [...recent, ...older];
+};
+
 /**
  * One page of calls. `after` is decoded from a cursor: its time is null once the listing has
  * reached the undated calls.
@@ -167,20 +253,11 @@ export const listCalls = async (
   const rows: ShownCallRow[] = [];
   const after = page.after;
   if (after === undefined || after.at !== null) {
+    const before = after && { at: after.at!, callId: after.callId };
     rows.push(
-      ...(await db
-        .select(shownColumns)
-        .from(calls)
-        .where(
-          and(
-            ...conditions,
-            isNotNull(calls.lastEventAt),
-            after &&
-              sql`(${calls.lastEventAt}, ${calls.callId}) < (${after.at!.toISOString()}::timestamptz, ${after.callId})`,
-          ),
-        )
-        .orderBy(desc(calls.lastEventAt), desc(calls.callId))
-        .limit(wanted)),
+      ...(filter.debugInfo === undefined
+        ? await datedPage(db, conditions, before, undefined, wanted)
+        : await searchedPage(db, conditions, filter.debugInfo, before, wanted)),
     );
   }
   const hasTimeFilter = filter.from !== undefined || filter.to !== undefined;

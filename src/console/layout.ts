@@ -5,14 +5,21 @@
  */
 import { attribute, html, type Html, type HtmlValue } from './html.ts';
 
-export type Section = 'calls' | 'live' | 'health' | 'quarantine' | 'projections';
+export type Section = 'calls' | 'live' | 'health' | 'quarantine' | 'projections' | 'access-log';
 
-const sections: readonly { readonly section: Section; readonly label: string; readonly href: string }[] = [
+const sections: readonly {
+  readonly section: Section;
+  readonly label: string;
+  readonly href: string;
+  /** Shown only to a token whose role may open it. */
+  readonly restricted?: true;
+}[] = [
   { section: 'calls', label: 'Calls', href: '/console/calls' },
   { section: 'live', label: 'Live', href: '/console/live' },
   { section: 'health', label: 'Health', href: '/console/health' },
   { section: 'quarantine', label: 'Quarantine', href: '/console/quarantine' },
   { section: 'projections', label: 'Projections', href: '/console/projections' },
+  { section: 'access-log', label: 'Access log', href: '/console/access-log', restricted: true },
 ];
 
 export interface PageOptions {
@@ -20,6 +27,8 @@ export interface PageOptions {
   readonly section?: Section;
   /** Present when signed in: the sign-out form needs it. */
   readonly csrf?: string;
+  /** Whether the signed-in token may open a restricted page (its link is hidden otherwise). */
+  readonly mayOpen?: (href: string) => boolean;
   readonly body: Html;
 }
 
@@ -43,16 +52,20 @@ export const page = (options: PageOptions): string =>
               ? ''
               : html`<nav aria-label="Console">
                     <ul>
-                      ${sections.map(
-                        (entry) =>
-                          html`<li>
-                            <a
-                              href="${entry.href}"
-                              ${entry.section === options.section ? html` aria-current="page"` : ''}
-                              >${entry.label}</a
-                            >
-                          </li>`,
-                      )}
+                      ${sections
+                        .filter(
+                          (entry) => entry.restricted !== true || options.mayOpen?.(entry.href) === true,
+                        )
+                        .map(
+                          (entry) =>
+                            html`<li>
+                              <a
+                                href="${entry.href}"
+                                ${entry.section === options.section ? html` aria-current="page"` : ''}
+                                >${entry.label}</a
+                              >
+                            </li>`,
+                        )}
                     </ul>
                   </nav>
                   <form method="post" action="/console/sign-out" class="sign-out">

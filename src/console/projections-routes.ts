@@ -68,7 +68,7 @@ const parseQuery = (raw: Readonly<Record<string, unknown>>): DeadLettersQuery =>
 export const projectionsPages = (
   app: RouteHost,
   dependencies: AppDependencies,
-  { sendPage, signedIn }: ConsolePageTools,
+  { sendPage, signedIn, mayOpen }: ConsolePageTools,
 ): void => {
   const { db } = dependencies.database;
 
@@ -187,6 +187,7 @@ export const projectionsPages = (
         title: 'Projections',
         section: 'projections',
         csrf: csrfToken(token),
+        mayOpen: mayOpen(request),
         body: projectionsPage(
           {
             projections: overviews,

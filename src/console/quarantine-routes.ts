@@ -18,6 +18,8 @@ export interface ConsolePageTools {
   readonly sendPage: (reply: FastifyReply, body: string, status?: number) => FastifyReply;
   /** The signed-in token, or undefined after redirecting to sign-in. */
   readonly signedIn: (request: FastifyRequest, reply: FastifyReply) => Promise<string | undefined>;
+  /** Whether the signed-in token may open a console page (for the navigation's restricted links). */
+  readonly mayOpen: (request: FastifyRequest) => (href: string) => boolean;
 }
 
 export interface RouteHost {
@@ -31,7 +33,7 @@ export interface RouteHost {
 export const quarantinePages = (
   app: RouteHost,
   dependencies: AppDependencies,
-  { sendPage, signedIn }: ConsolePageTools,
+  { sendPage, signedIn, mayOpen }: ConsolePageTools,
 ): void => {
   const { db } = dependencies.database;
 
@@ -41,7 +43,11 @@ export const quarantinePages = (
     const csrf = csrfToken(token);
     const view = parseQuarantineView(request.query as Record<string, unknown>);
     const show = (body: Parameters<typeof page>[0]['body'], status = 200) =>
-      sendPage(reply, page({ title: 'Quarantine', section: 'quarantine', csrf, body }), status);
+      sendPage(
+        reply,
+        page({ title: 'Quarantine', section: 'quarantine', csrf, mayOpen: mayOpen(request), body }),
+        status,
+      );
     if (view.errors.length > 0) return show(quarantinePage(view, [], undefined), 400);
     // One extra row tells whether an older page exists.
     const rows = await fromReadModels(() =>
@@ -70,6 +76,7 @@ export const quarantinePages = (
           title: 'Quarantined request not found',
           section: 'quarantine',
           csrf,
+          mayOpen: mayOpen(request),
           body: html`<p><a href="/console/quarantine">← Quarantine</a></p>
             <h1>Quarantined request not found</h1>
             <p>No quarantined request is stored at this position.</p>`,
@@ -83,6 +90,7 @@ export const quarantinePages = (
         title: 'Quarantined request',
         section: 'quarantine',
         csrf,
+        mayOpen: mayOpen(request),
         body: quarantinedRequestPage(quarantinedRequestView(row)),
       }),
     );

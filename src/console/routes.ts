@@ -41,6 +41,7 @@ import { page, problemList } from './layout.ts';
 import { livePage } from './live-page.ts';
 import { projectionsPages } from './projections-routes.ts';
 import { quarantinePages } from './quarantine-routes.ts';
+import { accessLogPages } from './access-log-routes.ts';
 import { healthPage, parseHealthView } from './health-page.ts';
 import { readHealth } from '../health/health-routes.ts';
 import {
@@ -114,6 +115,17 @@ const signInPage = (options: { next: string; error?: string }): string =>
     </div>`,
   });
 
+/** A signed-in token whose role may not open the page: what it lacks, as the API's 403 says it. */
+const forbiddenPage = (problem: HttpProblem, csrf: string, mayOpen: (href: string) => boolean): string =>
+  page({
+    title: 'Not allowed',
+    csrf,
+    mayOpen,
+    body: html`<h1>Not allowed</h1>
+      <p>${problem.detail ?? problem.title}.</p>
+      <p><a href="/console/calls">← Calls</a></p>`,
+  });
+
 export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app, dependencies) => {
   const { config, eventStore } = dependencies;
   const { db } = dependencies.database;
@@ -131,16 +143,27 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
   const sendPage = (reply: FastifyReply, body: string, status = 200) =>
     reply.code(status).type('text/html; charset=utf-8').send(body);
 
+  const mayOpen =
+    (request: FastifyRequest) =>
+    (href: string): boolean =>
+      request.apiToken !== null && accessControl.allows(request.apiToken, 'GET', href);
+
   /**
    * The signed-in token, or a redirect to the sign-in page (undefined then). A token whose role
-   * lacks the page's scope gets the 403 naming it.
+   * lacks the page's scope gets the console's 403 page naming it (undefined then too).
    */
   const signedIn = async (request: FastifyRequest, reply: FastifyReply): Promise<string | undefined> => {
     const token = sessionToken(request);
     if (token !== undefined) {
       const identity = accessControl.identify(token);
       if (identity !== undefined) {
-        accessControl.admit(request, reply, identity);
+        try {
+          accessControl.admit(request, reply, identity);
+        } catch (error) {
+          if (!(error instanceof HttpProblem) || error.status !== 403) throw error;
+          sendPage(reply, forbiddenPage(error, csrfToken(token), mayOpen(request)), 403);
+          return undefined;
+        }
         return token;
       }
       clearSessionCookie(reply, config.publicUrl);
@@ -202,7 +225,13 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
     if (view.errors.length > 0) {
       return sendPage(
         reply,
-        page({ title: 'Calls', section: 'calls', csrf, body: callsPage(view, [], undefined) }),
+        page({
+          title: 'Calls',
+          section: 'calls',
+          csrf,
+          mayOpen: mayOpen(request),
+          body: callsPage(view, [], undefined),
+        }),
         400,
       );
     }
@@ -217,6 +246,7 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
         title: 'Calls',
         section: 'calls',
         csrf,
+        mayOpen: mayOpen(request),
         body: callsPage(
           view,
           result.calls,
@@ -263,6 +293,7 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
           title: 'Call not found',
           section: 'calls',
           csrf,
+          mayOpen: mayOpen(request),
           body: html`<p><a href="/console/calls">← Calls</a></p>
             <h1>Call not found</h1>
             <p>${detail}</p>`,
@@ -314,6 +345,7 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
         title: `Call ${callId}`,
         section: 'calls',
         csrf,
+        mayOpen: mayOpen(request),
         body: callPage({
           call,
           timeline,
@@ -353,8 +385,10 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
       .send(Readable.from(lines()));
   });
 
-  quarantinePages(app, dependencies, { sendPage, signedIn });
-  projectionsPages(app, dependencies, { sendPage, signedIn });
+  const pageTools = { sendPage, signedIn, mayOpen };
+  quarantinePages(app, dependencies, pageTools);
+  projectionsPages(app, dependencies, pageTools);
+  accessLogPages(app, dependencies, pageTools);
   app.get('/console/health', { schema: { hide: true } }, async (request, reply) => {
     const token = await signedIn(request, reply);
     if (token === undefined) return reply;
@@ -367,7 +401,7 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
     const body = healthPage(view, figures, now);
     return sendPage(
       reply,
-      page({ title: 'Health', section: 'health', csrf: csrfToken(token), body }),
+      page({ title: 'Health', section: 'health', csrf: csrfToken(token), mayOpen: mayOpen(request), body }),
       view.errors.length > 0 ? 400 : 200,
     );
   });
@@ -387,6 +421,7 @@ export const consoleRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (
         title: 'Live',
         section: 'live',
         csrf: csrfToken(token),
+        mayOpen: mayOpen(request),
         body: livePage(active.calls, failed.calls),
       }),
     );

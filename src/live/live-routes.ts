@@ -6,6 +6,7 @@
  * its unsent data under `CALLTRAIL_LIVE_CLIENT_BUFFER_BYTES` gets a `dropped` event and is
  * disconnected; it may reconnect with its last id.
  */
+import type { ServerResponse } from 'node:http';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Counter, Gauge } from 'prom-client';
 import Type from 'typebox';
@@ -77,6 +78,55 @@ export const liveEventData = (event: RecordedEvent): string => {
   });
 };
 
+/** An SSE message, and the same bytes framed as one HTTP/1.1 chunk. */
+interface SseMessage {
+  readonly bytes: Buffer;
+  readonly chunk: Buffer;
+}
+
+const crlf = Buffer.from('\r\n');
+
+export const sseMessage = (text: string): SseMessage => {
+  const bytes = Buffer.from(text);
+  return { bytes, chunk: Buffer.concat([Buffer.from(`${bytes.length.toString(16)}\r\n`), bytes, crlf]) };
+};
+
+/**
+ * Writes a stream's messages. On a chunked HTTP/1.1 response each message goes to the socket as
+ * one chunk framed once for all clients, not as the response's size line, data and line end. The
+ * socket is corked until the current tick's work is done, as the response does, so the events of
+ * one read reach each client in one write. Otherwise (HTTP/1.0) through the response.
+ */
+const sseWriter = (response: ServerResponse) => {
+  response.flushHeaders();
+  const socket = response.chunkedEncoding ? response.socket : null;
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    socket?.uncork();
+  };
+  return {
+    write: (message: SseMessage): void => {
+      if (socket === null) {
+        response.write(message.bytes);
+        return;
+      }
+      if (!corked) {
+        corked = true;
+        socket.cork();
+        process.nextTick(uncork);
+      }
+      socket.write(message.chunk);
+    },
+    /** Bytes written and not yet taken by the client's connection. */
+    get buffered(): number {
+      return socket !== null ? socket.writableLength : response.writableLength;
+    },
+  };
+};
+
+const keepAliveMessage = sseMessage(': keep-alive\n\n');
+
 export const liveRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app, dependencies) => {
   const { config, metrics } = dependencies;
   const limits = config.live;
@@ -108,11 +158,11 @@ export const liveRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app
    * (with a hundred clients, encoding each event for each was most of the fan-out's cost). Weak, so
    * it holds an event no longer than the feed does.
    */
-  const encoded = new WeakMap<RecordedEvent, Buffer>();
-  const messageOf = (event: RecordedEvent): Buffer => {
+  const encoded = new WeakMap<RecordedEvent, SseMessage>();
+  const messageOf = (event: RecordedEvent): SseMessage => {
     let message = encoded.get(event);
     if (message === undefined) {
-      message = Buffer.from(`id: ${formatPosition(event.position)}\ndata: ${liveEventData(event)}\n\n`);
+      message = sseMessage(`id: ${formatPosition(event.position)}\ndata: ${liveEventData(event)}\n\n`);
       encoded.set(event, message);
     }
     return message;
@@ -171,7 +221,8 @@ export const liveRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app
         'x-accel-buffering': 'no',
         'x-request-id': request.id,
       });
-      response.write('retry: 2000\n: connected\n\n');
+      const stream = sseWriter(response);
+      stream.write(sseMessage('retry: 2000\n: connected\n\n'));
       let ended = false;
       const end = () => {
         if (ended) return;
@@ -180,7 +231,7 @@ export const liveRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app
         response.end();
         setTimeout(() => response.destroy(), dropLingerMs).unref();
       };
-      const fits = () => response.writableLength <= limits.clientBufferBytes;
+      const fits = () => stream.buffered <= limits.clientBufferBytes;
       const connection = feed.connect(
         {
           wants: (event) =>
@@ -190,7 +241,7 @@ export const liveRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app
             // Judged before writing, so one event larger than the limit still reaches a client that
             // keeps up; what waits for a client is bounded by the limit plus one event.
             if (ended || !fits()) return false;
-            response.write(messageOf(event));
+            stream.write(messageOf(event));
             return true;
           },
           drop: (reason) => {
@@ -198,7 +249,7 @@ export const liveRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app
             if (reason === 'slow') {
               dropped.inc();
               request.log.warn(
-                { bufferedBytes: response.writableLength },
+                { bufferedBytes: stream.buffered },
                 'live client dropped: not reading fast enough',
               );
             }
@@ -206,14 +257,14 @@ export const liveRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app
               reason === 'slow'
                 ? 'the client did not read fast enough; reconnect with Last-Event-ID to resume'
                 : 'the server is shutting down; reconnect with Last-Event-ID to resume';
-            response.write(`event: dropped\ndata: ${JSON.stringify({ reason, detail })}\n\n`);
+            stream.write(sseMessage(`event: dropped\ndata: ${JSON.stringify({ reason, detail })}\n\n`));
             end();
           },
         },
         after,
       );
       const keepAlive = setInterval(() => {
-        if (!ended) response.write(': keep-alive\n\n');
+        if (!ended) stream.write(keepAliveMessage);
       }, keepAliveMs);
       response.on('close', () => {
         connection.close();
@@ -222,8 +273,10 @@ export const liveRoutes: FastifyPluginAsyncTypebox<AppDependencies> = async (app
       });
       connection.ready.catch((error: unknown) => {
         request.log.warn({ err: error }, 'live client could not catch up; disconnecting');
-        response.write(
-          `event: dropped\ndata: ${JSON.stringify({ reason: 'unavailable', detail: 'the event store could not be read; reconnect later' })}\n\n`,
+        stream.write(
+          sseMessage(
+            `event: dropped\ndata: ${JSON.stringify({ reason: 'unavailable', detail: 'the event store could not be read; reconnect later' })}\n\n`,
+          ),
         );
         end();
       });

@@ -70,6 +70,7 @@ const expected: Readonly<Record<string, Who>> = {
   'GET /console/projections': everyone,
   'GET /console/health': everyone,
   'GET /console/live': everyone,
+  'GET /console/access-log': admins,
 };
 
 /** A concrete path for a route pattern. */
@@ -181,10 +182,11 @@ describe.each(Object.entries(expected))('%s', (key, who) => {
       if (isConsole && who !== 'public') expect(answer.location ?? '').not.toContain('/console/sign-in');
     } else {
       expect(answer.status, answer.body).toBe(403);
-      expect(answer.contentType).toMatch(/^application\/problem\+json/);
-      const problem = JSON.parse(answer.body) as { detail: string };
-      expect(problem.detail).toContain(`the role ${role} of the token ${names[role]}`);
-      expect(problem.detail).toMatch(/needs the scope [a-z-]+:[a-z]+/);
+      // A console page answers with the console's own page, saying the same.
+      expect(answer.contentType).toMatch(isConsole ? /^text\/html/ : /^application\/problem\+json/);
+      const detail = isConsole ? answer.body : (JSON.parse(answer.body) as { detail: string }).detail;
+      expect(detail).toContain(`the role ${role} of the token ${names[role]}`);
+      expect(detail).toMatch(/needs the scope [a-z-]+:[a-z]+/);
       expect(answer.body).not.toContain(tokens[role]);
     }
   });

@@ -1,7 +1,8 @@
 /**
  * The Calls listing's Debug Info search (`debugInfo`, `ILIKE '%text%'`) goes through the trigram
  * index the read-model migrations create when PostgreSQL has `pg_trgm` (the embedded server does),
- * and still works, by scanning, where the extension cannot be created.
+ * and still works, by scanning, where the extension cannot be created. A term that is common but
+ * missing from the newest artifacts walks the calls that have an artifact, not every call.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listCalls } from '../../src/audit/call-queries.ts';
@@ -80,6 +81,37 @@ describe('Debug Info search', () => {
       expect(plan).not.toContain('"Seq Scan"');
       expect(await searchIds(database, 'sip 488')).toEqual(rareIds(seededCalls));
       expect(await searchIds(database, rareArtifact(40_000).toUpperCase())).toEqual(['call-40000']);
+    });
+
+    it('reads only calls with an artifact for a term no recent artifact holds', async () => {
+      // Common overall (about one artifact in nine) but last seen 50,000 calls ago: walking every call
+      // newest first would read those 50,000 before the first match.
+      const plan = await explainSearch(database, 'orders/5');
+      expect(plan).not.toContain('"calls_last_event_at_idx"');
+      expect(plan).not.toContain('"Seq Scan"');
+      const found = await searchIds(database, 'orders/5');
+      expect(found).toHaveLength(50);
+      expect(found[0]).toBe('call-59992');
+    });
+
+    it('pages exactly as one query in time order would, across recent and older artifacts', async () => {
+      // In time order: found among the newest artifacts, across their end, only older, everywhere.
+      for (const text of ['orders/9', 'orders/8', 'orders/5', 'timed out', 'ORDERS/1']) {
+        const { rows } = await database.pool.query<{ call_id: string }>(
+          `SELECT call_id FROM calls WHERE debugging_artifact ILIKE $1 AND last_event_at IS NOT NULL
+           ORDER BY last_event_at DESC, call_id DESC LIMIT 150`,
+          [`%${text}%`],
+        );
+        const paged: string[] = [];
+        let after: { at: Date | null; callId: string } | undefined;
+        for (let page = 0; page < 3; page += 1) {
+          const result = await listCalls(database.db, { debugInfo: text }, { limit: 50, after });
+          paged.push(...result.calls.map((call) => call.callId));
+          if (result.next === undefined) break;
+          after = { at: result.next[0] === null ? null : new Date(result.next[0]), callId: result.next[1] };
+        }
+        expect(paged, text).toEqual(rows.map((row) => row.call_id));
+      }
     });
 
     it('still takes % and _ literally', async () => {

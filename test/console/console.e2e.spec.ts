@@ -4,8 +4,8 @@
  * events enter through the signed webhook, as Flireo sends them. Sign in, filter, open a call, see a
  * new call appear and an active one end without a reload, export CSV from the current filters and
  * read it back, see a hostile artifact shown as text with no script run, see a quarantined request
- * and the projections' state, sign out. It also takes
- * the README's screenshots (docs/).
+ * and the projections' state, see the access log (an admin) and not see it (an auditor), sign out.
+ * It also takes the README's screenshots (docs/).
  */
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -14,6 +14,7 @@ import chromium from '@sparticuz/chromium';
 import { parse } from 'csv-parse/sync';
 import { chromium as playwright, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tokenHash } from '../../src/access/api-tokens.ts';
 import { createLogger } from '../../src/logger.ts';
 import { startProjector, type RunningProjector } from '../../src/projector/projector.ts';
 import { findCall } from '../../src/audit/call-queries.ts';
@@ -22,6 +23,7 @@ import { apiToken, openAuditStores, runTag, type AuditStores } from '../audit/su
 
 const screenshots = path.join(import.meta.dirname, '..', '..', 'docs');
 const tag = runTag();
+const auditorToken = 'auditor-token-0123456789abcdef';
 const assistantA = '+31850000001';
 const assistantB = '+31850000002';
 /** Markup, a script, a right-to-left override and a very long line, as a failing integration might send. */
@@ -90,7 +92,9 @@ beforeAll(async () => {
   harness = await buildTestApp({
     eventStore: stores.eventStore,
     database: stores.database,
-    config: testConfig(),
+    config: testConfig({
+      apiTokens: [apiToken, { name: 'alice', role: 'auditor', sha256: tokenHash(auditorToken) }],
+    }),
   });
   await harness.app.listen({ host: '127.0.0.1', port: 0 });
   const address = harness.app.server.address();
@@ -377,6 +381,29 @@ describe('the console in a browser', () => {
     await page.screenshot({ path: path.join(screenshots, 'console-health.png'), fullPage: true });
   });
 
+  it('lists who read what on the Access log page, a query with markup shown as text', async () => {
+    const markup = '<img src=x onerror="window.__pwned=1">';
+    await page.goto(`${base}/console/calls?debugInfo=${encodeURIComponent(markup)}`);
+    await page.getByRole('heading', { name: 'Calls' }).waitFor();
+    await page.getByRole('link', { name: 'Access log' }).click();
+    await page.getByRole('heading', { name: 'Access log', exact: true }).waitFor();
+    await page.getByLabel('Route').fill('/console/calls');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    await poll(() => page.url()).toContain('route=%2Fconsole%2Fcalls');
+    const table = page.locator('table.access-log');
+    // The access log is written off the request path: reload until the visit is there (bounded).
+    await poll(async () => {
+      const shown = (await table.locator('tbody').textContent()) ?? '';
+      if (!shown.includes(markup)) await page.reload();
+      return shown;
+    }).toContain(`debugInfo=${markup}`);
+    expect(await table.locator('img, script').count()).toBe(0);
+    expect(
+      await page.evaluate(() => (globalThis as unknown as { __pwned?: number }).__pwned),
+    ).toBeUndefined();
+    await page.screenshot({ path: path.join(screenshots, 'console-access-log.png') });
+  });
+
   it('signs out: the cookie is gone and pages ask for sign-in again', async () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await poll(() => page.url()).toContain('/console/sign-in');
@@ -385,5 +412,18 @@ describe('the console in a browser', () => {
     await poll(() => page.url()).toContain('/console/sign-in');
     const api = await page.request.get(`${base}/calls`);
     expect(api.status()).toBe(401);
+  });
+
+  it('neither shows nor opens the Access log for a role without its scope', async () => {
+    await page.goto(`${base}/console/sign-in`);
+    await page.getByLabel('API token').fill(auditorToken);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Calls' }).waitFor();
+    expect(await page.getByRole('link', { name: 'Quarantine' }).count()).toBe(1);
+    expect(await page.getByRole('link', { name: 'Access log' }).count()).toBe(0);
+    const refused = await page.goto(`${base}/console/access-log`);
+    expect(refused?.status()).toBe(403);
+    await page.getByRole('heading', { name: 'Not allowed' }).waitFor();
+    expect(await page.locator('main').textContent()).toContain('access-log:read');
   });
 });

@@ -4,6 +4,7 @@
  * client that stops reading being dropped with a message instead of growing the server's memory,
  * and no stream promised while the store cannot say where it starts.
  */
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callStreamName } from '../../src/archive/streams.ts';
 import { parsePosition, type ProposedEvent } from '../../src/event-store/event-store.ts';
@@ -95,6 +96,7 @@ describe.each(eventStoreKinds)('on the %s event store', (kind) => {
       const filtered = await connect('?type=status-update&assistant=%2B4930111111');
       expect(all.status).toBe(200);
       expect(all.headers['content-type']).toMatch(/^text\/event-stream/);
+      expect(all.headers['transfer-encoding']).toBe('chunked');
       await eventually(async () => (await connectedClients()) === 2);
       const callId = newCallId('live');
       await append(
@@ -121,6 +123,28 @@ describe.each(eventStoreKinds)('on the %s event store', (kind) => {
       expect(events(filtered.messages).map((event) => event.id)).toEqual([received[0]!.id, received[3]!.id]);
       all.close();
       filtered.close();
+    });
+
+    it('streams to an HTTP/1.0 client too: the same messages, without chunk framing', async () => {
+      const { port } = new URL(base);
+      const socket = net.connect(Number(port), '127.0.0.1');
+      let received = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => (received += chunk));
+      socket.write(`GET /live HTTP/1.0\r\nAuthorization: Bearer ${apiToken}\r\n\r\n`);
+      try {
+        await eventually(async () => received.includes(': connected'));
+        const callId = newCallId('http10');
+        await append(statusUpdate(callId, 'in-progress', '2026-03-01T11:00:00.000Z'));
+        await eventually(async () => received.includes(callId));
+        const [head = '', body = ''] = received.split('\r\n\r\n');
+        expect(head).toMatch(/^HTTP\/1\.[01] 200/);
+        expect(head.toLowerCase()).not.toContain('transfer-encoding');
+        expect(body).toMatch(/^retry: 2000\n: connected\n\nid: \d+\/\d+\ndata: \{/);
+        expect(JSON.parse(/\ndata: (.+)\n\n/.exec(body)![1]!)).toMatchObject({ callId });
+      } finally {
+        socket.destroy();
+      }
     });
 
     it('resumes after Last-Event-ID: missed events first, then live ones, none twice', async () => {

@@ -1,0 +1,1 @@
+CREATE INDEX "calls_artifact_last_event_at_idx" ON "calls" USING btree ("last_event_at","call_id") WHERE "calls"."debugging_artifact" IS NOT NULL;
