@@ -7,7 +7,7 @@
 import type { Problem } from '../archive/archived-event.ts';
 import type { AccessLogEntry, AccessLogQuery } from '../access/access-log-routes.ts';
 import { AccessLogQuery as AccessLogQuerySchema } from '../access/access-log-routes.ts';
-import { queryString } from './calls-page.ts';
+import { queryString, textField } from './filter-form.ts';
 import { readViewQuery } from './view-query.ts';
 import { attribute, html, type Html, type HtmlValue } from './html.ts';
 import { problemList, text, time } from './layout.ts';
@@ -51,18 +51,6 @@ const entryRow = (entry: AccessLogEntry): Html =>
     <td class="number">${entry.bytes === undefined ? text(null) : entry.bytes.toLocaleString('en')}</td>
     <td>${entry.sourceAddress}</td>
   </tr>`;
-
-const textField = (name: string, label: string, query: Readonly<Record<string, string>>, hint: string) =>
-  html`<div class="field">
-    <label for="filter-${name}">${label}</label>
-    <input
-      id="filter-${name}"
-      name="${name}"
-      value="${attribute(query[name] ?? '')}"
-      placeholder="${attribute(hint)}"
-      autocomplete="off"
-    />
-  </div>`;
 
 export const accessLogPage = (
   view: AccessLogView,

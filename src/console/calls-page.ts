@@ -24,6 +24,7 @@ import {
 } from '../audit/parameters.ts';
 import { terminationOutcomes } from '../audit/terminations-csv.ts';
 import { formatPosition } from '../event-store/event-store.ts';
+import { option, queryString, textField } from './filter-form.ts';
 import { readViewQuery, viewProblemsOf } from './view-query.ts';
 import { attribute, html, type Html } from './html.ts';
 import { duration, problemList, statusBadge, text, time } from './layout.ts';
@@ -105,13 +106,6 @@ export const matchesFilter = (row: ShownCallRow, filter: CallFilter): boolean =>
   return true;
 };
 
-export const queryString = (entries: Readonly<Record<string, string | undefined>>): string => {
-  const parameters = new URLSearchParams();
-  for (const [name, value] of Object.entries(entries)) if (value !== undefined) parameters.set(name, value);
-  const text = parameters.toString();
-  return text === '' ? '' : `?${text}`;
-};
-
 const filtersOf = (query: Readonly<Record<string, string>>): Record<string, string | undefined> =>
   Object.fromEntries(filterNames.map((name) => [name, query[name]]));
 
@@ -163,28 +157,6 @@ export const callRow = (row: ShownCallRow): Html => {
     <td class="number">${duration(row.durationSeconds)}</td>
   </tr>`;
 };
-
-const option = (value: string, label: string, selected: string | undefined): Html =>
-  html`<option value="${attribute(value)}" ${value === (selected ?? '') ? html` selected` : ''}>
-    ${label}
-  </option>`;
-
-const textField = (
-  name: string,
-  label: string,
-  query: Readonly<Record<string, string>>,
-  hint?: string,
-): Html =>
-  html`<div class="field">
-    <label for="filter-${name}">${label}</label>
-    <input
-      id="filter-${name}"
-      name="${name}"
-      value="${attribute(query[name] ?? '')}"
-      ${hint === undefined ? '' : html` placeholder="${attribute(hint)}"`}
-      autocomplete="off"
-    />
-  </div>`;
 
 export const callsPage = (
   view: CallsView,

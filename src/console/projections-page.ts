@@ -7,7 +7,7 @@ import type { Problem } from '../archive/archived-event.ts';
 import { callStreamPrefix } from '../archive/streams.ts';
 import { attribute, html, type Html } from './html.ts';
 import { problemList, text, time } from './layout.ts';
-import { queryString } from './calls-page.ts';
+import { queryString } from './filter-form.ts';
 
 export interface ProjectionOverview {
   readonly projection: string;

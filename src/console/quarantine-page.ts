@@ -17,7 +17,7 @@ import {
   parseTimeRange,
 } from '../audit/parameters.ts';
 import { parsePosition, type GlobalPosition } from '../event-store/event-store.ts';
-import { queryString } from './calls-page.ts';
+import { option, queryString, textField } from './filter-form.ts';
 import { readViewQuery, viewProblemsOf } from './view-query.ts';
 import { attribute, html, type Html, type HtmlValue } from './html.ts';
 import { problemList, text, time } from './layout.ts';
@@ -179,23 +179,6 @@ const requestRow = (view: ArchivedEventView): Html => {
     </td>
   </tr>`;
 };
-
-const option = (value: string, label: string, selected: string | undefined): Html =>
-  html`<option value="${attribute(value)}" ${value === (selected ?? '') ? html` selected` : ''}>
-    ${label}
-  </option>`;
-
-const textField = (name: string, label: string, query: Readonly<Record<string, string>>, hint: string) =>
-  html`<div class="field">
-    <label for="filter-${name}">${label}</label>
-    <input
-      id="filter-${name}"
-      name="${name}"
-      value="${attribute(query[name] ?? '')}"
-      placeholder="${attribute(hint)}"
-      autocomplete="off"
-    />
-  </div>`;
 
 export const quarantinePage = (
   view: QuarantineView,
