@@ -12,6 +12,7 @@ import type { Logger } from '../../logger.ts';
 import { EventStoreUnavailableError, type AppendResult, type ExpectedRevision } from '../event-store.ts';
 import { decideAppend, type StreamView } from './append-decision.ts';
 import { asError, connectWithin, isUnavailable, timedOut, translateError, withTimeout } from './errors.ts';
+import { arrayParameter } from '../../database/sql.ts';
 import { positionOf } from './positions.ts';
 
 /** Key 0x63616c6c74726c01 ("calltrl" + 1), as in the migration's serialize_appends trigger. */
@@ -100,22 +101,6 @@ const insertSql = `
 
 /** Events' JSON texts (each a whole JSON value, as `JSON.stringify` wrote it) as one JSON array. */
 const jsonArrayOf = (texts: readonly string[]): string => `[${texts.join(',')}]`;
-
-/**
- * Array literals built here rather than by node-postgres, which runs two regex replacements over
- * every element whatever it holds: each text quoted, escaped only when it has a quote or backslash;
- * uuids and integers, whose text never needs quoting, as they are.
- */
-const quotedArrayOf = (texts: readonly string[]): string => {
-  let literal = '{';
-  for (let index = 0; index < texts.length; index += 1) {
-    const text = texts[index]!;
-    if (index > 0) literal += ',';
-    literal += `"${/["\\]/.test(text) ? text.replace(/["\\]/g, '\\$&') : text}"`;
-  }
-  return `${literal}}`;
-};
-const plainArrayOf = (texts: readonly string[]): string => `{${texts.join(',')}}`;
 
 /** Per-stream state while a batch is being decided: stored rows looked up, plus this batch's rows. */
 class StreamState implements StreamView {
@@ -336,7 +321,11 @@ export class GroupCommitWriter {
 
     const rows: BatchRow[] = [];
     const streamNames = [...new Set(batch.map((pending) => pending.streamName))];
-    const heads = await client.query<{ stream_name: string; head: string | null }>(headsSql, [streamNames]);
+    const heads = await client.query<{ stream_name: string; head: string | null }>({
+      name: 'calltrail-append-heads',
+      text: headsSql,
+      values: [streamNames],
+    });
     const streams = new Map(
       heads.rows.map((row) => [
         row.stream_name,
@@ -441,11 +430,15 @@ export class GroupCommitWriter {
         revision: string;
         event_id: string;
         position: string;
-      }>(revisionRangesSql, [
-        ranges.map((r) => r.streamName),
-        ranges.map((r) => r.first.toString()),
-        ranges.map((r) => r.last.toString()),
-      ]);
+      }>({
+        name: 'calltrail-append-revision-ranges',
+        text: revisionRangesSql,
+        values: [
+          ranges.map((r) => r.streamName),
+          ranges.map((r) => r.first.toString()),
+          ranges.map((r) => r.last.toString()),
+        ],
+      });
       for (const row of found.rows) {
         const ref = { id: row.event_id, revision: BigInt(row.revision), position: BigInt(row.position) };
         stateOf(row.stream_name).byRevision.set(ref.revision, ref);
@@ -457,7 +450,11 @@ export class GroupCommitWriter {
         revision: string;
         event_id: string;
         position: string;
-      }>(eventIdsSql, [ids.map((i) => i.streamName), ids.map((i) => i.id)]);
+      }>({
+        name: 'calltrail-append-event-ids',
+        text: eventIdsSql,
+        values: [ids.map((i) => i.streamName), ids.map((i) => i.id)],
+      });
       for (const row of found.rows) {
         const ref = { id: row.event_id, revision: BigInt(row.revision), position: BigInt(row.position) };
         stateOf(row.stream_name).latestById.set(ref.id, ref);
@@ -466,17 +463,30 @@ export class GroupCommitWriter {
   }
 
   private async insert(client: pg.PoolClient, rows: readonly BatchRow[]): Promise<bigint[]> {
-    const inserted = await client.query<{ position: string; stream_name: string; revision: string }>(
-      insertSql,
-      [
-        quotedArrayOf(rows.map((row) => row.streamName)),
-        plainArrayOf(rows.map((row) => row.revision.toString())),
-        plainArrayOf(rows.map((row) => row.event.id)),
-        quotedArrayOf(rows.map((row) => row.event.type)),
+    const inserted = await client.query<{ position: string; stream_name: string; revision: string }>({
+      name: 'calltrail-append-insert',
+      text: insertSql,
+      values: [
+        arrayParameter(
+          'text',
+          rows.map((row) => row.streamName),
+        ),
+        arrayParameter(
+          'int8',
+          rows.map((row) => row.revision.toString()),
+        ),
+        arrayParameter(
+          'uuid',
+          rows.map((row) => row.event.id),
+        ),
+        arrayParameter(
+          'text',
+          rows.map((row) => row.event.type),
+        ),
         jsonArrayOf(rows.map((row) => row.event.data)),
         jsonArrayOf(rows.map((row) => row.event.metadata)),
       ],
-    );
+    });
     const byKey = new Map(
       inserted.rows.map((row) => [`${row.revision}:${row.stream_name}`, BigInt(row.position)]),
     );
