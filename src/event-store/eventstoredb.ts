@@ -365,6 +365,13 @@ export const connectEventStoreDb = (url: string, options: EventStoreDbOptions): 
     readAll,
     subscribeToAll,
     ping,
-    close: () => client.dispose(),
+    // The client cancels each open read and subscription, then waits for every one to report that
+    // it finished; shutting down must not wait longer than any other call on one that never does.
+    close: () =>
+      withDeadline(
+        client.dispose(),
+        timeoutMs,
+        () => new EventStoreUnavailableError(`event store client did not close within ${timeoutMs} ms`),
+      ).catch(() => undefined),
   };
 };

@@ -5,6 +5,7 @@
  * test starts its own test server, since most of them break it on purpose.
  */
 import { randomUUID } from 'node:crypto';
+import { waitFor } from '../support/wait.ts';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   EventStoreDbConnectionError,
@@ -274,6 +275,30 @@ describe('EventStoreDB adapter', () => {
         (error: unknown) => error,
       );
       expect(await outcome).toBeInstanceOf(EventStoreUnavailableError);
+    });
+  });
+
+  describe('closing', () => {
+    it('finishes within its bound while a subscription sits unread with messages waiting', async () => {
+      const { store } = await open({}, 1_000);
+      const streamName = `call-${randomUUID()}`;
+      for (let batch = 0; batch < 10; batch += 1) {
+        await store.append(
+          streamName,
+          Array.from({ length: 100 }, () => proposed({ padding: 'x'.repeat(2_000) })),
+          'any',
+        );
+      }
+      const subscription = store.subscribeToAll({ streamPrefixes: [streamName] });
+      const iterator = subscription[Symbol.asyncIterator]();
+      // One message read, the rest left waiting in the client's buffers: the stream is paused.
+      expect((await iterator.next()).done).toBe(false);
+      let closed = false;
+      const closing = store.close().then(() => {
+        closed = true;
+      });
+      await waitFor('the store to close', () => Promise.resolve(closed), 10_000);
+      await closing;
     });
   });
 });
