@@ -114,30 +114,50 @@ const samplingIntervalMs = 200;
  * last sample. Off Linux every figure is undefined.
  */
 export const startCpuMeter = (pid: number | undefined, postmasterPid: number | undefined): CpuMeter => {
+  // Measuring this very process: its CPU from `process.cpuUsage` (microseconds, not clock ticks),
+  // less what the meter's own sampling costs. Each sample reads `/proc/<pid>/stat` of every process
+  // on the machine, milliseconds each time, which would otherwise be charged to the work measured
+  // and grow with whatever else runs on the machine.
+  const self = pid === process.pid;
+  let samplingMicros = 0;
+  const postgresNow = (): Map<number, number> => {
+    if (postmasterPid === undefined) return new Map();
+    const before = self ? process.cpuUsage() : undefined;
+    const cpu = postgresProcessesCpu(postmasterPid);
+    if (before !== undefined) {
+      const used = process.cpuUsage(before);
+      samplingMicros += used.user + used.system;
+    }
+    return cpu;
+  };
   const started = performance.now();
   const machineStart = machineCpuSeconds();
-  const processStart = pid === undefined ? undefined : processCpuSeconds(pid);
-  let processLatest = processStart;
-  const postgresStart =
-    postmasterPid === undefined ? new Map<number, number>() : postgresProcessesCpu(postmasterPid);
+  const postgresStart = postgresNow();
   const postgresLatest = new Map(postgresStart);
+  const selfStart = self ? process.cpuUsage() : undefined;
+  samplingMicros = 0;
+  const processStart = pid === undefined || self ? undefined : processCpuSeconds(pid);
+  let processLatest = processStart;
   const sample = () => {
-    if (pid !== undefined) processLatest = processCpuSeconds(pid) ?? processLatest;
-    if (postmasterPid !== undefined) {
-      for (const [processId, seconds] of postgresProcessesCpu(postmasterPid))
-        postgresLatest.set(processId, seconds);
-    }
+    if (pid !== undefined && !self) processLatest = processCpuSeconds(pid) ?? processLatest;
+    for (const [processId, seconds] of postgresNow()) postgresLatest.set(processId, seconds);
   };
   const timer = setInterval(sample, samplingIntervalMs);
   timer.unref();
   return {
     stop: () => {
       clearInterval(timer);
+      const selfUsed = selfStart === undefined ? undefined : process.cpuUsage(selfStart);
+      const samplingUsed = samplingMicros;
       sample();
       const wallSeconds = (performance.now() - started) / 1000;
       const machineEnd = machineCpuSeconds();
       const processSeconds =
-        processStart === undefined || processLatest === undefined ? undefined : processLatest - processStart;
+        selfUsed !== undefined
+          ? Math.max(0, selfUsed.user + selfUsed.system - samplingUsed) / 1e6
+          : processStart === undefined || processLatest === undefined
+            ? undefined
+            : processLatest - processStart;
       let postgres = 0;
       for (const [processId, seconds] of postgresLatest)
         postgres += seconds - (postgresStart.get(processId) ?? 0);
