@@ -8,8 +8,8 @@
  * modified, missing, inserted or moved.
  *
  * Version 2 (written now) carries the leaf list compactly as `leafTable` (see `leaf-table.ts`: the
- * hashes as one base64 blob, positions and revisions as varints, each stream named once), about a
- * third of version 1's JSON tuple per event (`leaves`), which is still read and verified.
+ * hashes as one base64 blob, positions and revisions as varints, each stream named once), about half
+ * of version 1's JSON tuple per event (`leaves`), which is still read and verified.
  */
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';

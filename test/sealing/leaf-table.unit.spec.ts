@@ -66,7 +66,7 @@ describe('the leaf table (digest version 2)', () => {
     );
   });
 
-  it('is about a third of the JSON tuple per leaf', () => {
+  it('takes less than half the JSON of a tuple per leaf', () => {
     const events: HashedEvent[] = Array.from({ length: 1_000 }, (_, index) => ({
       position: { commit: 5_000_000n + BigInt(index), prepare: 5_000_000n + BigInt(index) },
       streamName: `call-${index % 250}-0a6c1d3e-5b7f-4c2a-9e8d-1f2a3b4c5d6e`,
