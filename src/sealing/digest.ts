@@ -6,6 +6,10 @@
  * that. The leaf list (position, stream, revision and hash of each event, in order) travels with the
  * digest unsigned: it is bound by the signed root, and lets a verifier say exactly which event is
  * modified, missing, inserted or moved.
+ *
+ * Version 2 (written now) carries the leaf list compactly as `leafTable` (see `leaf-table.ts`: the
+ * hashes as one base64 blob, positions and revisions as varints, each stream named once), about half
+ * of version 1's JSON tuple per event (`leaves`), which is still read and verified.
  */
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
@@ -13,11 +17,20 @@ import Type from 'typebox';
 import { Compile } from 'typebox/compile';
 import { formatPosition, type HashedEvent, type RecordedEvent } from '../event-store/event-store.ts';
 import { eventHash } from './event-hash.ts';
-import { leafHashOfHex, merkleRootOfLeafHashes } from './merkle.ts';
+import {
+  decodeLeaves,
+  encodeLeaves,
+  leafTuples,
+  tableOfHashedEvents,
+  tableOfLeafTuples,
+  type LeafTable,
+} from './leaf-table.ts';
+import { leafHashesOfBlob, merkleRootOfLeafHashes } from './merkle.ts';
 import { signBytes, verifyBytes, type PublicKey, type SigningKey } from './signing-key.ts';
 
 export const digestType = 'archive-digest';
-export const digestVersion = 1;
+/** The version the sealer writes; version 1 digests are still read. */
+export const digestVersion = 2;
 
 const Hex256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
 const PositionText = Type.String({ pattern: '^\\d{1,20}/\\d{1,20}$' });
@@ -32,7 +45,7 @@ export const DigestLeaf = Type.Tuple([
 export type DigestLeaf = Type.Static<typeof DigestLeaf>;
 
 export const DigestBody = Type.Object({
-  version: Type.Literal(digestVersion),
+  version: Type.Union([Type.Literal(1), Type.Literal(2)]),
   /** 0, 1, 2, ...: the digest's place in the chain. */
   sequence: Type.Integer({ minimum: 0 }),
   /** The last position the previous digest covered; null for the first digest. */
@@ -51,19 +64,40 @@ export const DigestBody = Type.Object({
 });
 export type DigestBody = Type.Static<typeof DigestBody>;
 
-export const Digest = Type.Object({
+/** Version 2's leaf list; `leaf-table.ts` says what the blobs hold. */
+export const DigestLeafTable = Type.Object({
+  streams: Type.Array(Type.String()),
+  hashes: Type.String({ pattern: '^[A-Za-z0-9+/]*={0,2}$' }),
+  places: Type.String({ pattern: '^[A-Za-z0-9+/]*={0,2}$' }),
+});
+
+const DigestV1 = Type.Object({
   ...DigestBody.properties,
+  version: Type.Literal(1),
   /** Ed25519 over the canonical JSON of the body, base64. */
   signature: Type.String(),
   leaves: Type.Array(DigestLeaf),
 });
+
+const DigestV2 = Type.Object({
+  ...DigestBody.properties,
+  version: Type.Literal(2),
+  /** Ed25519 over the canonical JSON of the body, base64. */
+  signature: Type.String(),
+  leafTable: DigestLeafTable,
+});
+
+export const Digest = Type.Union([DigestV1, DigestV2]);
 export type Digest = Type.Static<typeof Digest>;
 
 const digestCheck = Compile(Digest);
 
 export const isDigest = (value: unknown): value is Digest => digestCheck.Check(value);
 
-const bodyOf = (digest: Digest): DigestBody => ({
+/** A digest without its leaf list: what is signed, and the signature. */
+export type SignedBody = DigestBody & { readonly signature: string };
+
+export const bodyOfDigest = (digest: SignedBody): DigestBody => ({
   version: digest.version,
   sequence: digest.sequence,
   afterPosition: digest.afterPosition,
@@ -78,11 +112,11 @@ const bodyOf = (digest: Digest): DigestBody => ({
 });
 
 /** The exact bytes signed: RFC 8785 canonical JSON of the body. */
-export const signedBytes = (digest: Digest | DigestBody): Buffer =>
-  Buffer.from(canonicalize('signature' in digest ? bodyOf(digest) : digest) ?? '', 'utf8');
+export const signedBytes = (digest: SignedBody | DigestBody): Buffer =>
+  Buffer.from(canonicalize('signature' in digest ? bodyOfDigest(digest) : digest) ?? '', 'utf8');
 
 /** What the next digest chains to: SHA-256 (hex) of the signed bytes. */
-export const digestHash = (digest: Digest): string =>
+export const digestHash = (digest: SignedBody): string =>
   createHash('sha256').update(signedBytes(digest)).digest('hex');
 
 const hashedOf = (event: RecordedEvent): HashedEvent => ({
@@ -93,16 +127,42 @@ const hashedOf = (event: RecordedEvent): HashedEvent => ({
   created: event.created,
 });
 
-export const leafOf = (event: HashedEvent): DigestLeaf => [
-  formatPosition(event.position),
-  event.streamName,
-  event.revision.toString(),
-  event.hash,
-];
+const tables = new WeakMap<Digest, LeafTable | null>();
 
-/** The Merkle root (hex) over the leaves' event hashes, in order. */
-export const rootOfLeaves = (leaves: readonly DigestLeaf[]): string =>
-  merkleRootOfLeafHashes(leaves.map((leaf) => leafHashOfHex(leaf[3]))).toString('hex');
+/**
+ * The digest's leaf list in columns, whichever version stores it; undefined when it cannot be read
+ * (a position, hash or varint out of shape: the list was altered). Read once per digest object.
+ */
+export const leafTableOf = (digest: Digest): LeafTable | undefined => {
+  let table = tables.get(digest);
+  if (table === undefined) {
+    try {
+      table =
+        (digest.version === 1 ? tableOfLeafTuples(digest.leaves) : decodeLeaves(digest.leafTable)) ?? null;
+    } catch {
+      table = null;
+    }
+    tables.set(digest, table);
+  }
+  return table ?? undefined;
+};
+
+/** The leaf list as tuples (empty when unreadable). */
+export const leavesOf = (digest: Digest): readonly DigestLeaf[] => {
+  if (digest.version === 1) return digest.leaves;
+  const table = leafTableOf(digest);
+  return table === undefined ? [] : leafTuples(table);
+};
+
+/** The Merkle root (hex) over the table's event hashes, in order. */
+export const rootOfTable = (table: LeafTable): string =>
+  merkleRootOfLeafHashes(leafHashesOfBlob(table.hashes, table.count)).toString('hex');
+
+/** Whether the digest's leaf list is readable, as long as its event count, and has its signed root. */
+export const leavesMatchRoot = (digest: Digest): boolean => {
+  const table = leafTableOf(digest);
+  return table !== undefined && table.count === digest.eventCount && rootOfTable(table) === digest.merkleRoot;
+};
 
 /** The digest over already hashed events (consecutive in the global order, after `previous`). */
 export const sealHashedEvents = (
@@ -110,25 +170,32 @@ export const sealHashedEvents = (
   previous: Digest | undefined,
   key: SigningKey,
   sealedAt: Date,
+  version: 1 | 2 = digestVersion,
 ): Digest => {
   const first = events[0];
   const last = events[events.length - 1];
   if (first === undefined || last === undefined) throw new RangeError('a digest covers at least one event');
-  const leaves = events.map(leafOf);
+  const table = tableOfHashedEvents(events);
   const body: DigestBody = {
-    version: digestVersion,
+    version,
     sequence: previous === undefined ? 0 : previous.sequence + 1,
     afterPosition: previous?.lastPosition ?? null,
     lastPosition: formatPosition(last.position),
     eventCount: events.length,
-    merkleRoot: rootOfLeaves(leaves),
+    merkleRoot: rootOfTable(table),
     previousDigestHash: previous === undefined ? null : digestHash(previous),
     firstEventAt: first.created.toISOString(),
     lastEventAt: last.created.toISOString(),
     sealedAt: sealedAt.toISOString(),
     keyId: key.keyId,
   };
-  return { ...body, signature: signBytes(key, signedBytes(body)), leaves };
+  const signature = signBytes(key, signedBytes(body));
+  const digest: Digest =
+    version === 1
+      ? { ...body, version, signature, leaves: leafTuples(table) }
+      : { ...body, version, signature, leafTable: encodeLeaves(table) };
+  tables.set(digest, table);
+  return digest;
 };
 
 export const sealEvents = (
@@ -136,9 +203,10 @@ export const sealEvents = (
   previous: Digest | undefined,
   key: SigningKey,
   sealedAt: Date,
-): Digest => sealHashedEvents(events.map(hashedOf), previous, key, sealedAt);
+  version: 1 | 2 = digestVersion,
+): Digest => sealHashedEvents(events.map(hashedOf), previous, key, sealedAt, version);
 
-export const digestSignatureValid = (digest: Digest, keys: ReadonlyMap<string, PublicKey>): boolean => {
+export const digestSignatureValid = (digest: SignedBody, keys: ReadonlyMap<string, PublicKey>): boolean => {
   const key = keys.get(digest.keyId);
   return key !== undefined && verifyBytes(key, signedBytes(digest), digest.signature);
 };

@@ -43,6 +43,16 @@ export const leafHashOfHex = (eventHashHex: string): Buffer => {
   return hash('sha256', leafInput, 'buffer');
 };
 
+/** The leaf hashes of `count` 32-byte event hashes laid end to end in `hashes`. */
+export const leafHashesOfBlob = (hashes: Buffer, count: number): Buffer[] => {
+  const leafHashes: Buffer[] = [];
+  for (let index = 0; index < count; index += 1) {
+    hashes.copy(leafInput, 1, index * 32, index * 32 + 32);
+    leafHashes.push(hash('sha256', leafInput, 'buffer'));
+  }
+  return leafHashes;
+};
+
 /** SHA-256 of the empty string: the root of an empty tree. */
 const emptyRoot = createHash('sha256').digest();
 

@@ -21,7 +21,7 @@ import {
   type RecordedEvent,
 } from '../event-store/event-store.ts';
 import { verifyProvenance } from '../webhook/provenance.ts';
-import { digestHash, digestSignatureValid, type Digest, type DigestLeaf } from './digest.ts';
+import { digestHash, digestSignatureValid, leavesOf, type Digest, type DigestLeaf } from './digest.ts';
 import { eventHash } from './event-hash.ts';
 import { bundleSignedBytes, EvidenceBundle, evidenceFormat } from './evidence.ts';
 import { hashFile, isManifest, manifestSignatureValid, type Manifest } from './manifest.ts';
@@ -99,13 +99,14 @@ class SealedLeaves {
     const digest = this.digests[low];
     if (digest === undefined) return undefined;
     let first = 0;
-    let last = digest.leaves.length;
+    const leaves = leavesOf(digest);
+    let last = leaves.length;
     while (first < last) {
       const middle = (first + last) >> 1;
-      if (comparePositions(positionOf(digest.leaves[middle]![0]), position) >= 0) last = middle;
+      if (comparePositions(positionOf(leaves[middle]![0]), position) >= 0) last = middle;
       else first = middle + 1;
     }
-    const leaf = digest.leaves[first];
+    const leaf = leaves[first];
     return {
       digest,
       leaf: leaf !== undefined && leaf[0] === `${position.commit}/${position.prepare}` ? leaf : undefined,
@@ -439,15 +440,14 @@ const verifyBundle = async (input: OfflineInput, text: string): Promise<OfflineR
   }
   const digests = new Map<number, EvidenceBundle['digests'][number]>();
   for (const digest of bundle.digests) {
-    const full: Digest = { ...digest, leaves: [] };
-    if (!digestSignatureValid(full, input.keys)) {
+    if (!digestSignatureValid(digest, input.keys)) {
       report({
         kind: 'bad-signature',
         digest: digest.sequence,
         detail: `digests: digest ${digest.sequence}'s signature does not hold with the given keys`,
       });
     }
-    if (digestHash(full) !== digest.digestHash) {
+    if (digestHash(digest) !== digest.digestHash) {
       report({
         kind: 'digest-altered',
         digest: digest.sequence,
@@ -456,7 +456,7 @@ const verifyBundle = async (input: OfflineInput, text: string): Promise<OfflineR
     }
     if (chain !== undefined) {
       const kept = chain.find((each) => each.sequence === digest.sequence);
-      if (kept === undefined || digestHash(kept) !== digestHash(full)) {
+      if (kept === undefined || digestHash(kept) !== digestHash(digest)) {
         report({
           kind: 'digest-altered',
           digest: digest.sequence,
@@ -553,7 +553,7 @@ const verifyBundle = async (input: OfflineInput, text: string): Promise<OfflineR
   // With the digest files, the call is complete only if every event they sealed for it is here.
   if (chain !== undefined) {
     for (const digest of chain)
-      for (const [position, stream, revision] of digest.leaves)
+      for (const [position, stream, revision] of leavesOf(digest))
         if (stream === bundle.stream && !seen.has(position))
           report({
             kind: 'missing',

@@ -17,7 +17,15 @@ import {
   type RecordedEvent,
 } from '../event-store/event-store.ts';
 import { digestStreamName } from './digest-stream.ts';
-import { digestHash, digestType, DigestBody, isDigest, type Digest } from './digest.ts';
+import {
+  bodyOfDigest,
+  digestHash,
+  digestType,
+  DigestBody,
+  isDigest,
+  leavesOf,
+  type Digest,
+} from './digest.ts';
 import { eventHash } from './event-hash.ts';
 import { inclusionProof, leafHash, verifyInclusion } from './merkle.ts';
 
@@ -31,8 +39,8 @@ export const SignedDigest = Type.Object({
 export type SignedDigest = Type.Static<typeof SignedDigest>;
 
 export const signedDigestOf = (digest: Digest): SignedDigest => {
-  const { leaves: _leaves, ...signed } = digest;
-  return signed;
+  const { signature } = digest;
+  return { ...bodyOfDigest(digest), signature };
 };
 
 export const EventProof = Type.Object({
@@ -153,19 +161,20 @@ export const proveEvent = (event: RecordedEvent, digest: Digest | undefined): Ev
     storedMetadata: event.storedMetadata,
     eventHash: hash,
   };
-  const leafIndex = digest?.leaves.findIndex((leaf) => leaf[0] === position) ?? -1;
-  const leaf = digest?.leaves[leafIndex];
   if (digest === undefined) return { ...base, status: 'unsealed', proof: null };
+  const leaves = leavesOf(digest);
+  const leafIndex = leaves.findIndex((leaf) => leaf[0] === position);
+  const leaf = leaves[leafIndex];
   // Inside a sealed range but sealed by no leaf: inserted after sealing.
   if (leaf === undefined) return { ...base, status: 'differs', proof: null };
-  const leafHashes = digest.leaves.map((each) => leafHash(Buffer.from(each[3], 'hex')));
+  const leafHashes = leaves.map((each) => leafHash(Buffer.from(each[3], 'hex')));
   return {
     ...base,
     status: leaf[3] === hash && leaf[1] === event.streamName ? 'sealed' : 'differs',
     proof: {
       digestSequence: digest.sequence,
       leafIndex,
-      treeSize: digest.leaves.length,
+      treeSize: leaves.length,
       sealedEventHash: leaf[3],
       leafHash: leafHashes[leafIndex]!.toString('hex'),
       auditPath: inclusionProof(leafHashes, leafIndex).map((node) => node.toString('hex')),

@@ -14,6 +14,7 @@ import {
   parsePosition,
   type EventStore,
   type GlobalPosition,
+  type HashedEvent,
   type RecordedEvent,
 } from '../event-store/event-store.ts';
 import { compareSealed, type EventFinding, type EventFindingKind, type ObservedEvent } from './compare.ts';
@@ -22,12 +23,15 @@ import {
   digestSignatureValid,
   digestType,
   isDigest,
-  rootOfLeaves,
+  leafTableOf,
+  leavesMatchRoot,
+  leavesOf,
   type Digest,
   type DigestLeaf,
 } from './digest.ts';
 import { eventHash } from './event-hash.ts';
 import { hashedEventsAfter } from './event-hashes.ts';
+import { sameAsTable } from './leaf-table.ts';
 import type { PublicKey } from './signing-key.ts';
 
 export type FindingKind =
@@ -91,6 +95,13 @@ const observe = (event: RecordedEvent): ObservedEvent => ({
   hash: eventHash(event).toString('hex'),
 });
 
+const observedOf = (event: HashedEvent): ObservedEvent => ({
+  position: formatPosition(event.position),
+  streamName: event.streamName,
+  revision: event.revision.toString(),
+  hash: event.hash,
+});
+
 type UnsealedEvent = Pick<RecordedEvent, 'position' | 'streamName' | 'revision' | 'created'>;
 
 const positionOf = (text: string): GlobalPosition => parsePosition(text) ?? { commit: 0n, prepare: 0n };
@@ -131,7 +142,7 @@ export const checkChain = async (
           : `${entry.where}: signed with key ${digest.keyId}, which is not among the given public keys`,
       });
     }
-    if (rootOfLeaves(digest.leaves) !== digest.merkleRoot || digest.leaves.length !== digest.eventCount) {
+    if (!leavesMatchRoot(digest)) {
       report({
         kind: 'digest-altered',
         digest: digest.sequence,
@@ -194,7 +205,7 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
   if (scope.kind === 'stream') {
     const sealed: DigestLeaf[] = [];
     for (const digest of digests)
-      for (const leaf of digest.leaves) if (leaf[1] === scope.streamName) sealed.push(leaf);
+      for (const leaf of leavesOf(digest)) if (leaf[1] === scope.streamName) sealed.push(leaf);
     const observed: ObservedEvent[] = [];
     for await (const event of eventStore.readStream(scope.streamName)) {
       const text = observe(event);
@@ -218,14 +229,20 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
     if (firstSelected !== undefined && lastSelected !== undefined) {
       let index = 0;
       let current = selected[0]!;
-      let observed: ObservedEvent[] = [];
+      let observed: HashedEvent[] = [];
+      // Mostly the store holds exactly what was sealed, which one pass over the leaf table shows;
+      // only a digest whose range differs is compared leaf by leaf, to name each difference.
       const close = () => {
-        reportEvents(current.sequence, compareSealed(current.leaves, observed));
+        const table = leafTableOf(current);
+        if (table === undefined || !sameAsTable(table, observed))
+          reportEvents(current.sequence, compareSealed(leavesOf(current), observed.map(observedOf)));
         eventsChecked += observed.length;
         input.onProgress?.(eventsChecked, totalSealed);
-        if (input.checkStreams) {
-          for (const leaf of current.leaves)
-            if (!streamsToCheck.has(leaf[1])) streamsToCheck.set(leaf[1], leaf[2]);
+        if (input.checkStreams && table !== undefined) {
+          for (let leaf = 0; leaf < table.count; leaf += 1) {
+            const stream = table.streams[table.streamIndexes[leaf]!]!;
+            if (!streamsToCheck.has(stream)) streamsToCheck.set(stream, table.revisions[leaf]!.toString());
+          }
         }
         observed = [];
       };
@@ -249,12 +266,7 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
           if (comparePositions(event.position, lastSelectedPosition) > 0) noteUnsealed(event);
           continue;
         }
-        observed.push({
-          position: formatPosition(event.position),
-          streamName: event.streamName,
-          revision: event.revision.toString(),
-          hash: event.hash,
-        });
+        observed.push(event);
       }
       while (index < selected.length) {
         close();

@@ -41,7 +41,7 @@ describe.each(eventStoreKinds)('GET /calls/:callId/proof on %s', (kind) => {
     for (const digest of proof.digests) {
       expect(digest.keyId).toBe(fixture.key.keyId);
       expect(verifyBytes(fixture.key, signedBytes(digest), digest.signature)).toBe(true);
-      expect(digestHash({ ...digest, leaves: [] })).toBe(digest.digestHash);
+      expect(digestHash(digest)).toBe(digest.digestHash);
     }
     for (const event of proof.events.slice(0, 7)) {
       const digest = digests.get(event.proof!.digestSequence)!;

@@ -7,8 +7,16 @@ import { randomUUID } from 'node:crypto';
 import { EventStoreDBClient, jsonEvent } from '@eventstore/db-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { digestStreamName } from '../../src/sealing/digest-stream.ts';
-import { digestType, sealEvents } from '../../src/sealing/digest.ts';
-import { generateSigningKey } from '../../src/sealing/signing-key.ts';
+import {
+  bodyOfDigest,
+  digestHash,
+  digestType,
+  leavesOf,
+  sealEvents,
+  signedBytes,
+  type Digest,
+} from '../../src/sealing/digest.ts';
+import { generateSigningKey, signBytes } from '../../src/sealing/signing-key.ts';
 import type { VerifyReport } from '../../src/sealing/verify.ts';
 import { proposedCallEvent, statusUpdate } from '../support/call-events.ts';
 import { openArchive, type ArchiveUnderTest } from './archive-sealing.ts';
@@ -55,6 +63,45 @@ const withTriggersOff = async (archive: ArchiveUnderTest, statements: string[]) 
   await archive.sql('ALTER TABLE event_store.events DISABLE TRIGGER USER');
   try {
     for (const statement of statements) await archive.sql(statement);
+  } finally {
+    await archive.sql('ALTER TABLE event_store.events ENABLE TRIGGER USER');
+  }
+};
+
+/**
+ * Rewrites the archive's digests as version 1 would have written them (the same leaves as JSON
+ * tuples, signed and chained again), as an archive sealed before version 2 holds them.
+ */
+const rewriteAsVersion1 = async (archive: ArchiveUnderTest) => {
+  const stored = (
+    await archive.sql(
+      `SELECT position::text AS position, data::text AS data FROM event_store.events
+        WHERE stream_name = $1 ORDER BY revision`,
+      [digestStreamName],
+    )
+  ).rows as { position: string; data: string }[];
+  let previous: Digest | undefined;
+  await archive.sql('ALTER TABLE event_store.events DISABLE TRIGGER USER');
+  try {
+    for (const row of stored) {
+      const current = JSON.parse(row.data) as Digest;
+      expect(current.version).toBe(2);
+      const body = {
+        ...bodyOfDigest(current),
+        version: 1 as const,
+        previousDigestHash: previous === undefined ? null : digestHash(previous),
+      };
+      const rewritten: Digest = {
+        ...body,
+        signature: signBytes(archive.key, signedBytes(body)),
+        leaves: [...leavesOf(current)],
+      };
+      await archive.sql(`UPDATE event_store.events SET data = $1::json WHERE position = $2`, [
+        JSON.stringify(rewritten),
+        row.position,
+      ]);
+      previous = rewritten;
+    }
   } finally {
     await archive.sql('ALTER TABLE event_store.events ENABLE TRIGGER USER');
   }
@@ -174,14 +221,56 @@ describe('tampering with the PostgreSQL event store', () => {
 
   it('finds a leaf list that no longer matches its signed root', async () => {
     const { archive } = await sealedArchive('postgres');
+    // The first event hash of the second digest's leaf table: four base64 characters changed.
     await withTriggersOff(archive, [
-      `UPDATE event_store.events SET data = jsonb_set(data::jsonb, '{leaves,0,3}', to_jsonb(repeat('0', 64)))::json
+      `UPDATE event_store.events
+          SET data = jsonb_set(data::jsonb, '{leafTable,hashes}', to_jsonb(
+            CASE WHEN left(data->'leafTable'->>'hashes', 4) = 'AAAA' THEN 'BBBB' ELSE 'AAAA' END
+            || substr(data->'leafTable'->>'hashes', 5)))::json
         WHERE stream_name = '${digestStreamName}' AND revision = 1`,
     ]);
     const report = await archive.verify();
     expect(report.findings).toEqual(
       expect.arrayContaining([expect.objectContaining({ kind: 'digest-altered', digest: 1 })]),
     );
+  });
+
+  it('finds a leaf table that cannot be read', async () => {
+    const { archive } = await sealedArchive('postgres');
+    await withTriggersOff(archive, [
+      `UPDATE event_store.events SET data = jsonb_set(data::jsonb, '{leafTable,places}', '"AA=="')::json
+        WHERE stream_name = '${digestStreamName}' AND revision = 2`,
+    ]);
+    const report = await archive.verify();
+    expect(report.findings).toEqual(
+      expect.arrayContaining([expect.objectContaining({ kind: 'digest-altered', digest: 2 })]),
+    );
+  });
+
+  it('still verifies version 1 digests (a JSON tuple per leaf), and names tampering under them', async () => {
+    const { archive } = await sealedArchive('postgres');
+    await rewriteAsVersion1(archive);
+    const clean = await archive.verify();
+    expect(clean).toMatchObject({ ok: true, digests: 3, eventsChecked: 12, findings: [] });
+    const target = (await rows(archive))[7]!;
+    await withTriggersOff(archive, [
+      `UPDATE event_store.events SET data = json_build_object('forged', true) WHERE position = ${target.position}`,
+      `UPDATE event_store.events SET data = jsonb_set(data::jsonb, '{leaves,0,3}', to_jsonb(repeat('0', 64)))::json
+        WHERE stream_name = '${digestStreamName}' AND revision = 2`,
+    ]);
+    const report = await archive.verify();
+    expect(report.findings).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ kind: 'digest-altered', digest: 2 }),
+        expect.objectContaining({
+          kind: 'modified',
+          digest: 1,
+          position: `${target.position}/${target.position}`,
+          stream: target.stream_name,
+        }),
+      ]),
+    );
+    expect(report.findings.filter((finding) => finding.digest === 1)).toHaveLength(1);
   });
 
   it('verifies one call, and names what is wrong with it', async () => {
