@@ -20,6 +20,7 @@ import {
   sql,
   type SQL,
 } from 'drizzle-orm';
+import { LRUCache } from 'lru-cache';
 import Type from 'typebox';
 import type { CallStatus } from '../archive/archived-event.ts';
 import type { ReadModelDb } from '../database/database.ts';
@@ -189,12 +190,7 @@ export const debugInfoIndexedMatches = 4_000;
 const estimatedTerms = 1_000;
 const estimateLifetimeMs = 60_000;
 
-interface TermEstimate {
-  readonly matches: number;
-  readonly until: number;
-}
-
-const termEstimates = new WeakMap<ReadModelDb, Map<string, TermEstimate>>();
+const termEstimates = new WeakMap<ReadModelDb, LRUCache<string, number>>();
 
 /**
  * PostgreSQL's estimate of the calls whose artifact contains `text` (planning only, no scan), kept
@@ -203,21 +199,17 @@ const termEstimates = new WeakMap<ReadModelDb, Map<string, TermEstimate>>();
 const estimatedMatches = async (db: ReadModelDb, text: string): Promise<number> => {
   let estimates = termEstimates.get(db);
   if (estimates === undefined) {
-    estimates = new Map();
+    estimates = new LRUCache({ max: estimatedTerms, ttl: estimateLifetimeMs });
     termEstimates.set(db, estimates);
   }
   const term = text.toLowerCase();
-  const now = performance.now();
   const known = estimates.get(term);
-  if (known !== undefined && known.until > now) return known.matches;
+  if (known !== undefined) return known;
   const result = await db.execute<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(
     sql`EXPLAIN (FORMAT JSON) SELECT 1 FROM ${calls} WHERE ${ilike(calls.debuggingArtifact, containing(text))}`,
   );
   const matches = result.rows[0]?.['QUERY PLAN'][0].Plan['Plan Rows'] ?? Number.POSITIVE_INFINITY;
-  estimates.delete(term);
-  estimates.set(term, { matches, until: now + estimateLifetimeMs });
-  // A Map iterates in insertion order: the first key is the one looked up longest ago.
-  if (estimates.size > estimatedTerms) estimates.delete(estimates.keys().next().value!);
+  estimates.set(term, matches);
   return matches;
 };
 
