@@ -8,6 +8,7 @@
  */
 import http from 'node:http';
 import pg from 'pg';
+import { debugInfoIndexedMatches } from '../src/audit/call-queries.ts';
 import { migrateReadModels, openDatabase } from '../src/database/database.ts';
 import { apiToken, appSpec, webhookSecret, type BenchContext } from './context.ts';
 import { assistantNumbers, seededRandom, signedHeaders } from './flireo-traffic.ts';
@@ -101,11 +102,20 @@ const getPage = (port: number, pathAndQuery: string): Promise<PageAnswer> =>
     request.on('error', reject);
   });
 
+/** What a scenario's terms are drawn from: the seeded calls' own artifacts. */
+interface SeededArtifacts {
+  /** The number in `.../orders/<n> timed out ...` of every seeded call with an artifact. */
+  readonly orderNumbers: readonly number[];
+}
+
 interface Scenario {
   readonly name: string;
-  query(random: () => number): Record<string, string>;
-  /** The first page's SQL, for the ceiling. */
-  sql(query: Record<string, string>): { text: string; values: string[] };
+  query(random: () => number, seeded: SeededArtifacts): Record<string, string>;
+  /**
+   * The first page's SQL, for the ceiling. For a Debug Info search, `sortedMatches` is the choice
+   * the page makes from PostgreSQL's estimate (taken before the clock starts, as the page keeps it).
+   */
+  sql(query: Record<string, string>, sortedMatches: boolean): { text: string; values: string[] };
 }
 
 const columns =
@@ -113,12 +123,26 @@ const columns =
   'last_event_at, started_at, ended_at, duration_seconds, event_count, last_revision, ' +
   'last_commit_position, last_prepare_position';
 
-const firstPageSql = (conditions: string[], values: string[]) => ({
-  text: `SELECT ${columns} FROM calls WHERE ${['last_event_at IS NOT NULL', ...conditions].join(' AND ')} ORDER BY last_event_at DESC, call_id DESC LIMIT 51`,
+const firstPageSql = (conditions: string[], values: string[], sortedMatches = false) => ({
+  text: `SELECT ${columns} FROM calls WHERE ${['last_event_at IS NOT NULL', ...conditions].join(' AND ')} ORDER BY ${sortedMatches ? "last_event_at + interval '0 s'" : 'last_event_at'} DESC, call_id DESC LIMIT 51`,
   values,
 });
 
 const pick = <T>(random: () => number, items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+
+const debugInfoScenario = (
+  name: string,
+  term: (random: () => number, seeded: SeededArtifacts) => string,
+): Scenario => ({
+  name,
+  query: (random, seeded) => ({ debugInfo: term(random, seeded) }),
+  sql: (query, sortedMatches) =>
+    firstPageSql(
+      ['debugging_artifact ILIKE $1'],
+      [`%${query['debugInfo']!.replace(/[%_\\]/g, '\\$&')}%`],
+      sortedMatches,
+    ),
+});
 
 const scenarios: readonly Scenario[] = [
   { name: 'no filter', query: () => ({}), sql: () => firstPageSql([], []) },
@@ -144,13 +168,29 @@ const scenarios: readonly Scenario[] = [
         [query['from']!, query['to']!],
       ),
   },
-  {
-    name: 'Debug Info text',
-    query: (random) => ({ debugInfo: `orders/${Math.floor(random() * 9) + 1}` }),
-    sql: (query) =>
-      firstPageSql(['debugging_artifact ILIKE $1'], [`%${query['debugInfo']!.replace(/[%_\\]/g, '\\$&')}%`]),
-  },
+  // Order numbers grow with time: `orders/1` and `orders/2` are in recent artifacts, `orders/3` to
+  // `orders/9` (about 1,400 artifacts each) only in calls older than the newest 100,000.
+  debugInfoScenario('Debug Info text', (random) => `orders/${Math.floor(random() * 9) + 1}`),
+  debugInfoScenario('Debug Info, common', (random) =>
+    pick(random, ['timed out', 'api.example.com', 'orders/1', 'orders/2']),
+  ),
+  // A four-digit prefix: n, 10n..10n+9 and 100n..100n+99, about 14 artifacts spread over the archive.
+  debugInfoScenario('Debug Info, rare', (random) => `orders/${1_000 + Math.floor(random() * 9_000)}`),
+  debugInfoScenario(
+    'Debug Info, one match',
+    (random, seeded) => `orders/${pick(random, seeded.orderNumbers)} `,
+  ),
+  debugInfoScenario('Debug Info, no match', (random) => `orders/${300_000 + Math.floor(random() * 700_000)}`),
 ];
+
+/** PostgreSQL's estimate of the calls whose artifact contains `text`, as the page asks for it. */
+const estimatedMatches = async (sql: pg.Client, text: string): Promise<number> => {
+  const { rows } = await sql.query<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(
+    'EXPLAIN (FORMAT JSON) SELECT 1 FROM calls WHERE debugging_artifact ILIKE $1',
+    [`%${text.replace(/[%_\\]/g, '\\$&')}%`],
+  );
+  return rows[0]!['QUERY PLAN'][0].Plan['Plan Rows'];
+};
 
 interface ScenarioResult {
   readonly name: string;
@@ -171,6 +211,14 @@ const benchCallsPage = async (context: BenchContext, calls: number): Promise<Sce
   await sql.connect();
   const results: ScenarioResult[] = [];
   try {
+    const seeded: SeededArtifacts = {
+      orderNumbers: (
+        await sql.query<{ n: string }>(
+          `SELECT substring(debugging_artifact from 'orders/([0-9]+)') AS n FROM calls
+            WHERE debugging_artifact IS NOT NULL ORDER BY call_id`,
+        )
+      ).rows.map((row) => Number(row.n)),
+    };
     for (const [index, scenario] of scenarios.entries()) {
       context.progress(
         `console: Calls page, ${scenario.name}, ${samples} first pages, ${pagesDeep - 1} deeper`,
@@ -182,7 +230,7 @@ const benchCallsPage = async (context: BenchContext, calls: number): Promise<Sce
       let failures = 0;
       for (let sample = -10; sample < samples; sample += 1) {
         let target: string | undefined =
-          `/console/calls?${new URLSearchParams(scenario.query(random)).toString()}`;
+          `/console/calls?${new URLSearchParams(scenario.query(random, seeded)).toString()}`;
         for (let page = 1; page <= pagesDeep && target !== undefined; page += 1) {
           const answer = await getPage(app.port, target);
           if (answer.status !== 200) {
@@ -199,7 +247,12 @@ const benchCallsPage = async (context: BenchContext, calls: number): Promise<Sce
       const rawRandom = seededRandom(11 + index);
       const raw: number[] = [];
       for (let sample = -10; sample < samples; sample += 1) {
-        const statement = scenario.sql(scenario.query(rawRandom));
+        const query = scenario.query(rawRandom, seeded);
+        const term = query['debugInfo'];
+        const statement = scenario.sql(
+          query,
+          term !== undefined && (await estimatedMatches(sql, term)) <= debugInfoIndexedMatches,
+        );
         const started = performance.now();
         await sql.query(statement);
         if (sample >= 0) raw.push(performance.now() - started);
@@ -467,7 +520,7 @@ export const benchConsole = async (context: BenchContext): Promise<BenchmarkResu
     details: { calls, pagesDeep, callsPage: pages, liveBaseline: baseline, liveFanOut: fanOut },
     notes: [
       `Calls page over ${calls.toLocaleString('en-US')} calls (the calls of ${context.options.events.toLocaleString('en-US')} events) seeded in bulk SQL; ` +
-        'one request at a time with a session cookie, 50 rows a page, time to the whole page; ceiling: the same first page as bare SQL; ratio of the p50s',
+        'one request at a time with a session cookie, 50 rows a page, time to the whole page; ceiling: the same first page as bare SQL (for Debug Info, the statement the page chooses from the estimate); ratio of the p50s',
       `/live: ${fanOut.events} webhooks at ${rate}/s, each timed from its 202 to its arrival at each client ` +
         `(${fanOut.missing} deliveries missing); the clients run in the benchmark process on the same cores; ` +
         `webhook 202 p99 ${formatMs(fanOut.acceptMs.p99Ms)}; ratio: 1-client p99 / 100-client p99`,

@@ -20,6 +20,7 @@ import {
   sql,
   type SQL,
 } from 'drizzle-orm';
+import { LRUCache } from 'lru-cache';
 import Type from 'typebox';
 import type { CallStatus } from '../archive/archived-event.ts';
 import type { ReadModelDb } from '../database/database.ts';
@@ -162,57 +163,63 @@ const keyBefore = (key: PageKey): SQL =>
   sql`(${calls.lastEventAt}, ${calls.callId}) < (${key.at.toISOString()}::timestamptz, ${key.callId})`;
 
 /**
- * Dated calls newest first, after `before` (exclusive) and down to `from` (inclusive) when given.
- * `matchesAnyOrder` sorts by an expression no index has, so that PostgreSQL finds every match
- * through the filters' own indexes and sorts them, rather than walking the time index.
+ * Dated calls newest first, after `before` (exclusive). `matchesAnyOrder` sorts by an expression no
+ * index has, so that PostgreSQL finds every match through the filters' own indexes and sorts them,
+ * rather than walking the time index.
  */
 const datedPage = async (
   db: ReadModelDb,
   conditions: readonly SQL[],
   before: PageKey | undefined,
-  downTo: { readonly key: PageKey; readonly matchesAnyOrder?: true } | undefined,
+  order: { readonly matchesAnyOrder: boolean },
   limit: number,
 ): Promise<ShownCallRow[]> =>
   db
     .select(shownColumns)
     .from(calls)
-    .where(
-      and(
-        ...conditions,
-        isNotNull(calls.lastEventAt),
-        before && keyBefore(before),
-        downTo &&
-          (downTo.matchesAnyOrder
-            ? keyBefore(downTo.key)
-            : sql`(${calls.lastEventAt}, ${calls.callId}) >= (${downTo.key.at.toISOString()}::timestamptz, ${downTo.key.callId})`),
-      ),
-    )
+    .where(and(...conditions, isNotNull(calls.lastEventAt), before && keyBefore(before)))
     .orderBy(
-      downTo?.matchesAnyOrder ? sql`${calls.lastEventAt} + interval '0 s' DESC` : desc(calls.lastEventAt),
+      order.matchesAnyOrder ? sql`${calls.lastEventAt} + interval '0 s' DESC` : desc(calls.lastEventAt),
       desc(calls.callId),
     )
     .limit(limit);
 
-/** Artifacts a Debug Info search reads newest first before it looks further. */
-const recentArtifacts = 2_000;
-/** Up to this many matches (PostgreSQL's estimate), older ones are looked up by the trigram index. */
-const indexedMatches = 4_000;
+/** Up to this many matches (PostgreSQL's estimate), a search sorts its matches from the trigram index. */
+export const debugInfoIndexedMatches = 4_000;
+/** Terms whose estimate is kept, per database, and for how long: the archive grows, so do the estimates. */
+const estimatedTerms = 1_000;
+const estimateLifetimeMs = 60_000;
 
-/** PostgreSQL's estimate of the calls whose artifact contains `text` (planning only, no scan). */
+const termEstimates = new WeakMap<ReadModelDb, LRUCache<string, number>>();
+
+/**
+ * PostgreSQL's estimate of the calls whose artifact contains `text` (planning only, no scan), kept
+ * for a while so that paging through a search, or searching again, costs no extra round trip.
+ */
 const estimatedMatches = async (db: ReadModelDb, text: string): Promise<number> => {
+  let estimates = termEstimates.get(db);
+  if (estimates === undefined) {
+    estimates = new LRUCache({ max: estimatedTerms, ttl: estimateLifetimeMs });
+    termEstimates.set(db, estimates);
+  }
+  const term = text.toLowerCase();
+  const known = estimates.get(term);
+  if (known !== undefined) return known;
   const result = await db.execute<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(
     sql`EXPLAIN (FORMAT JSON) SELECT 1 FROM ${calls} WHERE ${ilike(calls.debuggingArtifact, containing(text))}`,
   );
-  return result.rows[0]?.['QUERY PLAN'][0].Plan['Plan Rows'] ?? Number.POSITIVE_INFINITY;
+  const matches = result.rows[0]?.['QUERY PLAN'][0].Plan['Plan Rows'] ?? Number.POSITIVE_INFINITY;
+  estimates.set(term, matches);
+  return matches;
 };
 
 /**
- * A Debug Info search. The newest `recentArtifacts` calls with an artifact are read in time order:
- * a term found in recent artifacts is done there. Otherwise a rare term's older matches come from
- * the trigram index, sorted (reading only its matches); a common term's come from going on in time
- * order, where they are soon met. Going on in time order for a rare term would read every artifact
- * back to its first match (an order id of last month, a failure that stopped: most of the archive),
- * and sorting a common term's matches would read thousands.
+ * A Debug Info search: one statement, chosen by how many calls the term matches. A rare term's
+ * matches come from the trigram index, sorted (reading only its matches, wherever they are in
+ * time); a common term's from walking the calls with an artifact newest first, where they are soon
+ * met. Walking for a rare term would read every artifact back to its first match (an order id of
+ * last month, a failure that stopped: most of the archive), and sorting a common term's matches
+ * would read thousands.
  */
 const searchedPage = async (
   db: ReadModelDb,
@@ -220,24 +227,10 @@ const searchedPage = async (
   text: string,
   before: PageKey | undefined,
   wanted: number,
-): Promise<ShownCallRow[]> => {
-  const [boundary] = await db
-    .select({ at: calls.lastEventAt, callId: calls.callId })
-    .from(calls)
-    .where(and(isNotNull(calls.debuggingArtifact), isNotNull(calls.lastEventAt), before && keyBefore(before)))
-    .orderBy(desc(calls.lastEventAt), desc(calls.callId))
-    .offset(recentArtifacts - 1)
-    .limit(1);
-  const key = boundary && { at: boundary.at!, callId: boundary.callId };
-  const recent = await datedPage(db, conditions, before, key && { key }, wanted);
-  if (recent.length === wanted || key === undefined) return recent;
-  const rest = wanted - recent.length;
-  const older =
-    (await estimatedMatches(db, text)) <= indexedMatches
-      ? await datedPage(db, conditions, before, { key, matchesAnyOrder: true }, rest)
-      : await datedPage(db, conditions, key, undefined, rest);
-  return [...recent, ...older];
-};
+): Promise<ShownCallRow[]> =>
+  (await estimatedMatches(db, text)) <= debugInfoIndexedMatches
+    ? datedPage(db, conditions, before, { matchesAnyOrder: true }, wanted)
+    : datedPage(db, conditions, before, { matchesAnyOrder: false }, wanted);
 
 /**
  * One page of calls. `after` is decoded from a cursor: its time is null once the listing has
@@ -256,7 +249,7 @@ export const listCalls = async (
     const before = after && { at: after.at!, callId: after.callId };
     rows.push(
       ...(filter.debugInfo === undefined
-        ? await datedPage(db, conditions, before, undefined, wanted)
+        ? await datedPage(db, conditions, before, { matchesAnyOrder: false }, wanted)
         : await searchedPage(db, conditions, filter.debugInfo, before, wanted)),
     );
   }

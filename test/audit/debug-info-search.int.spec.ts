@@ -2,7 +2,8 @@
  * The Calls listing's Debug Info search (`debugInfo`, `ILIKE '%text%'`) goes through the trigram
  * index the read-model migrations create when PostgreSQL has `pg_trgm` (the embedded server does),
  * and still works, by scanning, where the extension cannot be created. A term that is common but
- * missing from the newest artifacts walks the calls that have an artifact, not every call.
+ * missing from the newest artifacts walks the calls that have an artifact, not every call. Which way a
+ * search goes is PostgreSQL's estimate of the term's matches, asked once per term for a while.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listCalls } from '../../src/audit/call-queries.ts';
@@ -111,6 +112,26 @@ describe('Debug Info search', () => {
           after = { at: result.next[0] === null ? null : new Date(result.next[0]), callId: result.next[1] };
         }
         expect(paged, text).toEqual(rows.map((row) => row.call_id));
+      }
+    });
+
+    it("asks PostgreSQL for a term's estimate once, however many pages are read", async () => {
+      let statements = 0;
+      const count = () => (statements += 1);
+      database.pool.on('acquire', count);
+      try {
+        const search = async (text: string, after?: { at: Date; callId: string }) => {
+          statements = 0;
+          await listCalls(database.db, { debugInfo: text }, { limit: 50, after });
+          return statements;
+        };
+        // The first page: the estimate, then the page; the next pages and a search in other case: the page.
+        expect(await search('orders/7')).toBe(2);
+        expect(await search('orders/7', { at: new Date('2026-01-10T00:00:00Z'), callId: 'call-1' })).toBe(1);
+        expect(await search('ORDERS/7')).toBe(1);
+        expect(await search('orders/70')).toBe(2);
+      } finally {
+        database.pool.off('acquire', count);
       }
     });
 
