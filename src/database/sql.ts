@@ -43,18 +43,6 @@ export const arrayParameter = (type: string, values: readonly Encoded[]): string
 };
 
 /**
- * A string as an SQL literal, for a statement sent as text (several statements in one round trip
- * cannot carry parameters). The `E''` form doubles backslashes and quotes, so it reads the same
- * whatever `standard_conforming_strings` is; no element of calltrail's data holds a NUL.
- */
-export const stringLiteral = (text: string): string =>
-  /[\\']/.test(text) ? `E'${text.replace(/\\/g, '\\\\').replace(/'/g, "''")}'` : `'${text}'`;
-
-/** An array as an SQL literal of type `type[]` (see `arrayParameter` and `stringLiteral`). */
-export const arrayLiteral = (type: string, values: readonly Encoded[]): string =>
-  `${stringLiteral(arrayParameter(type, values))}::${type}[]`;
-
-/**
  * A JSON column's values as one JSON array of their own text: no escaping at all (inside an array
  * literal every quote of the JSON would be escaped), and PostgreSQL takes the elements back out in
  * order. A null value is SQL NULL, as in the other columns.

@@ -98,8 +98,7 @@ const sequencesOf = async (client: pg.ClientBase, table: string): Promise<string
 /**
  * Creates the role when absent (NOLOGIN, no password) and grants it, in the database `client` is
  * connected to, exactly: on the event store, SELECT and INSERT on the events table (identity
- * positions need no sequence right; the triggers' functions run without EXECUTE checks, and the
- * append's functions, executable by everyone as PostgreSQL's default, run with the caller's rights) and SELECT
+ * positions need no sequence right; the triggers' functions run without EXECUTE checks) and SELECT
  * on its migration history; on the read models, SELECT, INSERT, UPDATE and DELETE on their tables
  * (checkpoints, dead letters and forwarding's deliveries, attempts and destinations included) and
  * USAGE on their serial sequences, and SELECT on the

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../src/database/database.ts';
-import { arrayLiteral, stringLiteral, unnestInsert, type UnnestColumn } from '../../src/database/sql.ts';
+import { unnestInsert, type UnnestColumn } from '../../src/database/sql.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 
 interface Row {
@@ -110,43 +110,5 @@ describe('unnestInsert', () => {
     await database.pool.query('TRUNCATE samples');
     const result = await database.pool.query(unnestInsert('samples', columns, [], ''));
     expect(result.rowCount).toBe(0);
-  });
-});
-
-describe('SQL literals for statements sent as text', () => {
-  let testDatabase: TestDatabase;
-  let database: Database;
-  beforeAll(async () => {
-    testDatabase = await createTestDatabase('sql_literals');
-    database = openDatabase(testDatabase.url, { max: 1 });
-  });
-  afterAll(async () => {
-    await database.close();
-    await testDatabase.drop();
-  });
-
-  const texts = [
-    '',
-    "it's",
-    "''",
-    '\\',
-    "\\'",
-    'back\\slash',
-    '"quoted"',
-    '{a,b}',
-    'ünïcødé 📞',
-    "E'x'",
-    '$$ $tag$',
-  ];
-
-  it.each(['on', 'off'])('reads back exactly with standard_conforming_strings %s', async (setting) => {
-    await database.pool.query(`SET standard_conforming_strings = ${setting}`);
-    for (const text of texts) {
-      const { rows } = await database.pool.query<{ value: string; values: string[] }>(
-        `SELECT ${stringLiteral(text)}::text AS value, ${arrayLiteral('text', [text, text])} AS values`,
-      );
-      expect(rows[0]).toEqual({ value: text, values: [text, text] });
-    }
-    await database.pool.query('RESET standard_conforming_strings');
   });
 });

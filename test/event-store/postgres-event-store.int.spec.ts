@@ -23,7 +23,6 @@ import {
   type PostgresEventStore,
   type PostgresEventStoreOptions,
 } from '../../src/event-store/postgres/postgres-event-store.ts';
-import { GroupCommitWriter } from '../../src/event-store/postgres/group-commit.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 
 const event = (data: unknown = { note: 'test' }): ProposedEvent => ({
@@ -360,69 +359,6 @@ describe('PostgreSQL event store', () => {
       expect(await collect(store.readStream(`${prefix}existing`))).toHaveLength(1);
     });
 
-    it('writes a transaction in two round trips: BEGIN with the look, the insert with COMMIT', async () => {
-      const pool = new pg.Pool({ connectionString: database.url, max: 1 });
-      let roundTrips = 0;
-      pool.on('connect', (client) => {
-        const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-        (client as { query: unknown }).query = (...args: unknown[]) => {
-          roundTrips += 1;
-          return query(...args);
-        };
-      });
-      const writer = new GroupCommitWriter(pool, {
-        timeoutMs: 5_000,
-        maxBatchAppends: 10,
-        maxBatchBytes: 1e6,
-      });
-      try {
-        const stream = `gc-trips-${randomUUID()}`;
-        const encoded = (proposed: ProposedEvent) => ({
-          id: proposed.id,
-          type: proposed.type,
-          data: JSON.stringify(proposed.data),
-          metadata: JSON.stringify(proposed.metadata),
-        });
-        const first = event({ quote: "it's \\ here" });
-        await writer.append({ streamName: stream, events: [encoded(first)], expected: 'no-stream' });
-        roundTrips = 0;
-        await expect(
-          writer.append({ streamName: stream, events: [encoded(event())], expected: 0n }),
-        ).resolves.toMatchObject({ outcome: 'appended', nextRevision: 1n, written: true });
-        expect(roundTrips).toBe(2);
-        // An idempotent retry writes nothing: the look, then COMMIT.
-        roundTrips = 0;
-        await expect(
-          writer.append({ streamName: stream, events: [encoded(first)], expected: 'no-stream' }),
-        ).resolves.toMatchObject({ outcome: 'appended', nextRevision: 0n, written: false });
-        expect(roundTrips).toBe(2);
-        const [stored] = await collect((await open()).readStream(stream));
-        expect(stored?.data).toEqual({ quote: "it's \\ here" });
-      } finally {
-        await writer.close();
-        await pool.end();
-      }
-    });
-
-    it('refuses to commit positions out of revision order within a stream', async () => {
-      const stream = `gc-misordered-${randomUUID()}`;
-      const client = await admin.connect();
-      try {
-        await client.query('BEGIN');
-        await expect(
-          client.query(
-            `SELECT * FROM event_store.append_events($1::text[], $2::int8[], $3::uuid[], $4::text[], $5::json, $6::json)`,
-            [[stream, stream], [1, 0], [randomUUID(), randomUUID()], ['a', 'b'], '[{},{}]', '[{},{}]'],
-          ),
-        ).rejects.toMatchObject({ code: '23514', message: `positions out of revision order in ${stream}` });
-      } finally {
-        await client.query('ROLLBACK');
-        client.release();
-      }
-      const { rows } = await admin.query('SELECT 1 FROM event_store.events WHERE stream_name = $1', [stream]);
-      expect(rows).toHaveLength(0);
-    });
-
     it('answers a retry within the same batch as idempotent', async () => {
       const store = await open();
       const stream = `gc-retry-${randomUUID()}`;
@@ -535,10 +471,7 @@ describe('PostgreSQL event store', () => {
           const { rows } = await client.query<{ name: string }>(
             'SELECT name FROM event_store.schema_migrations',
           );
-          expect(rows.map((row) => row.name)).toEqual([
-            '0000_init.sql',
-            '0001_append_in_two_round_trips.sql',
-          ]);
+          expect(rows.map((row) => row.name)).toEqual(['0000_init.sql']);
           await client.query(`UPDATE event_store.schema_migrations SET checksum = 'edited'`);
           await expect(openPostgresEventStore(fresh.url, { timeoutMs: 5_000 })).rejects.toThrow(
             new EventStoreMigrationError(

@@ -12,8 +12,11 @@ import type { Logger } from '../../logger.ts';
 import { EventStoreUnavailableError, type AppendResult, type ExpectedRevision } from '../event-store.ts';
 import { decideAppend, type StreamView } from './append-decision.ts';
 import { asError, connectWithin, isUnavailable, timedOut, translateError, withTimeout } from './errors.ts';
-import { arrayLiteral, stringLiteral } from '../../database/sql.ts';
+import { arrayParameter } from '../../database/sql.ts';
 import { positionOf } from './positions.ts';
+
+/** Key 0x63616c6c74726c01 ("calltrl" + 1), as in the migration's serialize_appends trigger. */
+export const appendLockKey = '7161124095561722881';
 
 /** An event ready to be written: validated, id normalized, JSON already serialized. */
 export interface EncodedEvent {
@@ -62,110 +65,42 @@ interface BatchRow {
   readonly event: EncodedEvent;
 }
 
-/** A statement's rows, from one result of a multi-statement text query. */
-const rowsOf = <Row>(results: unknown, index: number): Row[] => {
-  const result = (Array.isArray(results) ? results[index] : undefined) as pg.QueryResult | undefined;
-  if (result === undefined) throw new Error(`no result ${index} from the append statements`);
-  return result.rows as Row[];
-};
+const headsSql = `
+  SELECT s.stream_name,
+         (SELECT e.revision FROM event_store.events e
+           WHERE e.stream_name = s.stream_name ORDER BY e.revision DESC LIMIT 1) AS head
+    FROM unnest($1::text[]) AS s(stream_name)`;
+
+const revisionRangesSql = `
+  SELECT e.stream_name, e.revision, e.event_id::text AS event_id, e.position
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS r(stream_name, first_revision, last_revision)
+    JOIN event_store.events e
+      ON e.stream_name = r.stream_name AND e.revision BETWEEN r.first_revision AND r.last_revision`;
+
+const eventIdsSql = `
+  SELECT DISTINCT ON (e.stream_name, e.event_id) e.stream_name, e.event_id::text AS event_id, e.revision, e.position
+    FROM unnest($1::text[], $2::uuid[]) AS r(stream_name, event_id)
+    JOIN event_store.events e ON e.event_id = r.event_id AND e.stream_name = r.stream_name
+   ORDER BY e.stream_name, e.event_id, e.revision DESC`;
+
+// The JSON columns travel as two JSON arrays whose elements are the events' own JSON texts, joined
+// as they are: nothing is escaped on the way (a `json[]` array literal would escape every quote and
+// backslash of every payload, and the server would undo it), and `json_array_elements` hands each
+// element back as its exact text. ROWS FROM zips the arrays by position; ORDINALITY keeps the rows in
+// the order given, so positions follow revisions within a stream (checked again below before
+// committing).
+const insertSql = `
+  INSERT INTO event_store.events (stream_name, revision, event_id, event_type, data, metadata)
+  SELECT stream_name, revision, event_id, event_type, data, metadata
+    FROM ROWS FROM (
+           unnest($1::text[]), unnest($2::bigint[]), unnest($3::uuid[]), unnest($4::text[]),
+           json_array_elements($5::json), json_array_elements($6::json)
+         ) WITH ORDINALITY AS r(stream_name, revision, event_id, event_type, data, metadata, ordinality)
+   ORDER BY ordinality
+  RETURNING position, stream_name, revision`;
 
 /** Events' JSON texts (each a whole JSON value, as `JSON.stringify` wrote it) as one JSON array. */
 const jsonArrayOf = (texts: readonly string[]): string => `[${texts.join(',')}]`;
-
-interface FactRow {
-  readonly fact: 'head' | 'revision' | 'id';
-  readonly fact_stream: string;
-  readonly fact_revision: string | null;
-  readonly fact_event_id: string | null;
-  readonly fact_position: string | null;
-}
-
-/**
- * The look, from stored events only (the batch's own rows are known): each stream's head, the ids
- * at the revisions an exact-revision append claims (an idempotent retry), and where the ids of
- * `any` appends are. Claims past a stream's head simply find nothing.
- */
-const factsStatement = (batch: readonly PendingAppend[]): string => {
-  const ranges: { streamName: string; first: bigint; last: bigint }[] = [];
-  const ids: { streamName: string; id: string }[] = [];
-  for (const pending of batch) {
-    if (pending.expected === 'any' || pending.expected === 'stream-exists') {
-      for (const event of pending.events) ids.push({ streamName: pending.streamName, id: event.id });
-      continue;
-    }
-    const expected = pending.expected === 'no-stream' ? -1n : pending.expected;
-    ranges.push({
-      streamName: pending.streamName,
-      first: expected + 1n,
-      last: expected + BigInt(pending.events.length),
-    });
-  }
-  const streamNames = [...new Set(batch.map((pending) => pending.streamName))];
-  return `SELECT * FROM event_store.append_facts(${[
-    arrayLiteral('text', streamNames),
-    arrayLiteral(
-      'text',
-      ranges.map((range) => range.streamName),
-    ),
-    arrayLiteral(
-      'int8',
-      ranges.map((range) => range.first.toString()),
-    ),
-    arrayLiteral(
-      'int8',
-      ranges.map((range) => range.last.toString()),
-    ),
-    arrayLiteral(
-      'text',
-      ids.map((id) => id.streamName),
-    ),
-    arrayLiteral(
-      'uuid',
-      ids.map((id) => id.id),
-    ),
-  ].join(', ')})`;
-};
-
-interface InsertedRow {
-  readonly appended_position: string;
-  readonly appended_stream: string;
-  readonly appended_revision: string;
-}
-
-/** The insert, which refuses (and so stops the COMMIT after it) positions out of revision order. */
-const insertStatement = (rows: readonly BatchRow[]): string =>
-  `SELECT * FROM event_store.append_events(${[
-    arrayLiteral(
-      'text',
-      rows.map((row) => row.streamName),
-    ),
-    arrayLiteral(
-      'int8',
-      rows.map((row) => row.revision.toString()),
-    ),
-    arrayLiteral(
-      'uuid',
-      rows.map((row) => row.event.id),
-    ),
-    arrayLiteral(
-      'text',
-      rows.map((row) => row.event.type),
-    ),
-    `${stringLiteral(jsonArrayOf(rows.map((row) => row.event.data)))}::json`,
-    `${stringLiteral(jsonArrayOf(rows.map((row) => row.event.metadata)))}::json`,
-  ].join(', ')})`;
-
-/** The inserted rows' positions, in the batch's row order. */
-const positionsOf = (rows: readonly BatchRow[], inserted: readonly InsertedRow[]): bigint[] => {
-  const byKey = new Map(
-    inserted.map((row) => [`${row.appended_revision}:${row.appended_stream}`, BigInt(row.appended_position)]),
-  );
-  return rows.map((row) => {
-    const position = byKey.get(`${row.revision}:${row.streamName}`);
-    if (position === undefined) throw new Error(`no position returned for ${row.streamName}@${row.revision}`);
-    return position;
-  });
-};
 
 /** Per-stream state while a batch is being decided: stored rows looked up, plus this batch's rows. */
 class StreamState implements StreamView {
@@ -374,39 +309,35 @@ export class GroupCommitWriter {
     }
   }
 
-  /**
-   * One transaction in two round trips: BEGIN with the look (which takes the append lock first),
-   * then, once each append is decided in order, the insert with COMMIT.
-   */
+  /** One transaction: lock, look, decide each append in order, insert, commit. */
   private async writeBatch(
     client: pg.PoolClient,
     batch: readonly PendingAppend[],
     progress: { commitSent: boolean },
   ): Promise<AppendResult[]> {
+    // Two statements, two snapshots: the reads below start after the lock is held, so they see every
+    // transaction that held it before us.
+    await client.query(`BEGIN; SELECT pg_advisory_xact_lock(${appendLockKey})`);
+
     const rows: BatchRow[] = [];
-    const facts = rowsOf<FactRow>(await client.query(`BEGIN; ${factsStatement(batch)}`), 1);
-    const streams = new Map<string, StreamState>();
-    for (const fact of facts) {
-      if (fact.fact !== 'head') continue;
-      const head = fact.fact_revision === null ? undefined : BigInt(fact.fact_revision);
-      streams.set(fact.fact_stream, new StreamState(head, rows));
-    }
+    const streamNames = [...new Set(batch.map((pending) => pending.streamName))];
+    const heads = await client.query<{ stream_name: string; head: string | null }>({
+      name: 'calltrail-append-heads',
+      text: headsSql,
+      values: [streamNames],
+    });
+    const streams = new Map(
+      heads.rows.map((row) => [
+        row.stream_name,
+        new StreamState(row.head === null ? undefined : BigInt(row.head), rows),
+      ]),
+    );
     const stateOf = (streamName: string): StreamState => {
       const state = streams.get(streamName);
       if (state === undefined) throw new Error(`no state loaded for stream ${streamName}`);
       return state;
     };
-    for (const fact of facts) {
-      if (fact.fact === 'head') continue;
-      const ref: StoredRef = {
-        id: fact.fact_event_id!,
-        revision: BigInt(fact.fact_revision!),
-        position: BigInt(fact.fact_position!),
-      };
-      const stream = stateOf(fact.fact_stream);
-      if (fact.fact === 'revision') stream.byRevision.set(ref.revision, ref);
-      else stream.latestById.set(ref.id, ref);
-    }
+    await this.loadIdempotencyFacts(client, batch, stateOf);
 
     const outcomes: Outcome[] = batch.map((pending) => {
       const stream = stateOf(pending.streamName);
@@ -445,13 +376,9 @@ export class GroupCommitWriter {
       }
     });
 
+    const rowPositions = rows.length > 0 ? await this.insert(client, rows) : [];
     progress.commitSent = true;
-    let rowPositions: bigint[] = [];
-    if (rows.length === 0) await client.query('COMMIT');
-    else {
-      const inserted = await client.query(`${insertStatement(rows)}; COMMIT`);
-      rowPositions = positionsOf(rows, rowsOf<InsertedRow>(inserted, 0));
-    }
+    await client.query('COMMIT');
 
     return outcomes.map((outcome): AppendResult => {
       if (outcome.kind === 'wrong-expected-version') {
@@ -467,5 +394,118 @@ export class GroupCommitWriter {
         written: outcome.written,
       };
     });
+  }
+
+  /**
+   * Loads what idempotency checks need, from stored events only (the batch's own rows are known):
+   * ids at the revisions an exact-revision retry claims, and where the ids of `any` appends are.
+   */
+  private async loadIdempotencyFacts(
+    client: pg.PoolClient,
+    batch: readonly PendingAppend[],
+    stateOf: (streamName: string) => StreamState,
+  ): Promise<void> {
+    const ranges: { streamName: string; first: bigint; last: bigint }[] = [];
+    const ids: { streamName: string; id: string }[] = [];
+    for (const pending of batch) {
+      const { storedHead } = stateOf(pending.streamName);
+      if (pending.expected === 'any' || pending.expected === 'stream-exists') {
+        if (storedHead !== undefined) {
+          for (const event of pending.events) ids.push({ streamName: pending.streamName, id: event.id });
+        }
+        continue;
+      }
+      const expected = pending.expected === 'no-stream' ? -1n : pending.expected;
+      if (storedHead === undefined || expected >= storedHead) continue;
+      const last = expected + BigInt(pending.events.length);
+      ranges.push({
+        streamName: pending.streamName,
+        first: expected + 1n,
+        last: last < storedHead ? last : storedHead,
+      });
+    }
+    if (ranges.length > 0) {
+      const found = await client.query<{
+        stream_name: string;
+        revision: string;
+        event_id: string;
+        position: string;
+      }>({
+        name: 'calltrail-append-revision-ranges',
+        text: revisionRangesSql,
+        values: [
+          ranges.map((r) => r.streamName),
+          ranges.map((r) => r.first.toString()),
+          ranges.map((r) => r.last.toString()),
+        ],
+      });
+      for (const row of found.rows) {
+        const ref = { id: row.event_id, revision: BigInt(row.revision), position: BigInt(row.position) };
+        stateOf(row.stream_name).byRevision.set(ref.revision, ref);
+      }
+    }
+    if (ids.length > 0) {
+      const found = await client.query<{
+        stream_name: string;
+        revision: string;
+        event_id: string;
+        position: string;
+      }>({
+        name: 'calltrail-append-event-ids',
+        text: eventIdsSql,
+        values: [ids.map((i) => i.streamName), ids.map((i) => i.id)],
+      });
+      for (const row of found.rows) {
+        const ref = { id: row.event_id, revision: BigInt(row.revision), position: BigInt(row.position) };
+        stateOf(row.stream_name).latestById.set(ref.id, ref);
+      }
+    }
+  }
+
+  private async insert(client: pg.PoolClient, rows: readonly BatchRow[]): Promise<bigint[]> {
+    const inserted = await client.query<{ position: string; stream_name: string; revision: string }>({
+      name: 'calltrail-append-insert',
+      text: insertSql,
+      values: [
+        arrayParameter(
+          'text',
+          rows.map((row) => row.streamName),
+        ),
+        arrayParameter(
+          'int8',
+          rows.map((row) => row.revision.toString()),
+        ),
+        arrayParameter(
+          'uuid',
+          rows.map((row) => row.event.id),
+        ),
+        arrayParameter(
+          'text',
+          rows.map((row) => row.event.type),
+        ),
+        jsonArrayOf(rows.map((row) => row.event.data)),
+        jsonArrayOf(rows.map((row) => row.event.metadata)),
+      ],
+    });
+    const byKey = new Map(
+      inserted.rows.map((row) => [`${row.revision}:${row.stream_name}`, BigInt(row.position)]),
+    );
+    const positions = rows.map((row) => {
+      const position = byKey.get(`${row.revision}:${row.streamName}`);
+      if (position === undefined)
+        throw new Error(`no position returned for ${row.streamName}@${row.revision}`);
+      return position;
+    });
+    // Within a stream, the global order must follow revisions; refuse to commit anything else.
+    const lastByStream = new Map<string, bigint>();
+    rows.forEach((row, index) => {
+      const position = positions[index]!;
+      const previous = lastByStream.get(row.streamName);
+      if (previous !== undefined && previous >= position) {
+        throw new Error(`positions out of revision order in ${row.streamName}`);
+      }
+      lastByStream.set(row.streamName, position);
+    });
+    return positions;
   }
 }
