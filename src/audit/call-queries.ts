@@ -228,9 +228,13 @@ const searchedPage = async (
   before: PageKey | undefined,
   wanted: number,
 ): Promise<ShownCallRow[]> =>
-  (await estimatedMatches(db, text)) <= debugInfoIndexedMatches
-    ? datedPage(db, conditions, before, { matchesAnyOrder: true }, wanted)
-    : datedPage(db, conditions, before, { matchesAnyOrder: false }, wanted);
+  datedPage(
+    db,
+    conditions,
+    before,
+    { matchesAnyOrder: (await estimatedMatches(db, text)) <= debugInfoIndexedMatches },
+    wanted,
+  );
 
 /**
  * One page of calls. `after` is decoded from a cursor: its time is null once the listing has

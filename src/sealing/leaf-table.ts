@@ -220,7 +220,7 @@ export const leafTuples = (table: LeafTable): [string, string, string, string][]
 
 /**
  * Whether `events` are exactly the table's leaves: same count and, at each place, the same
- * position, stream, revision and hash. `scratch` is reused for the hashes' bytes.
+ * position, stream, revision and hash (their bytes laid end to end, compared with the table's at once).
  */
 export const sameAsTable = (table: LeafTable, events: readonly HashedEvent[]): boolean => {
   if (events.length !== table.count) return false;

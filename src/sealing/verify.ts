@@ -88,19 +88,15 @@ export interface VerifyInput {
   readonly maxFindings?: number;
 }
 
-const observe = (event: RecordedEvent): ObservedEvent => ({
-  position: `${event.position.commit}/${event.position.prepare}`,
-  streamName: event.streamName,
-  revision: event.revision.toString(),
-  hash: eventHash(event).toString('hex'),
-});
-
 const observedOf = (event: HashedEvent): ObservedEvent => ({
   position: formatPosition(event.position),
   streamName: event.streamName,
   revision: event.revision.toString(),
   hash: event.hash,
 });
+
+const observe = (event: RecordedEvent): ObservedEvent =>
+  observedOf({ ...event, hash: eventHash(event).toString('hex') });
 
 type UnsealedEvent = Pick<RecordedEvent, 'position' | 'streamName' | 'revision' | 'created'>;
 
@@ -302,7 +298,7 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
   ) {
     report({
       kind: 'unsealed-tail',
-      position: `${oldestUnsealed.position.commit}/${oldestUnsealed.position.prepare}`,
+      position: formatPosition(oldestUnsealed.position),
       stream: oldestUnsealed.streamName,
       revision: oldestUnsealed.revision.toString(),
       detail: `${unsealedEvents} event(s) after the last digest, the oldest written ${oldestUnsealed.created.toISOString()}, longer ago than sealing takes`,
