@@ -6,10 +6,10 @@
  * parsing errors that step may throw (from the audit API's parameter readers) become its problems.
  */
 import type { TSchema } from 'typebox';
-import { Compile, type Validator } from 'typebox/compile';
 import type { Problem } from '../archive/archived-event.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { HttpProblem } from '../http/problem.ts';
+import { compiledSchema } from '../audit/parameters.ts';
 
 export interface ViewQuery<Checked> {
   /** The fields as given, empty ones dropped (to refill the page's form). */
@@ -18,20 +18,6 @@ export interface ViewQuery<Checked> {
   readonly checked: Checked | undefined;
   readonly errors: readonly Problem[];
 }
-
-/**
- * Each page's schema compiled once: a query that passes (nearly every request) costs one compiled
- * check, and only one that fails is walked again for its errors.
- */
-const validators = new WeakMap<TSchema, Validator>();
-const validatorOf = (schema: TSchema): Validator => {
-  let validator = validators.get(schema);
-  if (validator === undefined) {
-    validator = Compile(schema);
-    validators.set(schema, validator);
-  }
-  return validator;
-};
 
 /**
  * Reads a page's query. `schema` is the page's fields (an object schema of strings); `known` are
@@ -52,7 +38,9 @@ export const readViewQuery = <Checked = Record<string, string>>(
       errors.push({ field: `querystring/${name}`, message: 'must be given once' });
     else if (value.trim() !== '') query[name] = value.trim();
   }
-  const validator = errors.length === 0 && 'schema' in fields ? validatorOf(fields.schema) : undefined;
+  // A query that passes (nearly every request) costs one compiled check; only one that fails is
+  // walked again for its problems.
+  const validator = errors.length === 0 && 'schema' in fields ? compiledSchema(fields.schema) : undefined;
   if (validator !== undefined && !validator.Check(query)) {
     for (const error of validator.Errors(query)) {
       const field = `querystring${error.instancePath}`;
