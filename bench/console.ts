@@ -12,7 +12,13 @@ import { debugInfoIndexedMatches } from '../src/audit/call-queries.ts';
 import { migrateReadModels, openDatabase } from '../src/database/database.ts';
 import { apiToken, appSpec, webhookSecret, type BenchContext } from './context.ts';
 import { assistantNumbers, seededRandom, signedHeaders } from './flireo-traffic.ts';
-import { processCpuSeconds, summarizeLatencies, type LatencySummary } from './measure.ts';
+import {
+  cpuMicrosPer,
+  processCpuSeconds,
+  startCpuMeter,
+  summarizeLatencies,
+  type LatencySummary,
+} from './measure.ts';
 import { startMeasuredProcess } from './processes.ts';
 import { formatMs, type BenchmarkResult, type ResultRow } from './report.ts';
 import { datasetSpanMs, datasetStart } from './seed.ts';
@@ -199,6 +205,9 @@ interface ScenarioResult {
   readonly rawSql: LatencySummary;
   readonly meanBytes: number;
   readonly failures: number;
+  /** CPU per page requested (first and deeper, warm-up included): the server's and PostgreSQL's. */
+  readonly appCpuMicrosPerPage: number | undefined;
+  readonly postgresCpuMicrosPerPage: number | undefined;
 }
 
 const benchCallsPage = async (context: BenchContext, calls: number): Promise<ScenarioResult[]> => {
@@ -228,11 +237,14 @@ const benchCallsPage = async (context: BenchContext, calls: number): Promise<Sce
       const deeper: number[] = [];
       let bytes = 0;
       let failures = 0;
+      let requested = 0;
+      const cpu = startCpuMeter(app.pid, context.postgres.pid);
       for (let sample = -10; sample < samples; sample += 1) {
         let target: string | undefined =
           `/console/calls?${new URLSearchParams(scenario.query(random, seeded)).toString()}`;
         for (let page = 1; page <= pagesDeep && target !== undefined; page += 1) {
           const answer = await getPage(app.port, target);
+          requested += 1;
           if (answer.status !== 200) {
             failures += 1;
             break;
@@ -244,6 +256,7 @@ const benchCallsPage = async (context: BenchContext, calls: number): Promise<Sce
           target = answer.next;
         }
       }
+      const used = cpu.stop();
       const rawRandom = seededRandom(11 + index);
       const raw: number[] = [];
       for (let sample = -10; sample < samples; sample += 1) {
@@ -264,6 +277,8 @@ const benchCallsPage = async (context: BenchContext, calls: number): Promise<Sce
         rawSql: summarizeLatencies(raw),
         meanBytes: first.length === 0 ? 0 : bytes / first.length,
         failures,
+        appCpuMicrosPerPage: cpuMicrosPer(used.processSeconds, requested),
+        postgresCpuMicrosPerPage: cpuMicrosPer(used.postgresSeconds, requested),
       });
     }
   } finally {
@@ -490,6 +505,10 @@ export const benchConsole = async (context: BenchContext): Promise<BenchmarkResu
           description: 'p99 <= 50 ms (at 1M events)',
           pass: result.firstPage.p99Ms <= 50 && result.failures === 0,
         },
+      },
+      {
+        measure: '  CPU per page: server; PostgreSQL',
+        value: `${cpuMicros(result.appCpuMicrosPerPage)}; ${cpuMicros(result.postgresCpuMicrosPerPage)}`,
       },
       // A filter whose results fit on one page (a small data set) has no deeper pages to time.
       ...(result.deeperPages.count === 0

@@ -6,7 +6,9 @@
  * the prefix).
  *
  * Off the request's critical path: a request only puts its record in a bounded buffer; a writer
- * appends the buffer in batches, one append per day stream. When the store fails, the records stay
+ * appends the buffer in batches, one append per day stream. A record waits a moment (`lingerMs`)
+ * for others before its append, so requests made one after another (a person paging through the
+ * console) share an append instead of each paying for a commit of its own. When the store fails, the records stay
  * buffered and the writer retries with backoff. When the buffer is full, a new record is dropped,
  * counted (`calltrail_access_events_total{outcome="dropped"}`) and logged: nothing is lost without
  * a trace. On close the writer gets a bounded time to write what is buffered; what remains is
@@ -48,6 +50,8 @@ export interface AccessLogOptions {
   readonly maxBuffered: number;
   /** Records per append at most. */
   readonly batchSize: number;
+  /** How long the first buffered record waits for others before the append (a full batch does not wait). */
+  readonly lingerMs: number;
   readonly retryInitialMs: number;
   readonly retryMaxMs: number;
 }
@@ -55,6 +59,7 @@ export interface AccessLogOptions {
 export const defaultAccessLogOptions: AccessLogOptions = {
   maxBuffered: 10_000,
   batchSize: 500,
+  lingerMs: 200,
   retryInitialMs: 250,
   retryMaxMs: 30_000,
 };
@@ -102,6 +107,7 @@ export const createAccessLog = (
   let closed = false;
   let retryMs = options.retryInitialMs;
   let retryTimer: NodeJS.Timeout | undefined;
+  let lingerTimer: NodeJS.Timeout | undefined;
   let droppedSinceLog = 0;
 
   const dropped = (count: number, reason: string) => {
@@ -143,6 +149,10 @@ export const createAccessLog = (
   };
 
   const write = (): void => {
+    if (lingerTimer !== undefined) {
+      clearTimeout(lingerTimer);
+      lingerTimer = undefined;
+    }
     if (writing !== undefined || retryTimer !== undefined || buffer.length === 0) return;
     writing = (async () => {
       try {
@@ -178,14 +188,20 @@ export const createAccessLog = (
       if (closed) return dropped(1, 'closed');
       if (buffer.length >= options.maxBuffered) return dropped(1, 'buffer full');
       buffer.push({ id: randomUUID(), record });
-      // After this turn: the records of a burst of requests share an append.
-      if (buffer.length === 1) setImmediate(write);
+      if (buffer.length >= options.batchSize) write();
+      else if (buffer.length === 1 && writing === undefined && retryTimer === undefined) {
+        lingerTimer ??= setTimeout(write, options.lingerMs);
+      }
     },
     get buffered() {
       return buffer.length;
     },
     close: async (timeoutMs) => {
       closed = true;
+      if (lingerTimer !== undefined) {
+        clearTimeout(lingerTimer);
+        lingerTimer = undefined;
+      }
       if (retryTimer !== undefined) {
         clearTimeout(retryTimer);
         retryTimer = undefined;

@@ -2,6 +2,7 @@
  * The access log's writer on a real PostgreSQL event store: records are appended to their day's
  * stream; while the store fails they stay buffered and are retried; a full buffer drops new records,
  * and closing drops what could not be written, each time counted and logged, never silently.
+ * Records made one after another share an append; a full batch is appended without waiting.
  */
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -62,7 +63,7 @@ describe('the access log writer', () => {
     const metrics = createMetrics();
     const log = createAccessLog(
       { eventStore, logger: createLogger({ level: 'silent' }), metrics },
-      { maxBuffered: 100, batchSize: 2, retryInitialMs: 10, retryMaxMs: 50 },
+      { maxBuffered: 100, batchSize: 2, lingerMs: 10, retryInitialMs: 10, retryMaxMs: 50 },
     );
     log.record(record('2026-11-26T23:59:59.999Z', '/a'));
     log.record(record('2026-11-27T00:00:00.000Z', '/b'));
@@ -77,6 +78,40 @@ describe('the access log writer', () => {
     ]);
     expect(await metricValue(metrics, 'calltrail_access_events_total{outcome="recorded"}')).toBe(3);
     await log.close(1_000);
+  });
+
+  it('lets records made one after another share an append, and appends a full batch at once', async () => {
+    const appends: number[] = [];
+    const counting: EventStore = {
+      ...eventStore,
+      append: (stream, events, expected) => {
+        appends.push(events.length);
+        return eventStore.append(stream, events, expected);
+      },
+    };
+    const log = createAccessLog(
+      { eventStore: counting, logger: createLogger({ level: 'silent' }), metrics: createMetrics() },
+      { maxBuffered: 100, batchSize: 3, lingerMs: 60_000, retryInitialMs: 10, retryMaxMs: 50 },
+    );
+    // Three requests, each after the last one's turn has ended: the batch is full at the third.
+    for (const path of ['/x', '/y', '/z']) {
+      log.record(record('2026-11-29T08:00:00.000Z', path));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await waitFor(async () => (await read('access-2026-11-29')).length === 3, 'the three records');
+    expect(appends).toEqual([3]);
+    // One record alone waits for company, and is written at close at the latest.
+    log.record(record('2026-11-29T09:00:00.000Z', '/alone'));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(appends).toEqual([3]);
+    await log.close(5_000);
+    expect(appends).toEqual([3, 1]);
+    expect((await read('access-2026-11-29')).map((event) => (event.data as AccessRecord).path)).toEqual([
+      '/x',
+      '/y',
+      '/z',
+      '/alone',
+    ]);
   });
 
   it('keeps records while the store fails, drops past the bound and at close, counted and logged', async () => {
@@ -95,7 +130,7 @@ describe('the access log writer', () => {
     const metrics = createMetrics();
     const log = createAccessLog(
       { eventStore: failing, logger, metrics },
-      { maxBuffered: 3, batchSize: 10, retryInitialMs: 10, retryMaxMs: 20 },
+      { maxBuffered: 3, batchSize: 10, lingerMs: 10, retryInitialMs: 10, retryMaxMs: 20 },
     );
     for (const path of ['/1', '/2', '/3', '/4', '/5']) log.record(record('2026-11-28T08:00:00.000Z', path));
     expect(log.buffered).toBe(3);

@@ -1,4 +1,5 @@
 import Type from 'typebox';
+import Value from 'typebox/value';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors.ts';
 import { HttpProblem } from '../../src/http/problem.ts';
@@ -31,6 +32,20 @@ describe('readViewQuery', () => {
     const read = readViewQuery({ status: 'ringing', caller: '1234567' }, { schema });
     expect(read.checked).toBeUndefined();
     expect(read.errors.map((problem) => problem.field)).toEqual(['querystring/status', 'querystring/caller']);
+    // The same words as the schema's own error listing gives.
+    const listed = [...Value.Errors(schema, read.query)];
+    for (const problem of read.errors) {
+      const own = listed.find((error) => `querystring${error.instancePath}` === problem.field);
+      expect(problem.message).toBe(own?.message);
+    }
+  });
+
+  it('checks each query afresh with the same schema', () => {
+    expect(readViewQuery({ status: 'ended', caller: '12' }, { schema }).errors).toEqual([]);
+    expect(readViewQuery({ status: 'ringing' }, { schema }).errors.map((problem) => problem.field)).toEqual([
+      'querystring/status',
+    ]);
+    expect(readViewQuery({ caller: '1' }, { schema }).checked).toEqual({ caller: '1' });
   });
 });
 
