@@ -151,6 +151,12 @@ export interface ReadEventHashesOptions {
   readonly streamPrefixes: readonly string[];
   /** How many positions of $all one call looks at, at most. */
   readonly limit: number;
+  /**
+   * True: a hash the store recorded as the event was written may stand in for hashing its stored
+   * data now (what sealing needs: the event as written). False or absent: every hash is computed
+   * from the data as stored now (what verification needs).
+   */
+  readonly recordedHashes?: boolean;
 }
 
 /** One bounded look along $all, forwards. */

@@ -117,7 +117,7 @@ export const startSealer = (dependencies: SealerDependencies, options: SealerOpt
     let lookedAt = last === undefined ? undefined : parsePosition(last.digest.lastPosition);
     const followPollMs = options.followPollMs ?? defaultFollowPollMs;
     const readAfter = (after: GlobalPosition | undefined) => {
-      const page = readHashPage(eventStore, after, options.streamPrefixes);
+      const page = readHashPage(eventStore, after, options.streamPrefixes, 'recorded');
       page.catch(() => {}); // awaited below, unless this attempt ends first
       return page;
     };

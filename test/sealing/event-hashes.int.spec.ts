@@ -125,10 +125,88 @@ describe('event hashes computed by PostgreSQL', () => {
     for (const eventStore of [store, withoutSqlHashes(store)]) {
       for (let start = 0; start < expected.length; start += 1) {
         const after: GlobalPosition = expected[start]!.position;
-        const pageOfTwo = await readHashPage(eventStore, after, sealedStreamPrefixes, 2);
+        const pageOfTwo = await readHashPage(eventStore, after, sealedStreamPrefixes, 'computed', 2);
         expect(pageOfTwo.events).toEqual(expected.slice(start + 1, start + 3));
       }
     }
+  });
+
+  it('record the same hash as each event is written, whatever hash the writer sends', async () => {
+    const forged = callStreamName(`hashes-forged-${randomUUID()}`);
+    await pool.query(
+      `INSERT INTO event_store.events (stream_name, revision, event_id, event_type, data, metadata, hash)
+       VALUES ($1, 0, $2, 'status-update', '{"callId":"forged"}', '{}', '\\x00')`,
+      [forged, randomUUID()],
+    );
+    const expected = await referenceHashes();
+    const recorded = await store.readEventHashes({
+      streamPrefixes: sealedStreamPrefixes,
+      limit: 1_000,
+      recordedHashes: true,
+    });
+    expect(recorded.events).toEqual(expected);
+    const { rows } = await pool.query<{ recorded: number }>(
+      `SELECT count(*)::int AS recorded FROM event_store.events WHERE hash IS NOT NULL`,
+    );
+    expect(rows[0]?.recorded).toBe(expected.length + 1); // and the event outside the sealed prefixes
+  });
+
+  it('compute the hash where none was recorded (events written before hashes were recorded)', async () => {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('ALTER TABLE event_store.events DISABLE TRIGGER events_record_hash');
+      await client.query(
+        `INSERT INTO event_store.events (stream_name, revision, event_id, event_type, data, metadata)
+         VALUES ($1, 0, $2, 'status-update', '{"callId":"older"}', '{"a":[1,2]}')`,
+        [callStreamName(`hashes-unrecorded-${randomUUID()}`), randomUUID()],
+      );
+      await client.query('ALTER TABLE event_store.events ENABLE TRIGGER events_record_hash');
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    const { rows } = await pool.query<{ unrecorded: number }>(
+      `SELECT count(*)::int AS unrecorded FROM event_store.events WHERE hash IS NULL`,
+    );
+    expect(rows[0]?.unrecorded).toBe(1);
+    const recorded = await store.readEventHashes({
+      streamPrefixes: sealedStreamPrefixes,
+      limit: 1_000,
+      recordedHashes: true,
+    });
+    expect(recorded.events).toEqual(await referenceHashes());
+  });
+
+  it('give the recorded hash only when asked: a change after writing shows in the computed one', async () => {
+    const stream = callStreamName(`hashes-changed-${randomUUID()}`);
+    await store.append(
+      stream,
+      [{ id: randomUUID(), type: 'status-update', data: { v: 1 }, metadata: {} }],
+      'no-stream',
+    );
+    const [asWritten] = (await referenceHashes()).filter((event) => event.streamName === stream);
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('ALTER TABLE event_store.events DISABLE TRIGGER USER');
+      await client.query(`UPDATE event_store.events SET data = '{"v":2}' WHERE stream_name = $1`, [stream]);
+      await client.query('ALTER TABLE event_store.events ENABLE TRIGGER USER');
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    const [nowStored] = (await referenceHashes()).filter((event) => event.streamName === stream);
+    expect(nowStored?.hash).not.toBe(asWritten?.hash);
+    const read = async (recordedHashes: boolean) =>
+      (
+        await store.readEventHashes({ streamPrefixes: sealedStreamPrefixes, limit: 1_000, recordedHashes })
+      ).events.find((event) => event.streamName === stream);
+    expect(await read(true)).toEqual(asWritten);
+    expect(await read(false)).toEqual(nowStored);
+    expect((await collect(hashedEventsAfter(store, undefined, sealedStreamPrefixes))).at(-1)).toEqual(
+      nowStored,
+    );
   });
 
   it('refuse a limit outside its bounds, naming it', async () => {

@@ -166,10 +166,10 @@ export const openPostgresEventStore = async (
   }
 
   const readEventHashes = async (hashOptions: ReadEventHashesOptions): Promise<HashedEventPage> => {
-    const { after, streamPrefixes, limit } = validateReadEventHashesOptions(hashOptions);
+    const { after, streamPrefixes, limit, recordedHashes } = validateReadEventHashesOptions(hashOptions);
     const bound = exclusiveLowerBound(after);
     if (bound >= maxStoredPosition) return { events: [], lookedAt: undefined, reachedEnd: true };
-    const window = await reader.hashWindow(bound, streamPrefixes, limit);
+    const window = await reader.hashWindow(bound, streamPrefixes, limit, recordedHashes);
     return {
       events: window.events,
       lookedAt: window.lookedAt === undefined ? undefined : positionOf(window.lookedAt),

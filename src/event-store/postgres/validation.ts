@@ -137,5 +137,6 @@ export const validateReadEventHashesOptions = (options: ReadEventHashesOptions) 
     after: validatePosition(options.after, 'after'),
     streamPrefixes: validatePrefixes(options.streamPrefixes, 'streamPrefixes'),
     limit,
+    recordedHashes: options.recordedHashes === true,
   };
 };
