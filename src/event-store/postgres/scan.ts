@@ -4,7 +4,7 @@
  * filter, so a filtered reader always knows how far it has looked, even past events it skips.
  */
 import pg from 'pg';
-import type { HashedEvent, RecordedEvent } from '../event-store.ts';
+import type { HashedEvent, RangeFingerprint, RecordedEvent } from '../event-store.ts';
 import { asError, connectWithin, isUnavailable, withTimeout } from './errors.ts';
 import { positionOf } from './positions.ts';
 
@@ -112,6 +112,19 @@ const hashWindowSql = (recorded: boolean) => {
 const recordedHashWindowSql = hashWindowSql(true);
 const computedHashWindowSql = hashWindowSql(false);
 
+// Rows come from the primary key's range in order; the aggregate's ORDER BY keeps the fingerprint's
+// order whatever plan is chosen.
+const rangeFingerprintSql = `
+  SELECT count(*)::int AS count,
+         encode(sha256(coalesce(string_agg(
+           int8send(e.position) || int8send(e.position) || int8send(e.revision)
+             || int8send(octet_length(convert_to(e.stream_name, 'UTF8'))::bigint)
+             || convert_to(e.stream_name, 'UTF8')
+             || event_store.event_hash(e.stream_name, e.revision, e.event_id, e.event_type, e.data, e.metadata),
+           ''::bytea ORDER BY e.position), ''::bytea)), 'hex') AS fingerprint
+    FROM event_store.events e
+   WHERE e.position > $1 AND e.position <= $2 AND e.stream_name ^@ ANY ($3::text[])`;
+
 interface HashRow {
   position: string;
   stream_name: string | null;
@@ -194,6 +207,22 @@ export class EventReader {
       position: BigInt(row.position),
       event: row.matches ? toRecordedEvent(row) : undefined,
     }));
+  }
+
+  /** The fingerprint of the matching events at positions in (after, last]. */
+  async rangeFingerprint(
+    after: bigint,
+    last: bigint,
+    prefixes: readonly string[],
+  ): Promise<RangeFingerprint> {
+    const rows = await this.query<RangeFingerprint>(
+      rangeFingerprintSql,
+      [after.toString(), last.toString(), prefixes],
+      'fingerprinting a range of $all',
+    );
+    const [row] = rows;
+    if (row === undefined) throw new Error('the range fingerprint query returned no row');
+    return row;
   }
 
   /**

@@ -7,6 +7,7 @@ import type {
   GlobalPosition,
   ProposedEvent,
   ReadAllOptions,
+  FingerprintRangeOptions,
   ReadEventHashesOptions,
   ReadStreamOptions,
   SubscribeToAllOptions,
@@ -127,6 +128,16 @@ export const validateSubscribeOptions = (options: SubscribeToAllOptions) => ({
 
 /** The most positions one `readEventHashes` call may look at: a bound on one query's result. */
 export const maxHashesLimit = 100_000;
+
+export const validateFingerprintRangeOptions = (options: FingerprintRangeOptions) => ({
+  after: validatePosition(options.after, 'after'),
+  last: validatePosition(options.last, 'last') ?? invalidLast(),
+  streamPrefixes: validatePrefixes(options.streamPrefixes, 'streamPrefixes'),
+});
+
+const invalidLast = (): never => {
+  throw invalid('last', 'is required');
+};
 
 export const validateReadEventHashesOptions = (options: ReadEventHashesOptions) => {
   const { limit } = options;
