@@ -33,6 +33,7 @@ import { eventHash } from './event-hash.ts';
 import { hashedEventsAfter } from './event-hashes.ts';
 import { rangeFingerprint, sameAsTable, type LeafTable } from './leaf-table.ts';
 import type { PublicKey } from './signing-key.ts';
+import type { RangeFingerprint } from '../event-store/event-store.ts';
 
 export type FindingKind =
   | EventFindingKind
@@ -114,6 +115,8 @@ export const checkChain = async (
   entries: AsyncIterable<DigestEntry>,
   keys: ReadonlyMap<string, PublicKey>,
   report: (finding: Finding) => void,
+  /** Told of each well-formed digest as it is read, before its leaves and signature are checked. */
+  onDigest?: (digest: Digest, previous: Digest | undefined) => void,
 ): Promise<Digest[]> => {
   const digests: Digest[] = [];
   let previous: Digest | undefined;
@@ -129,6 +132,7 @@ export const checkChain = async (
       continue;
     }
     const digest = entry.data;
+    onDigest?.(digest, previous);
     if (!digestSignatureValid(digest, keys)) {
       report({
         kind: 'bad-signature',
@@ -172,10 +176,56 @@ export const checkChain = async (
 };
 
 /**
- * Range fingerprints requested ahead of the one being compared: the store hashes two ranges at once
- * (two connections), which is what makes verification faster than one reader.
+ * Range fingerprints computed at once: the store hashes two ranges side by side (two connections),
+ * which is what makes verification faster than one reader.
  */
-const fingerprintsAhead = 2;
+const fingerprintsAtOnce = 2;
+
+interface Range {
+  /** Exclusive; undefined: from the start. */
+  readonly after: string | null;
+  readonly last: string;
+}
+
+/**
+ * The store's fingerprints of digest ranges, at most `fingerprintsAtOnce` computed at a time, each
+ * range once: verify asks for a range as soon as it reads its digest (while it checks the digests'
+ * leaves and signatures, the store hashes the events), and again when it compares.
+ */
+const rangeFingerprints = (
+  fingerprintRange: NonNullable<EventStore['fingerprintRange']>,
+  streamPrefixes: readonly string[],
+) => {
+  const known = new Map<string, Promise<RangeFingerprint>>();
+  const waiting: (() => void)[] = [];
+  let running = 0;
+  const finished = () => {
+    running -= 1;
+    waiting.shift()?.();
+  };
+  return (range: Range): Promise<RangeFingerprint> => {
+    const key = `${range.after ?? ''}..${range.last}`;
+    let fingerprint = known.get(key);
+    if (fingerprint === undefined) {
+      fingerprint = (async () => {
+        if (running >= fingerprintsAtOnce) await new Promise<void>((resolve) => waiting.push(resolve));
+        running += 1;
+        try {
+          return await fingerprintRange({
+            streamPrefixes,
+            last: positionOf(range.last),
+            ...(range.after === null ? {} : { after: positionOf(range.after) }),
+          });
+        } finally {
+          finished();
+        }
+      })();
+      fingerprint.catch(() => {}); // awaited when its range is compared, unless verify ends first
+      known.set(key, fingerprint);
+    }
+    return fingerprint;
+  };
+};
 
 export const verifyArchive = async (eventStore: EventStore, input: VerifyInput): Promise<VerifyReport> => {
   const findings: Finding[] = [];
@@ -186,7 +236,24 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
   const reportEvents = (digest: number | undefined, found: readonly EventFinding[]) => {
     for (const finding of found) report({ ...finding, ...(digest === undefined ? {} : { digest }) });
   };
-  const chain = await checkChain(input.digests, input.keys, report);
+  const fingerprintRange = eventStore.fingerprintRange?.bind(eventStore);
+  const fingerprintOf =
+    fingerprintRange === undefined ? undefined : rangeFingerprints(fingerprintRange, input.streamPrefixes);
+  const chain = await checkChain(
+    input.digests,
+    input.keys,
+    report,
+    // Everything is checked: each digest's range is what will be compared, so start on it now.
+    input.scope.kind === 'all' && fingerprintOf !== undefined
+      ? (digest, previous) => {
+          if (previous === undefined || after(digest.lastPosition, previous.lastPosition))
+            void fingerprintOf({
+              after: previous?.lastPosition ?? digest.afterPosition,
+              last: digest.lastPosition,
+            });
+        }
+      : undefined,
+  );
   // A digest whose range does not move forwards (a forged or repeated one, already reported) would
   // only confuse the walk over the events: the ranges walked are the ones that advance.
   const digests: Digest[] = [];
@@ -247,33 +314,18 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
         reportEvents(digest.sequence, compareSealed(leavesOf(digest), observed.map(observedOf)));
       checked(digest, table, observed.length);
     };
-    const fingerprintRange = eventStore.fingerprintRange?.bind(eventStore);
-    if (firstSelected !== undefined && lastSelected !== undefined && fingerprintRange !== undefined) {
-      // Each digest's range as one fingerprint computed by the store, `fingerprintsAhead` at a
-      // time; a range that differs is read event by event.
-      const ranges = selected.map((digest, index) => {
-        const previous = selected[index - 1];
-        const afterText = previous === undefined ? digest.afterPosition : previous.lastPosition;
-        return {
-          digest,
-          after: afterText === null ? undefined : positionOf(afterText),
-          last: positionOf(digest.lastPosition),
-        };
-      });
-      const fingerprintOf = (range: (typeof ranges)[number]) => {
-        const fingerprint = fingerprintRange({
-          streamPrefixes: input.streamPrefixes,
-          last: range.last,
-          ...(range.after === undefined ? {} : { after: range.after }),
-        });
-        fingerprint.catch(() => {}); // awaited in order below, unless an earlier one failed
-        return fingerprint;
-      };
-      const pending = ranges.slice(0, fingerprintsAhead).map(fingerprintOf);
+    if (firstSelected !== undefined && lastSelected !== undefined && fingerprintOf !== undefined) {
+      // Each digest's range as one fingerprint computed by the store; a range that differs is read
+      // event by event.
+      const ranges = selected.map((digest, index) => ({
+        digest,
+        after: selected[index - 1]?.lastPosition ?? digest.afterPosition,
+        last: digest.lastPosition,
+      }));
       for (const [index, range] of ranges.entries()) {
-        const found = await pending.shift()!;
-        const following = ranges[index + fingerprintsAhead];
-        if (following !== undefined) pending.push(fingerprintOf(following));
+        const following = ranges[index + 1];
+        if (following !== undefined) void fingerprintOf(following);
+        const found = await fingerprintOf(range);
         const table = leafTableOf(range.digest);
         if (
           table !== undefined &&
@@ -283,8 +335,10 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
           checked(range.digest, table, found.count);
         } else {
           const observed: HashedEvent[] = [];
-          for await (const event of hashedEventsAfter(eventStore, range.after, input.streamPrefixes)) {
-            if (comparePositions(event.position, range.last) > 0) break;
+          const start = range.after === null ? undefined : positionOf(range.after);
+          const last = positionOf(range.last);
+          for await (const event of hashedEventsAfter(eventStore, start, input.streamPrefixes)) {
+            if (comparePositions(event.position, last) > 0) break;
             observed.push(event);
           }
           compareObserved(range.digest, observed);
