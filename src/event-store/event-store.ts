@@ -151,6 +151,34 @@ export interface ReadEventHashesOptions {
   readonly streamPrefixes: readonly string[];
   /** How many positions of $all one call looks at, at most. */
   readonly limit: number;
+  /**
+   * True: a hash the store recorded as the event was written may stand in for hashing its stored
+   * data now (what sealing needs: the event as written). False or absent: every hash is computed
+   * from the data as stored now (what verification needs).
+   */
+  readonly recordedHashes?: boolean;
+}
+
+/** A range of $all: the positions after `after` (exclusive) up to `last` (inclusive). */
+export interface FingerprintRangeOptions {
+  /** Exclusive; defaults to the start of $all. */
+  readonly after?: GlobalPosition;
+  /** Inclusive. */
+  readonly last: GlobalPosition;
+  /** Only events whose stream name starts with one of these. Must not be empty. */
+  readonly streamPrefixes: readonly string[];
+}
+
+/**
+ * The matching events of a range in one hash: SHA-256 over, per event in order, its commit and
+ * prepare positions and revision (each an unsigned 64-bit big-endian integer), its stream name's
+ * UTF-8 length (the same) and bytes, and its event hash computed from its data as stored now.
+ * `rangeFingerprint` in `src/sealing/leaf-table.ts` computes the same over a digest's leaves.
+ */
+export interface RangeFingerprint {
+  readonly count: number;
+  /** Hex. */
+  readonly fingerprint: string;
 }
 
 /** One bounded look along $all, forwards. */
@@ -200,6 +228,11 @@ export interface EventStore {
    * without it are hashed by the reader from `readAll` (`src/sealing/event-hashes.ts`).
    */
   readEventHashes?(options: ReadEventHashesOptions): Promise<HashedEventPage>;
+  /**
+   * Optional: one range's events as one fingerprint computed where the events are, so that checking
+   * a range that is intact moves 32 bytes. Stores without it are checked event by event.
+   */
+  fingerprintRange?(options: FingerprintRangeOptions): Promise<RangeFingerprint>;
   /** Resolves when the store answers; throws `EventStoreUnavailableError` otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -16,15 +16,27 @@ import { eventHash } from './event-hash.ts';
 /** Positions looked at per page: large, so per-query costs vanish, yet bounded in memory. */
 export const hashPageSize = 5_000;
 
+/**
+ * Which hash each event gets: `computed` from its data as stored now (verification), or the one
+ * `recorded` as it was written where the store keeps one (sealing: the event as written).
+ */
+export type HashSource = 'computed' | 'recorded';
+
 /** One page of hashed events strictly after `after` (up to `limit` positions or events). */
 export const readHashPage = async (
   eventStore: EventStore,
   after: GlobalPosition | undefined,
   streamPrefixes: readonly string[],
+  source: HashSource,
   limit: number = hashPageSize,
 ): Promise<HashedEventPage> => {
   if (eventStore.readEventHashes !== undefined) {
-    return eventStore.readEventHashes({ streamPrefixes, limit, ...(after === undefined ? {} : { after }) });
+    return eventStore.readEventHashes({
+      streamPrefixes,
+      limit,
+      recordedHashes: source === 'recorded',
+      ...(after === undefined ? {} : { after }),
+    });
   }
   const events: HashedEvent[] = [];
   // `from` is inclusive: one more, in case the first is the event at `after` itself.
@@ -47,21 +59,27 @@ export const readHashPage = async (
 };
 
 /**
- * Every hashed event after `after`, to the end of $all as it is when each page is read. The next
- * page is read while the caller works through the current one.
+ * Every event after `after` with its hash computed from its data as stored now, to the end of $all
+ * as it is when each page is read. The next page is read while the caller works through the current
+ * one.
  */
 export async function* hashedEventsAfter(
   eventStore: EventStore,
   after: GlobalPosition | undefined,
   streamPrefixes: readonly string[],
 ): AsyncGenerator<HashedEvent> {
-  let next: Promise<HashedEventPage> | undefined = readHashPage(eventStore, after, streamPrefixes);
+  let next: Promise<HashedEventPage> | undefined = readHashPage(
+    eventStore,
+    after,
+    streamPrefixes,
+    'computed',
+  );
   while (next !== undefined) {
     const page: HashedEventPage = await next;
     next =
       page.reachedEnd || page.lookedAt === undefined
         ? undefined
-        : readHashPage(eventStore, page.lookedAt, streamPrefixes);
+        : readHashPage(eventStore, page.lookedAt, streamPrefixes, 'computed');
     // A prefetched page the caller no longer wants must not become an unhandled rejection.
     next?.catch(() => {});
     yield* page.events;

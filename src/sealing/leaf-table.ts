@@ -8,7 +8,13 @@
  * previous event's (the first: minus 0), zigzag(prepare - commit), the index of its stream in the
  * stream list, and its revision.
  */
-import { formatPosition, type GlobalPosition, type HashedEvent } from '../event-store/event-store.ts';
+import { createHash } from 'node:crypto';
+import {
+  formatPosition,
+  type GlobalPosition,
+  type HashedEvent,
+  type RangeFingerprint,
+} from '../event-store/event-store.ts';
 
 export interface LeafTable {
   readonly count: number;
@@ -238,4 +244,26 @@ export const sameAsTable = (table: LeafTable, events: readonly HashedEvent[]): b
     }
   }
   return scratch.equals(table.hashes);
+};
+
+/**
+ * The fingerprint a store's `fingerprintRange` gives over the same events when the range holds
+ * exactly what the table sealed (see `RangeFingerprint` for the encoding).
+ */
+export const rangeFingerprint = (table: LeafTable): RangeFingerprint => {
+  const hash = createHash('sha256');
+  const numbers = Buffer.alloc(32);
+  const streamBytes = table.streams.map((stream) => Buffer.from(stream, 'utf8'));
+  for (let index = 0; index < table.count; index += 1) {
+    const stream = streamBytes[table.streamIndexes[index]!]!;
+    numbers.writeBigUInt64BE(table.commits[index]!, 0);
+    numbers.writeBigUInt64BE(table.prepares[index]!, 8);
+    numbers.writeBigUInt64BE(table.revisions[index]!, 16);
+    numbers.writeBigUInt64BE(BigInt(stream.length), 24);
+    hash
+      .update(numbers)
+      .update(stream)
+      .update(table.hashes.subarray(index * eventHashBytes, (index + 1) * eventHashBytes));
+  }
+  return { count: table.count, fingerprint: hash.digest('hex') };
 };

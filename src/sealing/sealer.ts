@@ -75,14 +75,19 @@ export const startSealer = (dependencies: SealerDependencies, options: SealerOpt
       };
     });
 
-  /**
-   * Appends one digest per run of events, chained, in one append (so a backlog costs one round trip
-   * and one flush for several digests), at the exact revision after the last digest.
-   */
-  const appendDigests = async (runs: readonly (readonly HashedEvent[])[], revision: bigint | undefined) => {
+  /** One digest per run of events, chained after `previous`; nothing is appended yet. */
+  const sealRuns = (runs: readonly (readonly HashedEvent[])[], previous: Digest | undefined) => {
     const digests: Digest[] = [];
     for (const events of runs)
-      digests.push(sealHashedEvents(events, digests.at(-1) ?? lastDigest, key, clock()));
+      digests.push(sealHashedEvents(events, digests.at(-1) ?? previous, key, clock()));
+    return digests;
+  };
+
+  /**
+   * Appends digests in one append (so a backlog costs one round trip and one flush for several
+   * digests), at the exact revision after the last digest.
+   */
+  const appendDigests = async (digests: readonly Digest[], revision: bigint | undefined) => {
     const result = await eventStore.append(
       digestStreamName,
       digests.map((digest) => ({
@@ -107,56 +112,71 @@ export const startSealer = (dependencies: SealerDependencies, options: SealerOpt
 
   /**
    * Seals until stopped; throws on any failure, after which the caller starts over. Reads the
-   * archive's event hashes a page at a time (the next page while the current one is sealed); at the
+   * archive's event hashes a page at a time (the next page while the current one is sealed) and
+   * appends each page's digests while the next page is sealed: at most one append is in flight, and
+   * the next waits for it (its revision follows from it), so the chain is appended in order. At the
    * end of the archive, looks again every `followPollMs`.
    */
   const seal = async (): Promise<void> => {
     const last = await readLastDigest(eventStore);
     lastDigest = last?.digest;
-    let revision = last?.revision;
+    // The newest digest sealed, appended or not: the next one chains after it.
+    let chainEnd = lastDigest;
     let lookedAt = last === undefined ? undefined : parsePosition(last.digest.lastPosition);
     const followPollMs = options.followPollMs ?? defaultFollowPollMs;
-    const readAfter = (after: GlobalPosition | undefined) => {
-      const page = readHashPage(eventStore, after, options.streamPrefixes);
-      page.catch(() => {}); // awaited below, unless this attempt ends first
-      return page;
+    const inBackground = <T>(promise: Promise<T>) => {
+      promise.catch(() => {}); // awaited below, unless this attempt ends first
+      return promise;
     };
+    const readAfter = (after: GlobalPosition | undefined) =>
+      inBackground(readHashPage(eventStore, after, options.streamPrefixes, 'recorded'));
+    let appending: Promise<bigint | undefined> = Promise.resolve(last?.revision);
     // At most maxEvents - 1 events wait here between pages, so memory stays bounded.
     let pending: HashedEvent[] = [];
     let sealBy: number | undefined;
     let next: Promise<HashedEventPage> | undefined;
-    while (!stopping) {
-      const page = await (next ?? readAfter(lookedAt));
-      lookedAt = page.lookedAt ?? lookedAt;
-      next = page.reachedEnd ? undefined : readAfter(lookedAt);
-      if (page.events.length > 0) {
-        pending = pending.concat(page.events);
-        sealBy ??= clock().getTime() + options.maxSeconds * 1000;
+    try {
+      while (!stopping) {
+        const page = await (next ?? readAfter(lookedAt));
+        lookedAt = page.lookedAt ?? lookedAt;
+        next = page.reachedEnd ? undefined : readAfter(lookedAt);
+        if (page.events.length > 0) {
+          pending = pending.concat(page.events);
+          sealBy ??= clock().getTime() + options.maxSeconds * 1000;
+        }
+        const runs: HashedEvent[][] = [];
+        let taken = 0;
+        while (pending.length - taken >= options.maxEvents) {
+          runs.push(pending.slice(taken, taken + options.maxEvents));
+          taken += options.maxEvents;
+        }
+        const due = sealBy !== undefined && clock().getTime() >= sealBy;
+        if (due && pending.length > taken) {
+          runs.push(pending.slice(taken));
+          taken = pending.length;
+        }
+        if (runs.length > 0) {
+          const digests = sealRuns(runs, chainEnd);
+          chainEnd = digests.at(-1);
+          const revision = await appending;
+          appending = inBackground(appendDigests(digests, revision));
+          pending = pending.slice(taken);
+          sealBy = pending.length > 0 ? clock().getTime() + options.maxSeconds * 1000 : undefined;
+        }
+        if (next === undefined && !stopping) {
+          await appending;
+          await pause(
+            sealBy === undefined
+              ? followPollMs
+              : Math.min(followPollMs, Math.max(0, sealBy - clock().getTime())),
+          );
+        }
       }
-      const runs: HashedEvent[][] = [];
-      let taken = 0;
-      while (pending.length - taken >= options.maxEvents) {
-        runs.push(pending.slice(taken, taken + options.maxEvents));
-        taken += options.maxEvents;
-      }
-      const due = sealBy !== undefined && clock().getTime() >= sealBy;
-      if (due && pending.length > taken) {
-        runs.push(pending.slice(taken));
-        taken = pending.length;
-      }
-      if (runs.length > 0) {
-        revision = await appendDigests(runs, revision);
-        pending = pending.slice(taken);
-        sealBy = pending.length > 0 ? clock().getTime() + options.maxSeconds * 1000 : undefined;
-      }
-      if (next === undefined && !stopping) {
-        await pause(
-          sealBy === undefined
-            ? followPollMs
-            : Math.min(followPollMs, Math.max(0, sealBy - clock().getTime())),
-        );
-      }
+    } finally {
+      // Whatever ends this attempt, the digest in flight lands or fails before the next attempt reads the chain.
+      await appending.catch(() => {});
     }
+    await appending;
   };
 
   const run = async () => {

@@ -31,8 +31,9 @@ import {
 } from './digest.ts';
 import { eventHash } from './event-hash.ts';
 import { hashedEventsAfter } from './event-hashes.ts';
-import { sameAsTable } from './leaf-table.ts';
+import { rangeFingerprint, sameAsTable, type LeafTable } from './leaf-table.ts';
 import type { PublicKey } from './signing-key.ts';
+import type { RangeFingerprint } from '../event-store/event-store.ts';
 
 export type FindingKind =
   | EventFindingKind
@@ -114,6 +115,8 @@ export const checkChain = async (
   entries: AsyncIterable<DigestEntry>,
   keys: ReadonlyMap<string, PublicKey>,
   report: (finding: Finding) => void,
+  /** Told of each well-formed digest as it is read, before its leaves and signature are checked. */
+  onDigest?: (digest: Digest, previous: Digest | undefined) => void,
 ): Promise<Digest[]> => {
   const digests: Digest[] = [];
   let previous: Digest | undefined;
@@ -129,6 +132,7 @@ export const checkChain = async (
       continue;
     }
     const digest = entry.data;
+    onDigest?.(digest, previous);
     if (!digestSignatureValid(digest, keys)) {
       report({
         kind: 'bad-signature',
@@ -171,6 +175,58 @@ export const checkChain = async (
   return digests;
 };
 
+/**
+ * Range fingerprints computed at once: the store hashes two ranges side by side (two connections),
+ * which is what makes verification faster than one reader.
+ */
+const fingerprintsAtOnce = 2;
+
+interface Range {
+  /** Exclusive; undefined: from the start. */
+  readonly after: string | null;
+  readonly last: string;
+}
+
+/**
+ * The store's fingerprints of digest ranges, at most `fingerprintsAtOnce` computed at a time, each
+ * range once: verify asks for a range as soon as it reads its digest (while it checks the digests'
+ * leaves and signatures, the store hashes the events), and again when it compares.
+ */
+const rangeFingerprints = (
+  fingerprintRange: NonNullable<EventStore['fingerprintRange']>,
+  streamPrefixes: readonly string[],
+) => {
+  const known = new Map<string, Promise<RangeFingerprint>>();
+  const waiting: (() => void)[] = [];
+  let running = 0;
+  const finished = () => {
+    running -= 1;
+    waiting.shift()?.();
+  };
+  return (range: Range): Promise<RangeFingerprint> => {
+    const key = `${range.after ?? ''}..${range.last}`;
+    let fingerprint = known.get(key);
+    if (fingerprint === undefined) {
+      fingerprint = (async () => {
+        if (running >= fingerprintsAtOnce) await new Promise<void>((resolve) => waiting.push(resolve));
+        running += 1;
+        try {
+          return await fingerprintRange({
+            streamPrefixes,
+            last: positionOf(range.last),
+            ...(range.after === null ? {} : { after: positionOf(range.after) }),
+          });
+        } finally {
+          finished();
+        }
+      })();
+      fingerprint.catch(() => {}); // awaited when its range is compared, unless verify ends first
+      known.set(key, fingerprint);
+    }
+    return fingerprint;
+  };
+};
+
 export const verifyArchive = async (eventStore: EventStore, input: VerifyInput): Promise<VerifyReport> => {
   const findings: Finding[] = [];
   const maxFindings = input.maxFindings ?? 10_000;
@@ -180,7 +236,24 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
   const reportEvents = (digest: number | undefined, found: readonly EventFinding[]) => {
     for (const finding of found) report({ ...finding, ...(digest === undefined ? {} : { digest }) });
   };
-  const chain = await checkChain(input.digests, input.keys, report);
+  const fingerprintRange = eventStore.fingerprintRange?.bind(eventStore);
+  const fingerprintOf =
+    fingerprintRange === undefined ? undefined : rangeFingerprints(fingerprintRange, input.streamPrefixes);
+  const chain = await checkChain(
+    input.digests,
+    input.keys,
+    report,
+    // Everything is checked: each digest's range is what will be compared, so start on it now.
+    input.scope.kind === 'all' && fingerprintOf !== undefined
+      ? (digest, previous) => {
+          if (previous === undefined || after(digest.lastPosition, previous.lastPosition))
+            void fingerprintOf({
+              after: previous?.lastPosition ?? digest.afterPosition,
+              last: digest.lastPosition,
+            });
+        }
+      : undefined,
+  );
   // A digest whose range does not move forwards (a forged or repeated one, already reported) would
   // only confuse the walk over the events: the ranges walked are the ones that advance.
   const digests: Digest[] = [];
@@ -222,24 +295,66 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
     const firstSelected = selected[0];
     const lastSelected = selected[selected.length - 1];
     const streamsToCheck = new Map<string, string>();
-    if (firstSelected !== undefined && lastSelected !== undefined) {
+    // A digest checked against the events observed in its range, or found intact as a whole.
+    const checked = (digest: Digest, table: LeafTable | undefined, count: number) => {
+      eventsChecked += count;
+      input.onProgress?.(eventsChecked, totalSealed);
+      if (input.checkStreams && table !== undefined) {
+        for (let leaf = 0; leaf < table.count; leaf += 1) {
+          const stream = table.streams[table.streamIndexes[leaf]!]!;
+          if (!streamsToCheck.has(stream)) streamsToCheck.set(stream, table.revisions[leaf]!.toString());
+        }
+      }
+    };
+    // Mostly the store holds exactly what was sealed, which one pass over the leaf table shows;
+    // only a digest whose range differs is compared leaf by leaf, to name each difference.
+    const compareObserved = (digest: Digest, observed: readonly HashedEvent[]) => {
+      const table = leafTableOf(digest);
+      if (table === undefined || !sameAsTable(table, observed))
+        reportEvents(digest.sequence, compareSealed(leavesOf(digest), observed.map(observedOf)));
+      checked(digest, table, observed.length);
+    };
+    if (firstSelected !== undefined && lastSelected !== undefined && fingerprintOf !== undefined) {
+      // Each digest's range as one fingerprint computed by the store; a range that differs is read
+      // event by event.
+      const ranges = selected.map((digest, index) => ({
+        digest,
+        after: selected[index - 1]?.lastPosition ?? digest.afterPosition,
+        last: digest.lastPosition,
+      }));
+      for (const [index, range] of ranges.entries()) {
+        const following = ranges[index + 1];
+        if (following !== undefined) void fingerprintOf(following);
+        const found = await fingerprintOf(range);
+        const table = leafTableOf(range.digest);
+        if (
+          table !== undefined &&
+          found.count === table.count &&
+          found.fingerprint === rangeFingerprint(table).fingerprint
+        ) {
+          checked(range.digest, table, found.count);
+        } else {
+          const observed: HashedEvent[] = [];
+          const start = range.after === null ? undefined : positionOf(range.after);
+          const last = positionOf(range.last);
+          for await (const event of hashedEventsAfter(eventStore, start, input.streamPrefixes)) {
+            if (comparePositions(event.position, last) > 0) break;
+            observed.push(event);
+          }
+          compareObserved(range.digest, observed);
+        }
+      }
+      if (scope.kind === 'all') {
+        const lastSealed = positionOf(lastSelected.lastPosition);
+        for await (const event of hashedEventsAfter(eventStore, lastSealed, input.streamPrefixes))
+          noteUnsealed(event);
+      }
+    } else if (firstSelected !== undefined && lastSelected !== undefined) {
       let index = 0;
       let current = selected[0]!;
       let observed: HashedEvent[] = [];
-      // Mostly the store holds exactly what was sealed, which one pass over the leaf table shows;
-      // only a digest whose range differs is compared leaf by leaf, to name each difference.
       const close = () => {
-        const table = leafTableOf(current);
-        if (table === undefined || !sameAsTable(table, observed))
-          reportEvents(current.sequence, compareSealed(leavesOf(current), observed.map(observedOf)));
-        eventsChecked += observed.length;
-        input.onProgress?.(eventsChecked, totalSealed);
-        if (input.checkStreams && table !== undefined) {
-          for (let leaf = 0; leaf < table.count; leaf += 1) {
-            const stream = table.streams[table.streamIndexes[leaf]!]!;
-            if (!streamsToCheck.has(stream)) streamsToCheck.set(stream, table.revisions[leaf]!.toString());
-          }
-        }
+        compareObserved(current, observed);
         observed = [];
       };
       const start =

@@ -471,7 +471,7 @@ describe('PostgreSQL event store', () => {
           const { rows } = await client.query<{ name: string }>(
             'SELECT name FROM event_store.schema_migrations',
           );
-          expect(rows.map((row) => row.name)).toEqual(['0000_init.sql']);
+          expect(rows.map((row) => row.name)).toEqual(['0000_init.sql', '0001_event_hash.sql']);
           await client.query(`UPDATE event_store.schema_migrations SET checksum = 'edited'`);
           await expect(openPostgresEventStore(fresh.url, { timeoutMs: 5_000 })).rejects.toThrow(
             new EventStoreMigrationError(

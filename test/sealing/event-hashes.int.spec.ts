@@ -8,13 +8,23 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callStreamName, sealedStreamPrefixes } from '../../src/archive/streams.ts';
-import type { EventStore, GlobalPosition, HashedEvent } from '../../src/event-store/event-store.ts';
+import {
+  formatPosition,
+  type EventStore,
+  type FingerprintRangeOptions,
+  type GlobalPosition,
+  type HashedEvent,
+} from '../../src/event-store/event-store.ts';
 import {
   openPostgresEventStore,
   type PostgresEventStore,
 } from '../../src/event-store/postgres/postgres-event-store.ts';
 import { eventHash } from '../../src/sealing/event-hash.ts';
+import { digestType, sealHashedEvents } from '../../src/sealing/digest.ts';
 import { hashedEventsAfter, readHashPage } from '../../src/sealing/event-hashes.ts';
+import { rangeFingerprint, tableOfHashedEvents } from '../../src/sealing/leaf-table.ts';
+import { generateSigningKey } from '../../src/sealing/signing-key.ts';
+import { verifyArchive } from '../../src/sealing/verify.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 
 let database: TestDatabase;
@@ -125,10 +135,180 @@ describe('event hashes computed by PostgreSQL', () => {
     for (const eventStore of [store, withoutSqlHashes(store)]) {
       for (let start = 0; start < expected.length; start += 1) {
         const after: GlobalPosition = expected[start]!.position;
-        const pageOfTwo = await readHashPage(eventStore, after, sealedStreamPrefixes, 2);
+        const pageOfTwo = await readHashPage(eventStore, after, sealedStreamPrefixes, 'computed', 2);
         expect(pageOfTwo.events).toEqual(expected.slice(start + 1, start + 3));
       }
     }
+  });
+
+  it('record the same hash as each event is written, whatever hash the writer sends', async () => {
+    const forged = callStreamName(`hashes-forged-${randomUUID()}`);
+    await pool.query(
+      `INSERT INTO event_store.events (stream_name, revision, event_id, event_type, data, metadata, hash)
+       VALUES ($1, 0, $2, 'status-update', '{"callId":"forged"}', '{}', '\\x00')`,
+      [forged, randomUUID()],
+    );
+    const expected = await referenceHashes();
+    const recorded = await store.readEventHashes({
+      streamPrefixes: sealedStreamPrefixes,
+      limit: 1_000,
+      recordedHashes: true,
+    });
+    expect(recorded.events).toEqual(expected);
+    const { rows } = await pool.query<{ recorded: number }>(
+      `SELECT count(*)::int AS recorded FROM event_store.events WHERE hash IS NOT NULL`,
+    );
+    expect(rows[0]?.recorded).toBe(expected.length + 1); // and the event outside the sealed prefixes
+  });
+
+  it('compute the hash where none was recorded (events written before hashes were recorded)', async () => {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('ALTER TABLE event_store.events DISABLE TRIGGER events_record_hash');
+      await client.query(
+        `INSERT INTO event_store.events (stream_name, revision, event_id, event_type, data, metadata)
+         VALUES ($1, 0, $2, 'status-update', '{"callId":"older"}', '{"a":[1,2]}')`,
+        [callStreamName(`hashes-unrecorded-${randomUUID()}`), randomUUID()],
+      );
+      await client.query('ALTER TABLE event_store.events ENABLE TRIGGER events_record_hash');
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    const { rows } = await pool.query<{ unrecorded: number }>(
+      `SELECT count(*)::int AS unrecorded FROM event_store.events WHERE hash IS NULL`,
+    );
+    expect(rows[0]?.unrecorded).toBe(1);
+    const recorded = await store.readEventHashes({
+      streamPrefixes: sealedStreamPrefixes,
+      limit: 1_000,
+      recordedHashes: true,
+    });
+    expect(recorded.events).toEqual(await referenceHashes());
+  });
+
+  it('give the recorded hash only when asked: a change after writing shows in the computed one', async () => {
+    const stream = callStreamName(`hashes-changed-${randomUUID()}`);
+    await store.append(
+      stream,
+      [{ id: randomUUID(), type: 'status-update', data: { v: 1 }, metadata: {} }],
+      'no-stream',
+    );
+    const [asWritten] = (await referenceHashes()).filter((event) => event.streamName === stream);
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('ALTER TABLE event_store.events DISABLE TRIGGER USER');
+      await client.query(`UPDATE event_store.events SET data = '{"v":2}' WHERE stream_name = $1`, [stream]);
+      await client.query('ALTER TABLE event_store.events ENABLE TRIGGER USER');
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    const [nowStored] = (await referenceHashes()).filter((event) => event.streamName === stream);
+    expect(nowStored?.hash).not.toBe(asWritten?.hash);
+    const read = async (recordedHashes: boolean) =>
+      (
+        await store.readEventHashes({ streamPrefixes: sealedStreamPrefixes, limit: 1_000, recordedHashes })
+      ).events.find((event) => event.streamName === stream);
+    expect(await read(true)).toEqual(asWritten);
+    expect(await read(false)).toEqual(nowStored);
+    expect((await collect(hashedEventsAfter(store, undefined, sealedStreamPrefixes))).at(-1)).toEqual(
+      nowStored,
+    );
+  });
+
+  it('fingerprint a range exactly as the leaf table of its digest does, and tell a changed one apart', async () => {
+    const events = await referenceHashes();
+    const fingerprintOf = (after: GlobalPosition | undefined, last: GlobalPosition) =>
+      store.fingerprintRange({ streamPrefixes: sealedStreamPrefixes, last, ...(after ? { after } : {}) });
+    const tableOf = (from: number, to: number) =>
+      rangeFingerprint(tableOfHashedEvents(events.slice(from, to)));
+    const lastIndex = events.length - 1;
+    expect(await fingerprintOf(undefined, events[lastIndex]!.position)).toEqual(tableOf(0, events.length));
+    expect(await fingerprintOf(events[1]!.position, events[3]!.position)).toEqual(tableOf(2, 4));
+    expect(await fingerprintOf(events[2]!.position, events[2]!.position)).toEqual(tableOf(0, 0));
+
+    const [first, second] = events;
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('ALTER TABLE event_store.events DISABLE TRIGGER USER');
+      await client.query(`UPDATE event_store.events SET metadata = '{"changed":true}' WHERE position = $1`, [
+        second!.position.commit.toString(),
+      ]);
+      await client.query('ALTER TABLE event_store.events ENABLE TRIGGER USER');
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    const changed = await fingerprintOf(first!.position, second!.position);
+    expect(changed.count).toBe(1);
+    expect(changed.fingerprint).not.toBe(tableOf(1, 2).fingerprint);
+    expect(changed).toEqual(rangeFingerprint(tableOfHashedEvents((await referenceHashes()).slice(1, 2))));
+  });
+
+  it('verify an intact range by its fingerprint alone, and read only a changed range event by event', async () => {
+    const events = await referenceHashes();
+    const key = generateSigningKey();
+    const firstDigest = sealHashedEvents(events.slice(0, 3), undefined, key, new Date());
+    const secondDigest = sealHashedEvents(events.slice(3), firstDigest, key, new Date());
+    const calls = { fingerprints: 0, hashPages: 0 };
+    const counted: EventStore = {
+      ...withoutSqlHashes(store),
+      readEventHashes: (options) => {
+        calls.hashPages += 1;
+        return store.readEventHashes(options);
+      },
+      fingerprintRange: (options) => {
+        calls.fingerprints += 1;
+        return store.fingerprintRange(options);
+      },
+    };
+    const verify = () =>
+      verifyArchive(counted, {
+        digests: (async function* () {
+          for (const [index, digest] of [firstDigest, secondDigest].entries())
+            yield { where: `digest ${index}`, type: digestType, data: digest };
+        })(),
+        keys: new Map([[key.keyId, key]]),
+        scope: { kind: 'all' },
+        streamPrefixes: sealedStreamPrefixes,
+        unsealedGraceMs: 60_000,
+        now: new Date(),
+        checkStreams: false,
+      });
+    const intact = await verify();
+    expect(intact).toMatchObject({ ok: true, eventsChecked: events.length, findings: [] });
+    expect(calls).toEqual({ fingerprints: 2, hashPages: 1 }); // the one page: the unsealed tail
+
+    const changedAt = events[4]!;
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('ALTER TABLE event_store.events DISABLE TRIGGER USER');
+      await client.query(`UPDATE event_store.events SET data = '{"changed":true}' WHERE position = $1`, [
+        changedAt.position.commit.toString(),
+      ]);
+      await client.query('ALTER TABLE event_store.events ENABLE TRIGGER USER');
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    calls.fingerprints = 0;
+    calls.hashPages = 0;
+    const changed = await verify();
+    expect(changed.findings).toEqual([
+      expect.objectContaining({ kind: 'modified', digest: 1, position: formatPosition(changedAt.position) }),
+    ]);
+    expect(calls).toEqual({ fingerprints: 2, hashPages: 2 }); // the changed range, then the tail
+  });
+
+  it('refuse a fingerprint range without its end, naming it', async () => {
+    await expect(
+      store.fingerprintRange({ streamPrefixes: sealedStreamPrefixes } as unknown as FingerprintRangeOptions),
+    ).rejects.toThrow(/^last is required/);
   });
 
   it('refuse a limit outside its bounds, naming it', async () => {

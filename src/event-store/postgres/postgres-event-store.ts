@@ -4,12 +4,15 @@
  * `migrations.ts` (schema, applied on open), `group-commit.ts` (appends), `scan.ts` (reads),
  * `subscription.ts` + `change-listener.ts` (catch-up and live subscriptions).
  */
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from '../../logger.ts';
 import {
   EventStoreUnavailableError,
   type EventStore,
+  type FingerprintRangeOptions,
   type HashedEventPage,
+  type RangeFingerprint,
   type ReadAllOptions,
   type ReadEventHashesOptions,
   type ReadStreamOptions,
@@ -32,6 +35,7 @@ import { openSubscription } from './subscription.ts';
 import {
   encodeEvents,
   validateExpectedRevision,
+  validateFingerprintRangeOptions,
   validateReadAllOptions,
   validateReadEventHashesOptions,
   validateReadStreamOptions,
@@ -39,6 +43,9 @@ import {
 } from './validation.ts';
 
 export { EventStoreMigrationError, migrateEventStore } from './migrations.ts';
+
+/** The fingerprint of a range without events. */
+const emptyRangeFingerprint: RangeFingerprint = { count: 0, fingerprint: createHash('sha256').digest('hex') };
 
 export interface PostgresEventStoreOptions {
   /**
@@ -65,6 +72,7 @@ export interface PostgresEventStore extends EventStore {
   readonly kind: 'postgres';
   readonly reportsWrites: true;
   readEventHashes(options: ReadEventHashesOptions): Promise<HashedEventPage>;
+  fingerprintRange(options: FingerprintRangeOptions): Promise<RangeFingerprint>;
   /** Transactions committed by this process's appends and the appends they carried. */
   readonly appendStats: { readonly transactions: number; readonly appends: number };
 }
@@ -166,15 +174,23 @@ export const openPostgresEventStore = async (
   }
 
   const readEventHashes = async (hashOptions: ReadEventHashesOptions): Promise<HashedEventPage> => {
-    const { after, streamPrefixes, limit } = validateReadEventHashesOptions(hashOptions);
+    const { after, streamPrefixes, limit, recordedHashes } = validateReadEventHashesOptions(hashOptions);
     const bound = exclusiveLowerBound(after);
     if (bound >= maxStoredPosition) return { events: [], lookedAt: undefined, reachedEnd: true };
-    const window = await reader.hashWindow(bound, streamPrefixes, limit);
+    const window = await reader.hashWindow(bound, streamPrefixes, limit, recordedHashes);
     return {
       events: window.events,
       lookedAt: window.lookedAt === undefined ? undefined : positionOf(window.lookedAt),
       reachedEnd: window.positions < limit,
     };
+  };
+
+  const fingerprintRange = async (rangeOptions: FingerprintRangeOptions): Promise<RangeFingerprint> => {
+    const { after, last, streamPrefixes } = validateFingerprintRangeOptions(rangeOptions);
+    const upper = lastAtOrBefore(last);
+    const lower = exclusiveLowerBound(after);
+    if (upper === undefined || upper <= lower) return emptyRangeFingerprint;
+    return reader.rangeFingerprint(lower, upper, streamPrefixes);
   };
 
   const store: PostgresEventStore = {
@@ -196,6 +212,7 @@ export const openPostgresEventStore = async (
     readStream,
     readAll,
     readEventHashes,
+    fingerprintRange,
 
     subscribeToAll: (subscribeOptions: SubscribeToAllOptions) => {
       const subscription = openSubscription(

@@ -7,6 +7,7 @@ import type {
   GlobalPosition,
   ProposedEvent,
   ReadAllOptions,
+  FingerprintRangeOptions,
   ReadEventHashesOptions,
   ReadStreamOptions,
   SubscribeToAllOptions,
@@ -128,6 +129,16 @@ export const validateSubscribeOptions = (options: SubscribeToAllOptions) => ({
 /** The most positions one `readEventHashes` call may look at: a bound on one query's result. */
 export const maxHashesLimit = 100_000;
 
+export const validateFingerprintRangeOptions = (options: FingerprintRangeOptions) => ({
+  after: validatePosition(options.after, 'after'),
+  last: validatePosition(options.last, 'last') ?? invalidLast(),
+  streamPrefixes: validatePrefixes(options.streamPrefixes, 'streamPrefixes'),
+});
+
+const invalidLast = (): never => {
+  throw invalid('last', 'is required');
+};
+
 export const validateReadEventHashesOptions = (options: ReadEventHashesOptions) => {
   const { limit } = options;
   if (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1 || limit > maxHashesLimit) {
@@ -137,5 +148,6 @@ export const validateReadEventHashesOptions = (options: ReadEventHashesOptions) 
     after: validatePosition(options.after, 'after'),
     streamPrefixes: validatePrefixes(options.streamPrefixes, 'streamPrefixes'),
     limit,
+    recordedHashes: options.recordedHashes === true,
   };
 };
