@@ -182,10 +182,16 @@ export const checkChain = async (
 const fingerprintsAtOnce = 2;
 
 interface Range {
-  /** Exclusive; undefined: from the start. */
+  /** Exclusive; null: from the start. */
   readonly after: string | null;
   readonly last: string;
 }
+
+/** What a digest is compared against: from the end of the one before it, else its own start. */
+const rangeOf = (digest: Digest, previous: Digest | undefined): Range => ({
+  after: previous?.lastPosition ?? digest.afterPosition,
+  last: digest.lastPosition,
+});
 
 /**
  * The store's fingerprints of digest ranges, at most `fingerprintsAtOnce` computed at a time, each
@@ -247,10 +253,7 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
     input.scope.kind === 'all' && fingerprintOf !== undefined
       ? (digest, previous) => {
           if (previous === undefined || after(digest.lastPosition, previous.lastPosition))
-            void fingerprintOf({
-              after: previous?.lastPosition ?? digest.afterPosition,
-              last: digest.lastPosition,
-            });
+            void fingerprintOf(rangeOf(digest, previous));
         }
       : undefined,
   );
@@ -319,8 +322,7 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
       // event by event.
       const ranges = selected.map((digest, index) => ({
         digest,
-        after: selected[index - 1]?.lastPosition ?? digest.afterPosition,
-        last: digest.lastPosition,
+        ...rangeOf(digest, selected[index - 1]),
       }));
       for (const [index, range] of ranges.entries()) {
         const following = ranges[index + 1];
