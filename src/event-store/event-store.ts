@@ -52,13 +52,35 @@ export const parsePosition = (text: string): GlobalPosition | undefined => {
  */
 export type ExpectedRevision = 'no-stream' | 'stream-exists' | 'any' | bigint;
 
+/**
+ * Event data or metadata already serialized: one JSON value's text exactly as `JSON.stringify` wrote
+ * it, which a store writes as it is instead of serializing a value again. The outage journal keeps
+ * events this way, so draining one neither parses nor re-serializes its payload. Whatever serializes
+ * it anyway gets the value it holds, so the text stored is the same either way.
+ */
+export class JsonText {
+  constructor(readonly text: string) {}
+
+  toJSON(): unknown {
+    return JSON.parse(this.text) as unknown;
+  }
+}
+
+/**
+ * The JSON text event data or metadata is stored as: a `JsonText`'s own, or the value serialized
+ * (`undefined` as `null`); undefined for what JSON cannot hold (a function); throws as
+ * `JSON.stringify` does (a cycle, a bigint).
+ */
+export const jsonTextOf = (value: unknown): string | undefined =>
+  value instanceof JsonText ? value.text : JSON.stringify(value === undefined ? null : value);
+
 export interface ProposedEvent {
   /** A UUID. Deterministic ids plus an exact expected revision make re-appends idempotent. */
   readonly id: string;
   readonly type: string;
-  /** JSON-serializable. */
+  /** JSON-serializable, or a `JsonText`. */
   readonly data: unknown;
-  /** JSON-serializable. */
+  /** JSON-serializable, or a `JsonText`. */
   readonly metadata: unknown;
 }
 

@@ -3,9 +3,10 @@
  * in LMDB until the drainer has appended them to the store.
  *
  * Three LMDB databases in one environment:
- * - `records`: sequence number -> record (CRC-32 of the JSON, then the JSON: id, stream, type, data,
- *   metadata, when it was journaled). Sequence numbers only grow, so a range read from the start is
- *   receive order, and one stream's records come back in the order they were received;
+ * - `records`: sequence number -> record (CRC-32 of the JSON, then the JSON: id, stream, type, the
+ *   data's and the metadata's JSON text as strings, when it was journaled). Sequence numbers only
+ *   grow, so a range read from the start is receive order, and one stream's records come back in the
+ *   order they were received;
  * - `ids`: `<stream>\n<event id>` -> sequence number, so a redelivery of a journaled event is a
  *   duplicate before the drain (after it, the store itself says so);
  * - `aside`: records that could not be read back (checksum or shape wrong), kept with the reason
@@ -20,20 +21,39 @@ import { crc32 } from 'node:zlib';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import Type from 'typebox';
 import Compile from 'typebox/compile';
-import type { ProposedEvent } from '../event-store/event-store.ts';
+import { JsonText, jsonTextOf, type ProposedEvent } from '../event-store/event-store.ts';
 
-const JournalRecord = Type.Object({
+const recordFields = {
   id: Type.String({ minLength: 1 }),
   stream: Type.String({ minLength: 1 }),
   type: Type.String({ minLength: 1 }),
-  data: Type.Unknown(),
-  metadata: Type.Unknown(),
   /** Epoch milliseconds. */
   journaledAt: Type.Number(),
+};
+/**
+ * A record as stored: data and metadata as the JSON text they are stored in, so reading a record back
+ * parses no payload and the drain hands the store the text as it is.
+ */
+const StoredRecord = Type.Object({ ...recordFields, dataJson: Type.String(), metadataJson: Type.String() });
+/** Records written before data and metadata were kept as text: JSON values in the record. */
+const StoredRecordWithValues = Type.Object({
+  ...recordFields,
+  data: Type.Unknown(),
+  metadata: Type.Unknown(),
 });
-export type JournalRecord = Type.Static<typeof JournalRecord>;
 // Compiled once: the drain checks every record it reads back.
-const journalRecord = Compile(JournalRecord);
+const storedRecord = Compile(StoredRecord);
+const storedRecordWithValues = Compile(StoredRecordWithValues);
+
+export interface JournalRecord {
+  readonly id: string;
+  readonly stream: string;
+  readonly type: string;
+  readonly data: JsonText;
+  readonly metadata: JsonText;
+  /** Epoch milliseconds. */
+  readonly journaledAt: number;
+}
 
 export interface JournalEntry {
   readonly sequence: number;
@@ -75,8 +95,24 @@ export type ReadEntry =
 /** Per-record overhead counted against the size limit: keys, the id index, LMDB's node headers. */
 const recordOverheadBytes = 160;
 
+/** Event data or metadata as the JSON text the journal keeps (a value JSON cannot hold is refused). */
+const journalText = (value: unknown, field: string): JsonText => {
+  if (value instanceof JsonText) return value;
+  const text = jsonTextOf(value);
+  if (text === undefined) throw new TypeError(`the event's ${field} must be JSON-serializable`);
+  return new JsonText(text);
+};
+
 export const encodeRecord = (record: JournalRecord): Buffer => {
-  const json = Buffer.from(JSON.stringify(record));
+  const stored: Type.Static<typeof StoredRecord> = {
+    id: record.id,
+    stream: record.stream,
+    type: record.type,
+    dataJson: record.data.text,
+    metadataJson: record.metadata.text,
+    journaledAt: record.journaledAt,
+  };
+  const json = Buffer.from(JSON.stringify(stored));
   const encoded = Buffer.allocUnsafe(4 + json.length);
   encoded.writeUInt32BE(crc32(json), 0);
   json.copy(encoded, 4);
@@ -94,8 +130,24 @@ export const decodeRecord = (bytes: Uint8Array): JournalRecord | string => {
   } catch {
     return 'not JSON';
   }
-  if (!journalRecord.Check(parsed)) return 'not a journal record';
-  return parsed;
+  if (storedRecord.Check(parsed)) {
+    const { id, stream, type, journaledAt, dataJson, metadataJson } = parsed;
+    return {
+      id,
+      stream,
+      type,
+      journaledAt,
+      data: new JsonText(dataJson),
+      metadata: new JsonText(metadataJson),
+    };
+  }
+  if (storedRecordWithValues.Check(parsed)) {
+    // Values parsed from JSON always serialize again.
+    const { id, stream, type, journaledAt } = parsed;
+    const data = journalText(parsed.data, 'data');
+    return { id, stream, type, journaledAt, data, metadata: journalText(parsed.metadata, 'metadata') };
+  }
+  return 'not a journal record';
 };
 
 const idKey = (stream: string, id: string): string => `${stream}\n${id}`;
@@ -286,8 +338,8 @@ export const openJournal = (options: JournalOptions): Journal => {
         id: event.id,
         stream,
         type: event.type,
-        data: event.data,
-        metadata: event.metadata,
+        data: journalText(event.data, 'data'),
+        metadata: journalText(event.metadata, 'metadata'),
         journaledAt: appendOptions.journaledAt ?? clock(),
       };
       const encoded = encodeRecord(record);

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   comparePositions,
   formatPosition,
+  JsonText,
   parsePosition,
   type AppendResult,
   type EventStore,
@@ -168,6 +169,32 @@ export const describeEventStoreContract = (name: string, open: () => Promise<Con
         } finally {
           await subscription.close();
         }
+      });
+
+      it('stores data and metadata given as JSON text exactly as that text, as if given as values', async () => {
+        const streamName = newStream();
+        const data = { b: 1, a: [1.5, 'é\u0000\ud800', { '10': true, '2': null }], z: 'x'.repeat(3000) };
+        const metadata = { receivedAt: '2026-03-01T10:00:00.000Z', list: [] };
+        const asText: ProposedEvent = {
+          id: randomUUID(),
+          type: 'status-update',
+          data: new JsonText(JSON.stringify(data)),
+          metadata: new JsonText(JSON.stringify(metadata)),
+        };
+        const asValues: ProposedEvent = { ...asText, id: randomUUID(), data, metadata };
+        await store.append(streamName, [asText, asValues], 'no-stream');
+        const [fromText, fromValues] = await collect(store.readStream(streamName));
+        expect(fromText!.storedData).toBe(JSON.stringify(data));
+        expect(fromText!.storedMetadata).toBe(JSON.stringify(metadata));
+        expect(fromText!.data).toEqual(data);
+        expect(fromText!.metadata).toEqual(metadata);
+        expect([fromValues!.storedData, fromValues!.storedMetadata]).toEqual([
+          fromText!.storedData,
+          fromText!.storedMetadata,
+        ]);
+        // The same event appended again, as text, is recognised as the one already there.
+        const again = await store.append(streamName, [asText], 'no-stream');
+        expect(again).toMatchObject({ outcome: 'appended', nextRevision: 0n });
       });
 
       it('says whether an append wrote, when it claims to', async () => {

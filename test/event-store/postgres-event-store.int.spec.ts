@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import {
   comparePositions,
   EventStoreUnavailableError,
+  JsonText,
   type AppendResult,
   type ProposedEvent,
   type RecordedEvent,
@@ -567,6 +568,10 @@ describe('PostgreSQL event store', () => {
       await expect(store.append(stream, [], 'no-stream')).rejects.toThrow('events must be a non-empty array');
       await expect(store.append(stream, [event()], -1n)).rejects.toThrow('expectedRevision');
       await expect(store.append('', [event()], 'any')).rejects.toThrow('streamName');
+      // Text given as already serialized cannot hold what PostgreSQL's text refuses.
+      await expect(
+        store.append(stream, [{ ...event(), metadata: new JsonText('{"a":"\u0000"}') }], 'no-stream'),
+      ).rejects.toThrow('events[0].metadata must be JSON text without NUL characters');
       await expect(collect(store.readAll({ streamPrefixes: [] }))).rejects.toThrow('streamPrefixes');
       await expect(collect(store.readAll({ streamPrefixes: [''] }))).rejects.toThrow('streamPrefixes[0]');
       expect(await collect(store.readStream(stream))).toEqual([]);

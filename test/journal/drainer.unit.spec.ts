@@ -3,6 +3,7 @@
  * and so many bytes each, an event larger than the byte bound alone.
  */
 import { describe, expect, it } from 'vitest';
+import { JsonText } from '../../src/event-store/event-store.ts';
 import { appendBatches } from '../../src/journal/drainer.ts';
 import type { JournalEntry } from '../../src/journal/journal.ts';
 
@@ -13,8 +14,8 @@ const entry = (sequence: number, bytes: number): JournalEntry => ({
     id: `id-${sequence}`,
     stream: 'call-a',
     type: 'status-update',
-    data: {},
-    metadata: {},
+    data: new JsonText('{}'),
+    metadata: new JsonText('{}'),
     journaledAt: 0,
   },
 });

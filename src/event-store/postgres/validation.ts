@@ -2,15 +2,16 @@
  * Checks on what callers hand the adapter, before anything reaches the database: a bad argument is
  * a programming error reported with the field at fault, never a half-written batch.
  */
-import type {
-  ExpectedRevision,
-  GlobalPosition,
-  ProposedEvent,
-  ReadAllOptions,
-  FingerprintRangeOptions,
-  ReadEventHashesOptions,
-  ReadStreamOptions,
-  SubscribeToAllOptions,
+import {
+  jsonTextOf,
+  type ExpectedRevision,
+  type GlobalPosition,
+  type ProposedEvent,
+  type ReadAllOptions,
+  type FingerprintRangeOptions,
+  type ReadEventHashesOptions,
+  type ReadStreamOptions,
+  type SubscribeToAllOptions,
 } from '../event-store.ts';
 import type { EncodedEvent } from './group-commit.ts';
 
@@ -30,7 +31,7 @@ export const validateStreamName = (streamName: unknown, field = 'streamName'): s
 const toJson = (value: unknown, field: string): string => {
   let text: string | undefined;
   try {
-    text = JSON.stringify(value === undefined ? null : value);
+    text = jsonTextOf(value);
   } catch (error) {
     throw invalid(
       field,
@@ -38,6 +39,8 @@ const toJson = (value: unknown, field: string): string => {
     );
   }
   if (text === undefined) throw invalid(field, 'must be JSON-serializable');
+  // Only text given as `JsonText` can hold one (`JSON.stringify` escapes it); PostgreSQL refuses it.
+  if (text.includes('\u0000')) throw invalid(field, 'must be JSON text without NUL characters');
   return text;
 };
 
