@@ -36,6 +36,7 @@ import {
   EventStoreAccessDeniedError,
   EventStoreCredentialsError,
   EventStoreUnavailableError,
+  JsonText,
   comparePositions,
   type AppendResult,
   type EventStore,
@@ -97,13 +98,30 @@ const toClientExpectedRevision = (expected: ExpectedRevision): AppendExpectedRev
 
 const utf8 = new TextEncoder();
 
+/** The value of text given as `JsonText`: the server keeps bytes, so they are checked here. */
+const parsedJsonText = (value: JsonText, field: string): unknown => {
+  try {
+    return JSON.parse(value.text) as unknown;
+  } catch (error) {
+    throw new TypeError(
+      `${field} must be JSON text (${error instanceof Error ? error.message : String(error)})`,
+    );
+  }
+};
+
 const jsonText = (value: unknown, field: string): string => {
+  if (value instanceof JsonText) {
+    parsedJsonText(value, field);
+    return value.text;
+  }
   const text: unknown = JSON.stringify(value);
   if (typeof text !== 'string') throw new TypeError(`${field} must be JSON-serializable`);
   return text;
 };
 
+/** The value the client serializes as the event's data. */
 const assertJson = (value: unknown, field: string): unknown => {
+  if (value instanceof JsonText) return parsedJsonText(value, field);
   jsonText(value, field);
   return value;
 };

@@ -14,6 +14,7 @@ import {
 } from '../../src/event-store/eventstoredb.ts';
 import {
   EventStoreUnavailableError,
+  JsonText,
   type EventStore,
   type ProposedEvent,
   type SubscriptionMessage,
@@ -116,6 +117,14 @@ describe('EventStoreDB adapter', () => {
       const noData = { ...proposed(), data: undefined };
       await expect(store.append('call-x', [proposed(), noData], 'any')).rejects.toThrow(/events\[1\]\.data/);
       await expect(store.append('call-x', [], 'any')).rejects.toThrow(/at least one event/);
+      // Text given as already serialized is checked: the server would keep any bytes.
+      const notJson = new JsonText('{"a":');
+      await expect(store.append('call-x', [{ ...proposed(), data: notJson }], 'any')).rejects.toThrow(
+        /events\[0\]\.data must be JSON text/,
+      );
+      await expect(store.append('call-x', [{ ...proposed(), metadata: notJson }], 'any')).rejects.toThrow(
+        /events\[0\]\.metadata must be JSON text/,
+      );
       await expect(store.append('call-x', [{ ...proposed(), id: 'call-42' }], 'any')).rejects.toThrow(
         /events\[0\]\.id must be a UUID/,
       );
