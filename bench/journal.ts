@@ -8,7 +8,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { startTcpProxy } from '../test/webhook/tcp-proxy.ts';
+import { startTcpProxy } from '../test/support/tcp-proxy.ts';
 import { appSpec, type BenchContext } from './context.ts';
 import { LiveTraffic, load } from './ingest.ts';
 import { cpuMicrosPer, startCpuMeter } from './measure.ts';

@@ -5,7 +5,6 @@
  * the database is unreachable and recovery after it, and migrations safe to run concurrently.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import net from 'node:net';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
@@ -25,6 +24,7 @@ import {
   type PostgresEventStoreOptions,
 } from '../../src/event-store/postgres/postgres-event-store.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 
 const event = (data: unknown = { note: 'test' }): ProposedEvent => ({
   id: randomUUID(),
@@ -37,66 +37,6 @@ const collect = async <T>(source: AsyncIterable<T>): Promise<T[]> => {
   const items: T[] = [];
   for await (const item of source) items.push(item);
   return items;
-};
-
-/** A TCP proxy in front of Postgres that can refuse connections or swallow traffic. */
-const startProxy = async (target: { host: string; port: number }) => {
-  const sockets = new Set<net.Socket>();
-  let mode: 'forward' | 'black-hole' = 'forward';
-  let server: net.Server | undefined;
-  const listen = (port: number) =>
-    new Promise<net.Server>((resolve, reject) => {
-      const created = net.createServer((client) => {
-        sockets.add(client);
-        client.on('close', () => sockets.delete(client));
-        client.on('error', () => client.destroy());
-        if (mode === 'black-hole') return; // accept, then never answer
-        const upstream = net.connect(target.port, target.host);
-        sockets.add(upstream);
-        upstream.on('close', () => sockets.delete(upstream));
-        upstream.on('error', () => client.destroy());
-        client.on('close', () => upstream.destroy());
-        upstream.on('close', () => client.destroy());
-        client.pipe(upstream).pipe(client);
-      });
-      created.once('error', reject);
-      created.listen(port, '127.0.0.1', () => resolve(created));
-    });
-  server = await listen(0);
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('proxy has no port');
-  const port = address.port;
-  const cutConnections = () => {
-    for (const socket of sockets) socket.destroy();
-    sockets.clear();
-  };
-  const stopListening = async () => {
-    const stopping = server;
-    server = undefined;
-    if (stopping) await new Promise<void>((resolve) => stopping.close(() => resolve()));
-  };
-  return {
-    port,
-    /** Refuses new connections and cuts the open ones, as a crashed server does. */
-    goDown: async () => {
-      cutConnections();
-      await stopListening();
-    },
-    /** Accepts connections but never answers, and stalls the open ones, as a partition does. */
-    blackHole: () => {
-      mode = 'black-hole';
-      for (const socket of sockets) socket.pause();
-    },
-    comeBack: async () => {
-      mode = 'forward';
-      cutConnections();
-      server ??= await listen(port);
-    },
-    close: async () => {
-      cutConnections();
-      await stopListening();
-    },
-  };
 };
 
 /** Waits (bounded) until a session matching `which` waits for a lock `holder` holds. */
@@ -375,13 +315,13 @@ describe('PostgreSQL event store', () => {
   });
 
   describe('when the database is unreachable', () => {
-    let proxy: Awaited<ReturnType<typeof startProxy>>;
+    let proxy: TcpProxy;
     let store: PostgresEventStore;
     const timeoutMs = 1_000;
 
     beforeAll(async () => {
       const target = new URL(database.url);
-      proxy = await startProxy({ host: target.hostname, port: Number(target.port) });
+      proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port) });
       store = await open({ timeoutMs, pollIntervalMs: 100 }, throughProxy(database.url, proxy.port));
     });
 

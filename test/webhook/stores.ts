@@ -9,7 +9,7 @@ import type { EventStore, RecordedEvent } from '../../src/event-store/event-stor
 import { openPostgresEventStore } from '../../src/event-store/postgres/postgres-event-store.ts';
 import { startEventStoreDbTestServer } from '../eventstoredb-server/server.ts';
 import { createTestDatabase } from '../support/database.ts';
-import { startTcpProxy } from './tcp-proxy.ts';
+import { startTcpProxy } from '../support/tcp-proxy.ts';
 
 export interface StoreUnderTest {
   readonly eventStore: EventStore;
