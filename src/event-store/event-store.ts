@@ -67,12 +67,12 @@ export class JsonText {
 }
 
 /**
- * The JSON text event data or metadata is stored as: a `JsonText`'s own, or the value serialized
- * (`undefined` as `null`); undefined for what JSON cannot hold (a function); throws as
- * `JSON.stringify` does (a cycle, a bigint).
+ * The JSON text event data or metadata given as a value is stored as (`undefined` as `null`);
+ * undefined for what JSON cannot hold (a function); throws as `JSON.stringify` does (a cycle, a
+ * bigint).
  */
 export const jsonTextOf = (value: unknown): string | undefined =>
-  value instanceof JsonText ? value.text : JSON.stringify(value === undefined ? null : value);
+  JSON.stringify(value === undefined ? null : value);
 
 export interface ProposedEvent {
   /** A UUID. Deterministic ids plus an exact expected revision make re-appends idempotent. */

@@ -3,6 +3,7 @@
  * a programming error reported with the field at fault, never a half-written batch.
  */
 import {
+  JsonText,
   jsonTextOf,
   type ExpectedRevision,
   type GlobalPosition,
@@ -29,6 +30,12 @@ export const validateStreamName = (streamName: unknown, field = 'streamName'): s
 };
 
 const toJson = (value: unknown, field: string): string => {
+  if (value instanceof JsonText) {
+    // Only given text can hold one (`JSON.stringify` escapes it); PostgreSQL's text refuses it. The
+    // `json` column checks the rest.
+    if (value.text.includes('\u0000')) throw invalid(field, 'must be JSON text without NUL characters');
+    return value.text;
+  }
   let text: string | undefined;
   try {
     text = jsonTextOf(value);
@@ -39,8 +46,6 @@ const toJson = (value: unknown, field: string): string => {
     );
   }
   if (text === undefined) throw invalid(field, 'must be JSON-serializable');
-  // Only text given as `JsonText` can hold one (`JSON.stringify` escapes it); PostgreSQL refuses it.
-  if (text.includes('\u0000')) throw invalid(field, 'must be JSON text without NUL characters');
   return text;
 };
 
