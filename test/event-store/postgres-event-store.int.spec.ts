@@ -412,7 +412,11 @@ describe('PostgreSQL event store', () => {
           const { rows } = await client.query<{ name: string }>(
             'SELECT name FROM event_store.schema_migrations',
           );
-          expect(rows.map((row) => row.name)).toEqual(['0000_init.sql', '0001_event_hash.sql']);
+          expect(rows.map((row) => row.name)).toEqual([
+            '0000_init.sql',
+            '0001_event_hash.sql',
+            '0002_event_hash_utf8_lengths.sql',
+          ]);
           await client.query(`UPDATE event_store.schema_migrations SET checksum = 'edited'`);
           await expect(openPostgresEventStore(fresh.url, { timeoutMs: 5_000 })).rejects.toThrow(
             new EventStoreMigrationError(

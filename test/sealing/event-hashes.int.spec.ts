@@ -320,3 +320,42 @@ describe('event hashes computed by PostgreSQL', () => {
     ).rejects.toThrow(/^limit must be/);
   });
 });
+
+describe('event hashes in a database whose encoding is not UTF-8', () => {
+  it('are still over the UTF-8 bytes, as the reference encoding hashes them', async () => {
+    const latin1 = await createTestDatabase('event_hashes_latin1', { encoding: 'LATIN1' });
+    const latin1Store = await openPostgresEventStore(latin1.url, { timeoutMs: 10_000 });
+    try {
+      // Each of these characters is one byte in LATIN1 and two in UTF-8.
+      const result = await latin1Store.append(
+        callStreamName(`hashes-latin1-é-${randomUUID()}`),
+        [
+          {
+            id: randomUUID(),
+            type: 'status-update ü',
+            data: { name: 'Zoë Ñandú' },
+            metadata: { source: 'près' },
+          },
+        ],
+        'no-stream',
+      );
+      expect(result.outcome).toBe('appended');
+      const expected: string[] = [];
+      for await (const event of latin1Store.readAll({ streamPrefixes: sealedStreamPrefixes })) {
+        expected.push(eventHash(event).toString('hex'));
+      }
+      expect(expected).toHaveLength(1);
+      for (const recordedHashes of [true, false]) {
+        const page = await latin1Store.readEventHashes({
+          streamPrefixes: sealedStreamPrefixes,
+          limit: 10,
+          recordedHashes,
+        });
+        expect(page.events.map((event) => event.hash)).toEqual(expected);
+      }
+    } finally {
+      await latin1Store.close();
+      await latin1.drop();
+    }
+  });
+});

@@ -22,9 +22,20 @@ const withAdmin = async <T>(run: (client: pg.Client) => Promise<T>): Promise<T> 
   }
 };
 
-export const createTestDatabase = async (label = 'test'): Promise<TestDatabase> => {
+/**
+ * `encoding`: a database in another server encoding than the cluster's (with the C locale, which
+ * suits any encoding), for what depends on it.
+ */
+export const createTestDatabase = async (
+  label = 'test',
+  options: { encoding?: 'LATIN1' } = {},
+): Promise<TestDatabase> => {
   const name = `${label.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}_${randomBytes(6).toString('hex')}`;
-  await withAdmin((client) => client.query(`CREATE DATABASE "${name}"`));
+  const encoding =
+    options.encoding === undefined
+      ? ''
+      : ` ENCODING '${options.encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`;
+  await withAdmin((client) => client.query(`CREATE DATABASE "${name}"${encoding}`));
   const url = new URL(inject('postgresUrl'));
   url.pathname = `/${name}`;
   return {
