@@ -219,7 +219,6 @@ const startProjectorRole = async (projector: Extract<ChildSpec, { role: 'project
     { openPostgresEventStore },
     { createLogger },
     { createMetrics },
-    { loadCheckpoint },
     { readHead },
     { startProjector },
     { projectionNames },
@@ -230,7 +229,6 @@ const startProjectorRole = async (projector: Extract<ChildSpec, { role: 'project
     import('../src/event-store/postgres/postgres-event-store.ts'),
     import('../src/logger.ts'),
     import('../src/metrics.ts'),
-    import('../src/projector/checkpoints.ts'),
     import('../src/projector/lag.ts'),
     import('../src/projector/projector.ts'),
     import('../projections/registry.ts'),
@@ -260,11 +258,17 @@ const startProjectorRole = async (projector: Extract<ChildSpec, { role: 'project
     const pending = new Set(projectionNames);
     const finishedAfter: Record<string, number> = {};
     while (pending.size > 0) {
-      for (const name of [...pending]) {
-        const checkpoint = await loadCheckpoint(database.pool, name);
-        if (checkpoint !== undefined && comparePositions(checkpoint, head.position) >= 0) {
-          pending.delete(name);
-          finishedAfter[name] = (performance.now() - started) / 1000;
+      // One query per look for every projection: this process is the one measured.
+      const { rows } = await database.pool.query<{ projection: string; commit: string; prepare: string }>(
+        `SELECT projection, commit_position::text AS commit, prepare_position::text AS prepare
+           FROM projection_checkpoints WHERE projection = ANY($1::text[])`,
+        [[...pending]],
+      );
+      for (const row of rows) {
+        const checkpoint = { commit: BigInt(row.commit), prepare: BigInt(row.prepare) };
+        if (comparePositions(checkpoint, head.position) >= 0) {
+          pending.delete(row.projection);
+          finishedAfter[row.projection] = (performance.now() - started) / 1000;
         }
       }
       if (pending.size > 0) await new Promise((resolve) => setTimeout(resolve, 20));
