@@ -1,8 +1,9 @@
 /**
  * The archive's events as sealing and verification need them: position, stream, revision, write
- * time and event hash, in the global order, a page at a time. A store that can hash where the events
- * are (`readEventHashes`, the PostgreSQL store) sends only that; any other is read in full through
- * `readAll` and hashed here, with the same result.
+ * time and event hash, in the global order, a page at a time. For sealing, a store that recorded
+ * each event's hash as it was written (`readEventHashes`, the PostgreSQL store) sends only that.
+ * For verification every hash is computed here, from the events as read back: nothing the store
+ * computes is trusted.
  */
 import {
   comparePositions,
@@ -17,8 +18,8 @@ import { eventHash } from './event-hash.ts';
 export const hashPageSize = 5_000;
 
 /**
- * Which hash each event gets: `computed` from its data as stored now (verification), or the one
- * `recorded` as it was written where the store keeps one (sealing: the event as written).
+ * Which hash each event gets: `computed` here from its data as stored now (verification), or the
+ * one `recorded` by the store as it was written where it keeps one (sealing: the event as written).
  */
 export type HashSource = 'computed' | 'recorded';
 
@@ -30,11 +31,10 @@ export const readHashPage = async (
   source: HashSource,
   limit: number = hashPageSize,
 ): Promise<HashedEventPage> => {
-  if (eventStore.readEventHashes !== undefined) {
+  if (source === 'recorded' && eventStore.readEventHashes !== undefined) {
     return eventStore.readEventHashes({
       streamPrefixes,
       limit,
-      recordedHashes: source === 'recorded',
       ...(after === undefined ? {} : { after }),
     });
   }

@@ -8,13 +8,13 @@
  * previous event's (the first: minus 0), zigzag(prepare - commit), the index of its stream in the
  * stream list, and its revision.
  */
-import { createHash } from 'node:crypto';
 import {
   formatPosition,
   type GlobalPosition,
   type HashedEvent,
-  type RangeFingerprint,
+  type StoredEventBytes,
 } from '../event-store/event-store.ts';
+import { storedEventHash } from './event-hash.ts';
 
 export interface LeafTable {
   readonly count: number;
@@ -247,23 +247,42 @@ export const sameAsTable = (table: LeafTable, events: readonly HashedEvent[]): b
 };
 
 /**
- * The fingerprint a store's `fingerprintRange` gives over the same events when the range holds
- * exactly what the table sealed (see `RangeFingerprint` for the encoding).
+ * Compares a range of stored events, given to `visit` one by one in order as the store reads them,
+ * with what the table sealed there. Each event is hashed here from its stored bytes; `matches` says
+ * whether the range held exactly the sealed events: as many, each at its position, in its stream at
+ * its revision, with its hash. Once one differs, the rest are only counted (the caller then reads the
+ * range event by event to name each difference).
  */
-export const rangeFingerprint = (table: LeafTable): RangeFingerprint => {
-  const hash = createHash('sha256');
-  const numbers = Buffer.alloc(32);
-  const streamBytes = table.streams.map((stream) => Buffer.from(stream, 'utf8'));
-  for (let index = 0; index < table.count; index += 1) {
-    const stream = streamBytes[table.streamIndexes[index]!]!;
-    numbers.writeBigUInt64BE(table.commits[index]!, 0);
-    numbers.writeBigUInt64BE(table.prepares[index]!, 8);
-    numbers.writeBigUInt64BE(table.revisions[index]!, 16);
-    numbers.writeBigUInt64BE(BigInt(stream.length), 24);
-    hash
-      .update(numbers)
-      .update(stream)
-      .update(table.hashes.subarray(index * eventHashBytes, (index + 1) * eventHashBytes));
+export class StoredRangeCheck {
+  private seen = 0;
+  private differs = false;
+  private readonly streamBytes: readonly Buffer[];
+
+  constructor(private readonly table: LeafTable) {
+    this.streamBytes = table.streams.map((stream) => Buffer.from(stream, 'utf8'));
   }
-  return { count: table.count, fingerprint: hash.digest('hex') };
-};
+
+  readonly visit = (event: StoredEventBytes): void => {
+    const index = this.seen;
+    this.seen += 1;
+    if (this.differs) return;
+    const { table } = this;
+    if (index >= table.count) {
+      this.differs = true;
+      return;
+    }
+    const { bytes } = event;
+    const stream = this.streamBytes[table.streamIndexes[index]!]!;
+    this.differs =
+      bytes.readBigUInt64BE(event.commit) !== table.commits[index] ||
+      bytes.readBigUInt64BE(event.prepare) !== table.prepares[index] ||
+      bytes.readBigUInt64BE(event.revision) !== table.revisions[index] ||
+      bytes.compare(stream, 0, stream.length, event.streamNameStart, event.streamNameEnd) !== 0 ||
+      storedEventHash(event).compare(table.hashes, index * eventHashBytes, (index + 1) * eventHashBytes) !==
+        0;
+  };
+
+  get matches(): boolean {
+    return !this.differs && this.seen === this.table.count;
+  }
+}

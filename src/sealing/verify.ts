@@ -31,9 +31,8 @@ import {
 } from './digest.ts';
 import { eventHash } from './event-hash.ts';
 import { hashedEventsAfter } from './event-hashes.ts';
-import { rangeFingerprint, sameAsTable, type LeafTable } from './leaf-table.ts';
+import { sameAsTable, StoredRangeCheck, type LeafTable } from './leaf-table.ts';
 import type { PublicKey } from './signing-key.ts';
-import type { RangeFingerprint } from '../event-store/event-store.ts';
 
 export type FindingKind =
   | EventFindingKind
@@ -176,10 +175,10 @@ export const checkChain = async (
 };
 
 /**
- * Range fingerprints computed at once: the store hashes two ranges side by side (two connections),
- * which is what makes verification faster than one reader.
+ * Digest ranges checked at once: the store reads two ranges side by side (two connections) while
+ * this process hashes what arrives.
  */
-const fingerprintsAtOnce = 2;
+const rangesAtOnce = 2;
 
 interface Range {
   /** Exclusive; null: from the start. */
@@ -194,42 +193,49 @@ const rangeOf = (digest: Digest, previous: Digest | undefined): Range => ({
 });
 
 /**
- * The store's fingerprints of digest ranges, at most `fingerprintsAtOnce` computed at a time, each
- * range once: verify asks for a range as soon as it reads its digest (while it checks the digests'
- * leaves and signatures, the store hashes the events), and again when it compares.
+ * Whether a digest's range holds exactly what the digest sealed there, each event hashed here from
+ * its stored bytes: at most `rangesAtOnce` ranges read at a time, each digest's range once. Verify
+ * asks for a range as soon as it reads its digest (while it checks the digests' leaves and
+ * signatures, the store reads the events), and again when it compares.
  */
-const rangeFingerprints = (
-  fingerprintRange: NonNullable<EventStore['fingerprintRange']>,
+const storedRangeChecks = (
+  readStoredEvents: NonNullable<EventStore['readStoredEvents']>,
   streamPrefixes: readonly string[],
 ) => {
-  const known = new Map<string, Promise<RangeFingerprint>>();
+  const known = new Map<Digest, { readonly key: string; readonly matches: Promise<boolean> }>();
   const waiting: (() => void)[] = [];
   let running = 0;
   const finished = () => {
     running -= 1;
     waiting.shift()?.();
   };
-  return (range: Range): Promise<RangeFingerprint> => {
-    const key = `${range.after ?? ''}..${range.last}`;
-    let fingerprint = known.get(key);
-    if (fingerprint === undefined) {
-      fingerprint = (async () => {
-        if (running >= fingerprintsAtOnce) await new Promise<void>((resolve) => waiting.push(resolve));
-        running += 1;
-        try {
-          return await fingerprintRange({
-            streamPrefixes,
-            last: positionOf(range.last),
-            ...(range.after === null ? {} : { after: positionOf(range.after) }),
-          });
-        } finally {
-          finished();
-        }
-      })();
-      fingerprint.catch(() => {}); // awaited when its range is compared, unless verify ends first
-      known.set(key, fingerprint);
+  const check = async (range: Range, table: LeafTable): Promise<boolean> => {
+    if (running >= rangesAtOnce) await new Promise<void>((resolve) => waiting.push(resolve));
+    running += 1;
+    try {
+      const stored = new StoredRangeCheck(table);
+      await readStoredEvents(
+        {
+          streamPrefixes,
+          last: positionOf(range.last),
+          ...(range.after === null ? {} : { after: positionOf(range.after) }),
+        },
+        stored.visit,
+      );
+      return stored.matches;
+    } finally {
+      finished();
     }
-    return fingerprint;
+  };
+  return (digest: Digest, range: Range): Promise<boolean> => {
+    const key = `${range.after ?? ''}..${range.last}`;
+    const found = known.get(digest);
+    if (found !== undefined && found.key === key) return found.matches;
+    const table = leafTableOf(digest);
+    const matches = table === undefined ? Promise.resolve(false) : check(range, table);
+    matches.catch(() => {}); // awaited when its range is compared, unless verify ends first
+    known.set(digest, { key, matches });
+    return matches;
   };
 };
 
@@ -242,18 +248,18 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
   const reportEvents = (digest: number | undefined, found: readonly EventFinding[]) => {
     for (const finding of found) report({ ...finding, ...(digest === undefined ? {} : { digest }) });
   };
-  const fingerprintRange = eventStore.fingerprintRange?.bind(eventStore);
-  const fingerprintOf =
-    fingerprintRange === undefined ? undefined : rangeFingerprints(fingerprintRange, input.streamPrefixes);
+  const readStoredEvents = eventStore.readStoredEvents?.bind(eventStore);
+  const storedRangeMatches =
+    readStoredEvents === undefined ? undefined : storedRangeChecks(readStoredEvents, input.streamPrefixes);
   const chain = await checkChain(
     input.digests,
     input.keys,
     report,
     // Everything is checked: each digest's range is what will be compared, so start on it now.
-    input.scope.kind === 'all' && fingerprintOf !== undefined
+    input.scope.kind === 'all' && storedRangeMatches !== undefined
       ? (digest, previous) => {
           if (previous === undefined || after(digest.lastPosition, previous.lastPosition))
-            void fingerprintOf(rangeOf(digest, previous));
+            void storedRangeMatches(digest, rangeOf(digest, previous));
         }
       : undefined,
   );
@@ -317,24 +323,19 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
         reportEvents(digest.sequence, compareSealed(leavesOf(digest), observed.map(observedOf)));
       checked(digest, table, observed.length);
     };
-    if (firstSelected !== undefined && lastSelected !== undefined && fingerprintOf !== undefined) {
-      // Each digest's range as one fingerprint computed by the store; a range that differs is read
-      // event by event.
+    if (firstSelected !== undefined && lastSelected !== undefined && storedRangeMatches !== undefined) {
+      // Each digest's range compared in one pass over its stored events; a range that differs is
+      // read again event by event, to name each difference.
       const ranges = selected.map((digest, index) => ({
         digest,
         ...rangeOf(digest, selected[index - 1]),
       }));
       for (const [index, range] of ranges.entries()) {
         const following = ranges[index + 1];
-        if (following !== undefined) void fingerprintOf(following);
-        const found = await fingerprintOf(range);
+        if (following !== undefined) void storedRangeMatches(following.digest, following);
         const table = leafTableOf(range.digest);
-        if (
-          table !== undefined &&
-          found.count === table.count &&
-          found.fingerprint === rangeFingerprint(table).fingerprint
-        ) {
-          checked(range.digest, table, found.count);
+        if (table !== undefined && (await storedRangeMatches(range.digest, range))) {
+          checked(range.digest, table, table.count);
         } else {
           const observed: HashedEvent[] = [];
           const start = range.after === null ? undefined : positionOf(range.after);

@@ -1,8 +1,9 @@
 /**
- * The PostgreSQL store computes event hashes in SQL; they must be byte for byte the hashes
- * `eventHash` gives over what any reader gets back, on awkward content too, or every digest sealed
- * by one path would fail verification by the other. The reader's own hashing (for stores without
- * the SQL path) must page through the same events identically.
+ * The PostgreSQL store records each event's hash, computed in SQL, as it is written (what sealing
+ * reads), and hands verification each range's stored bytes to hash itself: both must be byte for
+ * byte the hashes `eventHash` gives over what any reader gets back, on awkward content too, or
+ * every digest sealed by one path would fail verification by the other. Hashing in the reader (for
+ * stores without either) must page through the same events identically.
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -11,18 +12,19 @@ import { callStreamName, sealedStreamPrefixes } from '../../src/archive/streams.
 import {
   formatPosition,
   type EventStore,
-  type FingerprintRangeOptions,
   type GlobalPosition,
   type HashedEvent,
+  type StoredEventBytes,
+  type StoredEventRangeOptions,
 } from '../../src/event-store/event-store.ts';
 import {
   openPostgresEventStore,
   type PostgresEventStore,
 } from '../../src/event-store/postgres/postgres-event-store.ts';
-import { eventHash } from '../../src/sealing/event-hash.ts';
+import { eventHash, storedEventHash } from '../../src/sealing/event-hash.ts';
 import { digestType, sealHashedEvents } from '../../src/sealing/digest.ts';
 import { hashedEventsAfter, readHashPage } from '../../src/sealing/event-hashes.ts';
-import { rangeFingerprint, tableOfHashedEvents } from '../../src/sealing/leaf-table.ts';
+import { StoredRangeCheck, tableOfHashedEvents } from '../../src/sealing/leaf-table.ts';
 import { generateSigningKey } from '../../src/sealing/signing-key.ts';
 import { verifyArchive } from '../../src/sealing/verify.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
@@ -44,7 +46,7 @@ afterAll(async () => {
   await database?.drop();
 });
 
-/** The same store, but without the SQL path: the reader hashes what `readAll` returns. */
+/** The same store, with neither faster path: the reader hashes what `readAll` returns. */
 const withoutSqlHashes = (eventStore: EventStore): EventStore => ({
   kind: eventStore.kind,
   reportsWrites: eventStore.reportsWrites,
@@ -82,11 +84,34 @@ const awkwardData: [string, unknown, unknown][] = [
   ['null metadata and empty-string data', '', null],
   ['non-ASCII', { name: 'Zoë Ñandú 東京 😀', note: 'ẞ\u00a0\u2028' }, { source: 'près' }],
   ['control characters and escapes', { raw: '\u0000\u0001\u001f\u007f"\\/\b\f\n\r\t' }, { x: '\ud800' }],
+  ['data larger than the first hashing buffer', { transcript: 'word '.repeat(40_000) }, {}],
   ['large data', { transcript: 'word '.repeat(400_000) }, { size: 'large' }],
   ['binary-ish bytes', { bytes: String.fromCharCode(...Array.from({ length: 256 }, (_, i) => i)) }, {}],
 ];
 
-describe('event hashes computed by PostgreSQL', () => {
+/** What `readStoredEvents` gives for a range: each event's place and its hash computed here. */
+const storedHashes = async (eventStore: PostgresEventStore, options: StoredEventRangeOptions) => {
+  const seen: { position: GlobalPosition; streamName: string; revision: bigint; hash: string }[] = [];
+  const count = await eventStore.readStoredEvents(options, (event: StoredEventBytes) => {
+    const { bytes } = event;
+    seen.push({
+      position: {
+        commit: bytes.readBigUInt64BE(event.commit),
+        prepare: bytes.readBigUInt64BE(event.prepare),
+      },
+      streamName: bytes.toString('utf8', event.streamNameStart, event.streamNameEnd),
+      revision: bytes.readBigUInt64BE(event.revision),
+      hash: storedEventHash(event).toString('hex'),
+    });
+  });
+  expect(count).toBe(seen.length);
+  return seen;
+};
+
+const placesAndHashes = (events: readonly HashedEvent[]) =>
+  events.map(({ position, streamName, revision, hash }) => ({ position, streamName, revision, hash }));
+
+describe('event hashes recorded by PostgreSQL and computed from its stored bytes', () => {
   beforeAll(async () => {
     for (const [label, data, metadata] of awkwardData) {
       const result = await store.append(
@@ -121,22 +146,51 @@ describe('event hashes computed by PostgreSQL', () => {
     const page = await store.readEventHashes({ streamPrefixes: sealedStreamPrefixes, limit: 1_000 });
     expect(page.events).toEqual(expected);
     expect(page.reachedEnd).toBe(true);
+    const stored = await storedHashes(store, {
+      streamPrefixes: sealedStreamPrefixes,
+      last: expected.at(-1)!.position,
+    });
+    expect(stored).toEqual(placesAndHashes(expected));
   });
 
-  it('page the same way as hashing in the reader, at every page boundary', async () => {
+  it('read a range of stored bytes exactly: its bounds, its prefixes, nothing after it', async () => {
+    const expected = placesAndHashes(await referenceHashes());
+    const range = (after: number | undefined, last: number) =>
+      storedHashes(store, {
+        streamPrefixes: sealedStreamPrefixes,
+        last: expected[last]!.position,
+        ...(after === undefined ? {} : { after: expected[after]!.position }),
+      });
+    expect(await range(1, 3)).toEqual(expected.slice(2, 4));
+    expect(await range(2, 2)).toEqual([]);
+    expect(await range(undefined, 0)).toEqual(expected.slice(0, 1));
+    // The event outside the sealed prefixes is after all of these: a range over it yields nothing.
+    const head = (
+      await pool.query<{ head: string }>('SELECT max(position)::text AS head FROM event_store.events')
+    ).rows[0]!.head;
+    expect(
+      await storedHashes(store, {
+        streamPrefixes: sealedStreamPrefixes,
+        after: expected.at(-1)!.position,
+        last: { commit: BigInt(head), prepare: BigInt(head) },
+      }),
+    ).toEqual([]);
+  });
+
+  it('page the same way whichever path hashes them, at every page boundary', async () => {
     const expected = await referenceHashes();
-    const sqlPath = await collect(hashedEventsAfter(store, undefined, sealedStreamPrefixes));
-    const readerPath = await collect(
-      hashedEventsAfter(withoutSqlHashes(store), undefined, sealedStreamPrefixes),
-    );
-    expect(sqlPath).toEqual(expected);
-    expect(readerPath).toEqual(expected);
+    expect(await collect(hashedEventsAfter(store, undefined, sealedStreamPrefixes))).toEqual(expected);
+    expect(
+      await collect(hashedEventsAfter(withoutSqlHashes(store), undefined, sealedStreamPrefixes)),
+    ).toEqual(expected);
 
     for (const eventStore of [store, withoutSqlHashes(store)]) {
-      for (let start = 0; start < expected.length; start += 1) {
-        const after: GlobalPosition = expected[start]!.position;
-        const pageOfTwo = await readHashPage(eventStore, after, sealedStreamPrefixes, 'computed', 2);
-        expect(pageOfTwo.events).toEqual(expected.slice(start + 1, start + 3));
+      for (const source of ['recorded', 'computed'] as const) {
+        for (let start = 0; start < expected.length; start += 1) {
+          const after: GlobalPosition = expected[start]!.position;
+          const pageOfTwo = await readHashPage(eventStore, after, sealedStreamPrefixes, source, 2);
+          expect(pageOfTwo.events).toEqual(expected.slice(start + 1, start + 3));
+        }
       }
     }
   });
@@ -149,11 +203,7 @@ describe('event hashes computed by PostgreSQL', () => {
       [forged, randomUUID()],
     );
     const expected = await referenceHashes();
-    const recorded = await store.readEventHashes({
-      streamPrefixes: sealedStreamPrefixes,
-      limit: 1_000,
-      recordedHashes: true,
-    });
+    const recorded = await store.readEventHashes({ streamPrefixes: sealedStreamPrefixes, limit: 1_000 });
     expect(recorded.events).toEqual(expected);
     const { rows } = await pool.query<{ recorded: number }>(
       `SELECT count(*)::int AS recorded FROM event_store.events WHERE hash IS NOT NULL`,
@@ -180,15 +230,11 @@ describe('event hashes computed by PostgreSQL', () => {
       `SELECT count(*)::int AS unrecorded FROM event_store.events WHERE hash IS NULL`,
     );
     expect(rows[0]?.unrecorded).toBe(1);
-    const recorded = await store.readEventHashes({
-      streamPrefixes: sealedStreamPrefixes,
-      limit: 1_000,
-      recordedHashes: true,
-    });
+    const recorded = await store.readEventHashes({ streamPrefixes: sealedStreamPrefixes, limit: 1_000 });
     expect(recorded.events).toEqual(await referenceHashes());
   });
 
-  it('give the recorded hash only when asked: a change after writing shows in the computed one', async () => {
+  it('give sealing the hash as written, and verification the hash of what is stored now', async () => {
     const stream = callStreamName(`hashes-changed-${randomUUID()}`);
     await store.append(
       stream,
@@ -208,27 +254,42 @@ describe('event hashes computed by PostgreSQL', () => {
     }
     const [nowStored] = (await referenceHashes()).filter((event) => event.streamName === stream);
     expect(nowStored?.hash).not.toBe(asWritten?.hash);
-    const read = async (recordedHashes: boolean) =>
-      (
-        await store.readEventHashes({ streamPrefixes: sealedStreamPrefixes, limit: 1_000, recordedHashes })
-      ).events.find((event) => event.streamName === stream);
-    expect(await read(true)).toEqual(asWritten);
-    expect(await read(false)).toEqual(nowStored);
+    const recorded = await store.readEventHashes({ streamPrefixes: sealedStreamPrefixes, limit: 1_000 });
+    expect(recorded.events.find((event) => event.streamName === stream)).toEqual(asWritten);
     expect((await collect(hashedEventsAfter(store, undefined, sealedStreamPrefixes))).at(-1)).toEqual(
       nowStored,
     );
+    const stored = await storedHashes(store, {
+      streamPrefixes: sealedStreamPrefixes,
+      last: nowStored!.position,
+    });
+    expect(stored.at(-1)).toEqual(placesAndHashes([nowStored!])[0]);
   });
 
-  it('fingerprint a range exactly as the leaf table of its digest does, and tell a changed one apart', async () => {
+  it('check a range against the leaf table of its digest, and tell a changed one apart', async () => {
     const events = await referenceHashes();
-    const fingerprintOf = (after: GlobalPosition | undefined, last: GlobalPosition) =>
-      store.fingerprintRange({ streamPrefixes: sealedStreamPrefixes, last, ...(after ? { after } : {}) });
-    const tableOf = (from: number, to: number) =>
-      rangeFingerprint(tableOfHashedEvents(events.slice(from, to)));
+    const checkOf = async (
+      after: GlobalPosition | undefined,
+      last: GlobalPosition,
+      from: number,
+      to: number,
+    ) => {
+      const check = new StoredRangeCheck(tableOfHashedEvents(events.slice(from, to)));
+      await store.readStoredEvents(
+        { streamPrefixes: sealedStreamPrefixes, last, ...(after ? { after } : {}) },
+        check.visit,
+      );
+      return check.matches;
+    };
     const lastIndex = events.length - 1;
-    expect(await fingerprintOf(undefined, events[lastIndex]!.position)).toEqual(tableOf(0, events.length));
-    expect(await fingerprintOf(events[1]!.position, events[3]!.position)).toEqual(tableOf(2, 4));
-    expect(await fingerprintOf(events[2]!.position, events[2]!.position)).toEqual(tableOf(0, 0));
+    expect(await checkOf(undefined, events[lastIndex]!.position, 0, events.length)).toBe(true);
+    expect(await checkOf(events[1]!.position, events[3]!.position, 2, 4)).toBe(true);
+    expect(await checkOf(events[2]!.position, events[2]!.position, 0, 0)).toBe(true);
+    // One event more, or one fewer, than was sealed there.
+    expect(await checkOf(events[1]!.position, events[3]!.position, 2, 3)).toBe(false);
+    expect(await checkOf(events[1]!.position, events[3]!.position, 1, 4)).toBe(false);
+    // The same events sealed at other places.
+    expect(await checkOf(events[1]!.position, events[3]!.position, 3, 5)).toBe(false);
 
     const [first, second] = events;
     const client = await pool.connect();
@@ -243,27 +304,36 @@ describe('event hashes computed by PostgreSQL', () => {
     } finally {
       client.release();
     }
-    const changed = await fingerprintOf(first!.position, second!.position);
-    expect(changed.count).toBe(1);
-    expect(changed.fingerprint).not.toBe(tableOf(1, 2).fingerprint);
-    expect(changed).toEqual(rangeFingerprint(tableOfHashedEvents((await referenceHashes()).slice(1, 2))));
+    expect(await checkOf(first!.position, second!.position, 1, 2)).toBe(false);
+    const nowStored = await referenceHashes();
+    expect(nowStored[1]!.hash).not.toBe(second!.hash);
+    const check = new StoredRangeCheck(tableOfHashedEvents(nowStored.slice(1, 2)));
+    await store.readStoredEvents(
+      { streamPrefixes: sealedStreamPrefixes, after: first!.position, last: second!.position },
+      check.visit,
+    );
+    expect(check.matches).toBe(true);
   });
 
-  it('verify an intact range by its fingerprint alone, and read only a changed range event by event', async () => {
+  it('verify an intact range in one pass over its stored bytes, and read only a changed range event by event', async () => {
     const events = await referenceHashes();
     const key = generateSigningKey();
     const firstDigest = sealHashedEvents(events.slice(0, 3), undefined, key, new Date());
     const secondDigest = sealHashedEvents(events.slice(3), firstDigest, key, new Date());
-    const calls = { fingerprints: 0, hashPages: 0 };
+    const calls = { storedRanges: 0, hashPages: 0, recordedHashPages: 0 };
     const counted: EventStore = {
       ...withoutSqlHashes(store),
-      readEventHashes: (options) => {
+      readAll: (options) => {
         calls.hashPages += 1;
+        return store.readAll(options);
+      },
+      readEventHashes: (options) => {
+        calls.recordedHashPages += 1;
         return store.readEventHashes(options);
       },
-      fingerprintRange: (options) => {
-        calls.fingerprints += 1;
-        return store.fingerprintRange(options);
+      readStoredEvents: (options, visit) => {
+        calls.storedRanges += 1;
+        return store.readStoredEvents(options, visit);
       },
     };
     const verify = () =>
@@ -281,7 +351,8 @@ describe('event hashes computed by PostgreSQL', () => {
       });
     const intact = await verify();
     expect(intact).toMatchObject({ ok: true, eventsChecked: events.length, findings: [] });
-    expect(calls).toEqual({ fingerprints: 2, hashPages: 1 }); // the one page: the unsealed tail
+    // The one page read in full: the unsealed tail. Never the hashes the store recorded.
+    expect(calls).toEqual({ storedRanges: 2, hashPages: 1, recordedHashPages: 0 });
 
     const changedAt = events[4]!;
     const client = await pool.connect();
@@ -296,18 +367,22 @@ describe('event hashes computed by PostgreSQL', () => {
     } finally {
       client.release();
     }
-    calls.fingerprints = 0;
+    calls.storedRanges = 0;
     calls.hashPages = 0;
     const changed = await verify();
     expect(changed.findings).toEqual([
       expect.objectContaining({ kind: 'modified', digest: 1, position: formatPosition(changedAt.position) }),
     ]);
-    expect(calls).toEqual({ fingerprints: 2, hashPages: 2 }); // the changed range, then the tail
+    // The changed range again, then the tail.
+    expect(calls).toEqual({ storedRanges: 2, hashPages: 2, recordedHashPages: 0 });
   });
 
-  it('refuse a fingerprint range without its end, naming it', async () => {
+  it('refuse a stored range without its end, naming it', async () => {
     await expect(
-      store.fingerprintRange({ streamPrefixes: sealedStreamPrefixes } as unknown as FingerprintRangeOptions),
+      store.readStoredEvents(
+        { streamPrefixes: sealedStreamPrefixes } as unknown as StoredEventRangeOptions,
+        () => {},
+      ),
     ).rejects.toThrow(/^last is required/);
   });
 
@@ -345,14 +420,13 @@ describe('event hashes in a database whose encoding is not UTF-8', () => {
         expected.push(eventHash(event).toString('hex'));
       }
       expect(expected).toHaveLength(1);
-      for (const recordedHashes of [true, false]) {
-        const page = await latin1Store.readEventHashes({
-          streamPrefixes: sealedStreamPrefixes,
-          limit: 10,
-          recordedHashes,
-        });
-        expect(page.events.map((event) => event.hash)).toEqual(expected);
-      }
+      const page = await latin1Store.readEventHashes({ streamPrefixes: sealedStreamPrefixes, limit: 10 });
+      expect(page.events.map((event) => event.hash)).toEqual(expected);
+      const stored = await storedHashes(latin1Store, {
+        streamPrefixes: sealedStreamPrefixes,
+        last: page.events[0]!.position,
+      });
+      expect(stored.map((event) => event.hash)).toEqual(expected);
     } finally {
       await latin1Store.close();
       await latin1.drop();

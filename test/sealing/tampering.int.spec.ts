@@ -127,6 +127,30 @@ describe('tampering with the PostgreSQL event store', () => {
     ]);
   });
 
+  it('finds a changed event even when the database is made to hash it as it was', async () => {
+    const { archive } = await sealedArchive('postgres');
+    const target = (await rows(archive))[6]!;
+    await withTriggersOff(archive, [
+      `UPDATE event_store.events SET data = json_build_object('forged', true) WHERE position = ${target.position}`,
+      // What whoever owns the schema can also do: have the database's own hash function answer
+      // with the hash recorded when the event was first written.
+      `CREATE OR REPLACE FUNCTION event_store.event_hash(
+         stream_name text, revision bigint, event_id uuid, event_type text, data json, metadata json
+       ) RETURNS bytea LANGUAGE sql STABLE
+       AS $$ SELECT e.hash FROM event_store.events e WHERE e.stream_name = $1 AND e.revision = $2 $$`,
+    ]);
+    const report = await archive.verify();
+    expect(report.ok).toBe(false);
+    expect(report.findings).toEqual([
+      expect.objectContaining({
+        kind: 'modified',
+        position: `${target.position}/${target.position}`,
+        stream: target.stream_name,
+        revision: target.revision,
+      }),
+    ]);
+  });
+
   it('finds a change of a single byte, even one that keeps the JSON equivalent', async () => {
     const { archive } = await sealedArchive('postgres');
     const target = (await rows(archive))[0]!;

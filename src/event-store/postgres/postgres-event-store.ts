@@ -2,21 +2,20 @@
  * The PostgreSQL adapter of the event-store port: events in the `event_store` schema of any Postgres
  * database (the embedded default, or one given by URL), with EventStoreDB's semantics. The pieces:
  * `migrations.ts` (schema, applied on open), `group-commit.ts` (appends), `scan.ts` (reads),
- * `subscription.ts` + `change-listener.ts` (catch-up and live subscriptions).
+ * `stored-events.ts` (a range's stored bytes, for verification), `subscription.ts` + `change-listener.ts` (catch-up and live subscriptions).
  */
-import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from '../../logger.ts';
 import {
   EventStoreUnavailableError,
   type EventStore,
-  type FingerprintRangeOptions,
   type HashedEventPage,
-  type RangeFingerprint,
   type ReadAllOptions,
   type ReadEventHashesOptions,
   type ReadStreamOptions,
   type RecordedEvent,
+  type StoredEventBytes,
+  type StoredEventRangeOptions,
   type SubscribeToAllOptions,
   type Subscription,
 } from '../event-store.ts';
@@ -31,21 +30,19 @@ import {
   positionOf,
 } from './positions.ts';
 import { EventReader, keepJsonText } from './scan.ts';
+import { readStoredRange } from './stored-events.ts';
 import { openSubscription } from './subscription.ts';
 import {
   encodeEvents,
   validateExpectedRevision,
-  validateFingerprintRangeOptions,
   validateReadAllOptions,
   validateReadEventHashesOptions,
   validateReadStreamOptions,
+  validateStoredEventRangeOptions,
   validateStreamName,
 } from './validation.ts';
 
 export { EventStoreMigrationError, migrateEventStore } from './migrations.ts';
-
-/** The fingerprint of a range without events. */
-const emptyRangeFingerprint: RangeFingerprint = { count: 0, fingerprint: createHash('sha256').digest('hex') };
 
 export interface PostgresEventStoreOptions {
   /**
@@ -72,7 +69,10 @@ export interface PostgresEventStore extends EventStore {
   readonly kind: 'postgres';
   readonly reportsWrites: true;
   readEventHashes(options: ReadEventHashesOptions): Promise<HashedEventPage>;
-  fingerprintRange(options: FingerprintRangeOptions): Promise<RangeFingerprint>;
+  readStoredEvents(
+    options: StoredEventRangeOptions,
+    visit: (event: StoredEventBytes) => void,
+  ): Promise<number>;
   /** Transactions committed by this process's appends and the appends they carried. */
   readonly appendStats: { readonly transactions: number; readonly appends: number };
 }
@@ -174,10 +174,10 @@ export const openPostgresEventStore = async (
   }
 
   const readEventHashes = async (hashOptions: ReadEventHashesOptions): Promise<HashedEventPage> => {
-    const { after, streamPrefixes, limit, recordedHashes } = validateReadEventHashesOptions(hashOptions);
+    const { after, streamPrefixes, limit } = validateReadEventHashesOptions(hashOptions);
     const bound = exclusiveLowerBound(after);
     if (bound >= maxStoredPosition) return { events: [], lookedAt: undefined, reachedEnd: true };
-    const window = await reader.hashWindow(bound, streamPrefixes, limit, recordedHashes);
+    const window = await reader.hashWindow(bound, streamPrefixes, limit);
     return {
       events: window.events,
       lookedAt: window.lookedAt === undefined ? undefined : positionOf(window.lookedAt),
@@ -185,12 +185,15 @@ export const openPostgresEventStore = async (
     };
   };
 
-  const fingerprintRange = async (rangeOptions: FingerprintRangeOptions): Promise<RangeFingerprint> => {
-    const { after, last, streamPrefixes } = validateFingerprintRangeOptions(rangeOptions);
+  const readStoredEvents = async (
+    rangeOptions: StoredEventRangeOptions,
+    visit: (event: StoredEventBytes) => void,
+  ): Promise<number> => {
+    const { after, last, streamPrefixes } = validateStoredEventRangeOptions(rangeOptions);
     const upper = lastAtOrBefore(last);
     const lower = exclusiveLowerBound(after);
-    if (upper === undefined || upper <= lower) return emptyRangeFingerprint;
-    return reader.rangeFingerprint(lower, upper, streamPrefixes);
+    if (upper === undefined || upper <= lower) return 0;
+    return readStoredRange(readerPool, timeoutMs, { lower, upper, streamPrefixes }, visit);
   };
 
   const store: PostgresEventStore = {
@@ -212,7 +215,7 @@ export const openPostgresEventStore = async (
     readStream,
     readAll,
     readEventHashes,
-    fingerprintRange,
+    readStoredEvents,
 
     subscribeToAll: (subscribeOptions: SubscribeToAllOptions) => {
       const subscription = openSubscription(

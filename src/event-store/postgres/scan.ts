@@ -4,7 +4,7 @@
  * filter, so a filtered reader always knows how far it has looked, even past events it skips.
  */
 import pg from 'pg';
-import type { HashedEvent, RangeFingerprint, RecordedEvent } from '../event-store.ts';
+import type { HashedEvent, RecordedEvent } from '../event-store.ts';
 import { asError, connectWithin, isUnavailable, withTimeout } from './errors.ts';
 import { positionOf } from './positions.ts';
 
@@ -88,18 +88,19 @@ const windowSql = (direction: 'forwards' | 'backwards') => {
 const forwardsWindowSql = windowSql('forwards');
 const backwardsWindowSql = windowSql('backwards');
 
-// The seal's event hash, computed in the database by `event_store.event_hash` (see the event-store
-// migrations), over exactly the bytes `eventHash` hashes; with `recorded`, the hash recorded as the
-// row was written stands in where there is one.
-const hashWindowSql = (recorded: boolean) => {
-  const computed = `event_store.event_hash(w.stream_name, w.revision, w.event_id, w.event_type, w.data, w.metadata)`;
-  const hash = recorded ? `coalesce(w.hash, ${computed})` : computed;
-  // Only matching rows are hashed (and de-TOASTed); every row still says how far the look went.
-  return `
+// For sealing: the hash recorded as each row was written (see the event-store migrations), or
+// computed by `event_store.event_hash` over exactly the bytes `eventHash` hashes for a row written
+// before hashes were recorded. Verification never reads these: it hashes the stored bytes itself
+// (`stored-events.ts`). Only matching rows are hashed (and de-TOASTed); every row still says how far
+// the look went.
+const recordedHashWindowSql = `
   SELECT w.position::text AS position,
          CASE WHEN w.matches THEN w.stream_name END AS stream_name,
          CASE WHEN w.matches THEN w.revision::text END AS revision,
-         CASE WHEN w.matches THEN encode(${hash}, 'hex') END AS hash,
+         CASE WHEN w.matches
+              THEN encode(coalesce(w.hash, event_store.event_hash(w.stream_name, w.revision, w.event_id,
+                                                                  w.event_type, w.data, w.metadata)), 'hex')
+         END AS hash,
          CASE WHEN w.matches THEN floor(extract(epoch FROM w.created) * 1000)::float8 END AS created_ms
     FROM (SELECT e.*, e.stream_name ^@ ANY ($2::text[]) AS matches
             FROM event_store.events e
@@ -107,23 +108,6 @@ const hashWindowSql = (recorded: boolean) => {
            ORDER BY e.position
            LIMIT $3) AS w
    ORDER BY w.position`;
-};
-
-const recordedHashWindowSql = hashWindowSql(true);
-const computedHashWindowSql = hashWindowSql(false);
-
-// Rows come from the primary key's range in order; the aggregate's ORDER BY keeps the fingerprint's
-// order whatever plan is chosen.
-const rangeFingerprintSql = `
-  SELECT count(*)::int AS count,
-         encode(sha256(coalesce(string_agg(
-           int8send(e.position) || int8send(e.position) || int8send(e.revision)
-             || int8send(octet_length(convert_to(e.stream_name, 'UTF8'))::bigint)
-             || convert_to(e.stream_name, 'UTF8')
-             || event_store.event_hash(e.stream_name, e.revision, e.event_id, e.event_type, e.data, e.metadata),
-           ''::bytea ORDER BY e.position), ''::bytea)), 'hex') AS fingerprint
-    FROM event_store.events e
-   WHERE e.position > $1 AND e.position <= $2 AND e.stream_name ^@ ANY ($3::text[])`;
 
 interface HashRow {
   position: string;
@@ -209,34 +193,13 @@ export class EventReader {
     }));
   }
 
-  /** The fingerprint of the matching events at positions in (after, last]. */
-  async rangeFingerprint(
-    after: bigint,
-    last: bigint,
-    prefixes: readonly string[],
-  ): Promise<RangeFingerprint> {
-    const rows = await this.query<RangeFingerprint>(
-      rangeFingerprintSql,
-      [after.toString(), last.toString(), prefixes],
-      'fingerprinting a range of $all',
-    );
-    const [row] = rows;
-    if (row === undefined) throw new Error('the range fingerprint query returned no row');
-    return row;
-  }
-
   /**
-   * Up to `limit` consecutive positions after `after`, with the hash of each matching event:
-   * computed from its stored data, or with `recorded` the one recorded as it was written, if any.
+   * Up to `limit` consecutive positions after `after`, with the hash recorded for each matching
+   * event as it was written (computed where none was recorded).
    */
-  async hashWindow(
-    after: bigint,
-    prefixes: readonly string[],
-    limit: number,
-    recorded: boolean,
-  ): Promise<HashWindow> {
+  async hashWindow(after: bigint, prefixes: readonly string[], limit: number): Promise<HashWindow> {
     const rows = await this.query<HashRow>(
-      recorded ? recordedHashWindowSql : computedHashWindowSql,
+      recordedHashWindowSql,
       [after.toString(), prefixes, limit],
       'reading event hashes',
     );

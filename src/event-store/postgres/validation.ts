@@ -9,7 +9,7 @@ import {
   type GlobalPosition,
   type ProposedEvent,
   type ReadAllOptions,
-  type FingerprintRangeOptions,
+  type StoredEventRangeOptions,
   type ReadEventHashesOptions,
   type ReadStreamOptions,
   type SubscribeToAllOptions,
@@ -137,7 +137,7 @@ export const validateSubscribeOptions = (options: SubscribeToAllOptions) => ({
 /** The most positions one `readEventHashes` call may look at: a bound on one query's result. */
 export const maxHashesLimit = 100_000;
 
-export const validateFingerprintRangeOptions = (options: FingerprintRangeOptions) => ({
+export const validateStoredEventRangeOptions = (options: StoredEventRangeOptions) => ({
   after: validatePosition(options.after, 'after'),
   last: validatePosition(options.last, 'last') ?? invalidLast(),
   streamPrefixes: validatePrefixes(options.streamPrefixes, 'streamPrefixes'),
@@ -156,6 +156,5 @@ export const validateReadEventHashesOptions = (options: ReadEventHashesOptions) 
     after: validatePosition(options.after, 'after'),
     streamPrefixes: validatePrefixes(options.streamPrefixes, 'streamPrefixes'),
     limit,
-    recordedHashes: options.recordedHashes === true,
   };
 };
