@@ -25,7 +25,7 @@ import {
   tableOfLeafTuples,
   type LeafTable,
 } from './leaf-table.ts';
-import { leafHashesOfBlob, merkleRootOfLeafHashes } from './merkle.ts';
+import { merkleRootOfBlob } from './merkle.ts';
 import { signBytes, verifyBytes, type PublicKey, type SigningKey } from './signing-key.ts';
 
 export const digestType = 'archive-digest';
@@ -156,7 +156,7 @@ export const leavesOf = (digest: Digest): readonly DigestLeaf[] => {
 
 /** The Merkle root (hex) over the table's event hashes, in order. */
 export const rootOfTable = (table: LeafTable): string =>
-  merkleRootOfLeafHashes(leafHashesOfBlob(table.hashes, table.count)).toString('hex');
+  merkleRootOfBlob(table.hashes, table.count).toString('hex');
 
 /** Whether the digest's leaf list is readable, as long as its event count, and has its signed root. */
 export const leavesMatchRoot = (digest: Digest): boolean => {

@@ -5,6 +5,7 @@ import {
   inclusionProof,
   leafHash,
   merkleRoot,
+  merkleRootOfBlob,
   merkleRootOfLeafHashes,
   verifyInclusion,
 } from '../../src/sealing/merkle.ts';
@@ -60,6 +61,14 @@ describe('RFC 6962 Merkle trees', () => {
     expect(merkleRoot(leaves.slice(0, 1)).toString('hex')).toBe(
       '6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d',
     );
+  });
+
+  it('computes the same root over event hashes laid end to end, for every size', () => {
+    for (let size = 0; size <= 70; size += 1) {
+      const eventHashes = Array.from({ length: size }, () => randomBytes(32));
+      const blob = Buffer.concat(eventHashes);
+      expect(merkleRootOfBlob(blob, size).toString('hex')).toBe(referenceRoot(eventHashes).toString('hex'));
+    }
   });
 
   it('proves every leaf of every tree, and no proof survives a change to the leaf, index or root', () => {
