@@ -68,7 +68,11 @@ const putBytes = (input: Buffer, at: number, from: Buffer, start: number, end: n
  */
 export const storedEventHash = (event: StoredEventBytes): Buffer => {
   const { bytes } = event;
-  const revision = bytes.readBigUInt64BE(event.revision).toString();
+  const revisionHigh = bytes.readUInt32BE(event.revision);
+  const revision =
+    revisionHigh === 0
+      ? String(bytes.readUInt32BE(event.revision + 4))
+      : bytes.readBigUInt64BE(event.revision).toString();
   const size =
     7 * lengthBytes +
     domainBytes.length +

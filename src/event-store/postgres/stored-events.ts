@@ -39,11 +39,23 @@ class StoredEventView implements StoredEventBytes {
   metadataEnd = 0;
 }
 
+/** Byte `index` of `first` followed by `second`. */
+const byteAcross = (first: Buffer, second: Buffer, index: number): number =>
+  index < first.length ? first[index]! : second[index - first.length]!;
+
+/** The signed 32-bit big-endian integer at `index` of `first` followed by `second`. */
+const int32Across = (first: Buffer, second: Buffer, index: number): number =>
+  (byteAcross(first, second, index) << 24) |
+  (byteAcross(first, second, index + 1) << 16) |
+  (byteAcross(first, second, index + 2) << 8) |
+  byteAcross(first, second, index + 3);
+
 /**
- * Cuts the binary COPY stream into rows and hands each to `visit`. A row split across chunks waits
- * for the rest (so at most one row, one event, is held beyond the current chunk).
+ * Cuts the binary COPY stream into rows and hands each to `visit`. A row split across chunks is
+ * completed by copying only that row's bytes (so at most one row, one event, is held beyond the
+ * current chunk, and chunks are never copied whole).
  */
-class CopyRows {
+export class CopyRows {
   count = 0;
   private pending: Buffer | undefined;
   private headerRead = false;
@@ -56,34 +68,29 @@ class CopyRows {
 
   push(chunk: Buffer): void {
     if (this.ended) throw new MalformedCopyError('data after the end of the COPY stream');
-    const bytes = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk]);
-    this.pending = undefined;
     let at = 0;
-    if (!this.headerRead) {
-      if (bytes.length < headerBytes) {
-        this.pending = bytes;
+    const { pending } = this;
+    if (pending !== undefined) {
+      const length = this.unitLength(pending, chunk);
+      if (length === undefined) {
+        this.pending = Buffer.concat([pending, chunk]);
         return;
       }
-      if (!bytes.subarray(0, copySignature.length).equals(copySignature))
-        throw new MalformedCopyError('the COPY stream does not start with the binary signature');
-      const extension = bytes.readUInt32BE(copySignature.length + 4);
-      if (bytes.length < headerBytes + extension) {
-        this.pending = bytes;
-        return;
-      }
-      at = headerBytes + extension;
-      this.headerRead = true;
+      this.pending = undefined;
+      at = length - pending.length;
+      const unit = Buffer.concat([pending, chunk.subarray(0, at)]);
+      if (this.read(unit, 0) !== unit.length) throw new Error('a COPY row was measured wrongly');
     }
     for (;;) {
-      const next = this.row(bytes, at);
+      if (this.ended) {
+        if (at < chunk.length) throw new MalformedCopyError('data after the end of the COPY stream');
+        return;
+      }
+      const next = this.read(chunk, at);
       if (next === undefined) break;
       at = next;
-      if (this.ended) break;
     }
-    if (at < bytes.length) {
-      if (this.ended) throw new MalformedCopyError('data after the end of the COPY stream');
-      this.pending = bytes.subarray(at);
-    }
+    if (at < chunk.length) this.pending = chunk.subarray(at);
   }
 
   /** Checks the stream ended where it should. */
@@ -91,6 +98,43 @@ class CopyRows {
     if (!this.ended || this.pending !== undefined)
       throw new MalformedCopyError('the COPY stream ended before its trailer');
     return this.count;
+  }
+
+  /**
+   * The length of the header or row that starts `pending` and goes on into `chunk`; undefined when
+   * `chunk` does not complete it either.
+   */
+  private unitLength(pending: Buffer, chunk: Buffer): number | undefined {
+    const available = pending.length + chunk.length;
+    if (!this.headerRead) {
+      if (available < headerBytes) return undefined;
+      const length = headerBytes + int32Across(pending, chunk, copySignature.length + 4);
+      return available < length ? undefined : length;
+    }
+    if (available < 2) return undefined;
+    const fieldCount = (byteAcross(pending, chunk, 0) << 8) | byteAcross(pending, chunk, 1);
+    // The trailer (-1) or a row of another shape: either is all the reader needs to see.
+    if (fieldCount !== columns.length) return 2;
+    let cursor = 2;
+    for (let field = 0; field < columns.length; field += 1) {
+      if (available - cursor < 4) return undefined;
+      const length = int32Across(pending, chunk, cursor);
+      cursor += 4 + Math.max(0, length);
+      if (available < cursor) return undefined;
+    }
+    return cursor;
+  }
+
+  /** Reads the header or row at `at`: where the next one starts, or undefined when it is not all here. */
+  private read(bytes: Buffer, at: number): number | undefined {
+    if (this.headerRead) return this.row(bytes, at);
+    if (bytes.length - at < headerBytes) return undefined;
+    if (!bytes.subarray(at, at + copySignature.length).equals(copySignature))
+      throw new MalformedCopyError('the COPY stream does not start with the binary signature');
+    const extension = bytes.readUInt32BE(at + copySignature.length + 4);
+    if (bytes.length - at < headerBytes + extension) return undefined;
+    this.headerRead = true;
+    return at + headerBytes + extension;
   }
 
   /** Reads the row at `at`: where the next one starts, or undefined when it is not all here yet. */
