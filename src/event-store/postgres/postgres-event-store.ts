@@ -2,7 +2,8 @@
  * The PostgreSQL adapter of the event-store port: events in the `event_store` schema of any Postgres
  * database (the embedded default, or one given by URL), with EventStoreDB's semantics. The pieces:
  * `migrations.ts` (schema, applied on open), `group-commit.ts` (appends), `scan.ts` (reads),
- * `stored-events.ts` (a range's stored bytes, for verification), `subscription.ts` + `change-listener.ts` (catch-up and live subscriptions).
+ * `stored-events.ts` (a range's stored bytes, for verification), `subscription.ts` +
+ * `change-listener.ts` (catch-up and live subscriptions).
  */
 import pg from 'pg';
 import type { Logger } from '../../logger.ts';
