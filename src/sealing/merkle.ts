@@ -48,14 +48,6 @@ export const nodeHash = (left: Buffer, right: Buffer): Buffer => {
   return sha256(nodeInput);
 };
 
-/** The leaf hash of an event hash given in hex, as digests carry them. */
-export const leafHashOfHex = (eventHashHex: string): Buffer => {
-  if (eventHashHex.length !== 64 || leafInput.write(eventHashHex, 1, 'hex') !== 32) {
-    return leafHash(Buffer.from(eventHashHex, 'hex'));
-  }
-  return sha256(leafInput);
-};
-
 /** SHA-256 of the empty string: the root of an empty tree. */
 const emptyRoot = createHash('sha256').digest();
 
