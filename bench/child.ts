@@ -387,7 +387,8 @@ const startForwarderRole = async (forwarder: Extract<ChildSpec, { role: 'forward
 
 /**
  * The sealer with a generated key, as `calltrail serve` runs it beside ingest; `catch-up` waits until
- * the last digest covers the archive's newest event.
+ * the last digest covers the archive's newest event; `pause` stops sealing and `resume` starts it
+ * again, so a comparison can alternate without the cost of a new process each time.
  */
 const startSealerRole = async (sealer: Extract<ChildSpec, { role: 'sealer' }>): Promise<Handler> => {
   const [
@@ -414,26 +415,39 @@ const startSealerRole = async (sealer: Extract<ChildSpec, { role: 'sealer' }>): 
   const eventStore = await openPostgresEventStore(sealer.eventStoreUrl, { timeoutMs: 30_000 });
   const pool = new pg.Pool({ connectionString: sealer.eventStoreUrl, max: 2 });
   pool.on('error', () => {});
-  const running = startSealer(
-    {
-      eventStore,
-      pool,
-      key: generateSigningKey(),
-      logger: createLogger({ level: sealer.logLevel }),
-      clock: () => new Date(),
-    },
-    { ...sealerOptionsFrom(loadConfig({})), maxSeconds: sealer.maxSeconds },
-  );
-  while (running.role !== 'active') await new Promise((resolve) => setTimeout(resolve, 20));
+  const key = generateSigningKey();
+  const logger = createLogger({ level: sealer.logLevel });
+  const options = { ...sealerOptionsFrom(loadConfig({})), maxSeconds: sealer.maxSeconds };
+  const start = async () => {
+    const started = startSealer({ eventStore, pool, key, logger, clock: () => new Date() }, options);
+    const deadline = Date.now() + 30_000;
+    while (started.role !== 'active') {
+      if (Date.now() > deadline) throw new Error('the sealer did not become active in time');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return started;
+  };
+  let running: Awaited<ReturnType<typeof start>> | undefined = await start();
   send({ kind: 'ready', port: 0 });
   return async (command) => {
     if (command.command === 'exit') {
-      await running.stop();
+      await running?.stop();
       await eventStore.close();
       await pool.end();
       return undefined;
     }
+    if (command.command === 'pause') {
+      await running?.stop();
+      running = undefined;
+      return undefined;
+    }
+    if (command.command === 'resume') {
+      running ??= await start();
+      return undefined;
+    }
     if (command.command !== 'catch-up') return undefined;
+    if (running === undefined) throw new Error('the sealer is paused');
+    const sealing = running;
     let head: GlobalPosition | undefined;
     for await (const event of eventStore.readAll({
       streamPrefixes: sealedStreamPrefixes,
@@ -443,7 +457,7 @@ const startSealerRole = async (sealer: Extract<ChildSpec, { role: 'sealer' }>): 
       head = event.position;
     }
     const sealedThrough = () => {
-      const last = running.lastDigest?.lastPosition;
+      const last = sealing.lastDigest?.lastPosition;
       return last === undefined ? undefined : parsePosition(last);
     };
     const deadline = Date.now() + 120_000;
@@ -453,7 +467,7 @@ const startSealerRole = async (sealer: Extract<ChildSpec, { role: 'sealer' }>): 
       if (Date.now() > deadline) throw new Error('the sealer did not seal the archive in time');
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    return { sequence: running.lastDigest?.sequence };
+    return { sequence: sealing.lastDigest?.sequence };
   };
 };
 

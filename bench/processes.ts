@@ -54,6 +54,9 @@ export type ChildCommand = { readonly id: number } & (
   | { readonly command: 'reset-peak' }
   | { readonly command: 'live-heap' }
   | { readonly command: 'catch-up' }
+  /** The sealer role: stop sealing (the process stays, idle) / start again and take the lead. */
+  | { readonly command: 'pause' }
+  | { readonly command: 'resume' }
   | { readonly command: 'copy'; readonly sql: string }
   | { readonly command: 'requests' }
   | { readonly command: 'arrivals' }

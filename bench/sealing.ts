@@ -26,10 +26,26 @@ const verifyTarget = 100_000;
 /** Most ingest throughput the sealer may cost, running beside it. */
 const ingestCostTarget = 0.05;
 
+/**
+ * The ingest comparison runs in blocks of four short loads, without, with, with and without the
+ * sealer (an ABBA order), so that a rate drifting while the archive grows or the machine's speed
+ * changes weighs on both sides alike; short loads and many blocks cancel even drifts of seconds.
+ * Each block gives an estimate of its own, and their spread shows how far the figure can be trusted.
+ */
+const blockLoadSeconds = 2;
+const blockOrder = ['without', 'with', 'with', 'without'] as const;
+/** As long in all as three blocks of `--load-seconds` loads, in loads of `blockLoadSeconds`. */
+const ingestBlocks = (loadSeconds: number) => Math.max(3, Math.round((3 * loadSeconds) / blockLoadSeconds));
+
 interface IngestBesideSealer {
   readonly without: LoadResult[];
   readonly with: LoadResult[];
+  /** The cost over all blocks: 1 - (mean rate with) / (mean rate without). */
   readonly cost: number;
+  /** Each block's own estimate of the cost, in the order measured. */
+  readonly blockCosts: number[];
+  /** The sealer process's CPU microseconds per request ingested while it ran beside. */
+  readonly sealerCpuPerRequest: number | undefined;
 }
 
 const meanRate = (runs: readonly LoadResult[]) =>
@@ -43,10 +59,22 @@ const meanCpu = (runs: readonly LoadResult[], part: 'server' | 'postgres') => {
   return values.length === 0 ? undefined : values.reduce((sum, value) => sum + value, 0) / values.length;
 };
 
+const meanCores = (runs: readonly LoadResult[]) =>
+  runs.reduce((sum, run) => sum + (run.cpu.machineCores ?? Number.NaN), 0) / runs.length;
+
+/** Twice the standard error of the mean of `values`: about a 95% interval's half-width. */
+const twoStandardErrors = (values: readonly number[]) => {
+  const mean = values.reduce((sum, value) => sum + value, 0) / values.length;
+  const variance = values.reduce((sum, value) => sum + (value - mean) ** 2, 0) / (values.length - 1);
+  return 2 * Math.sqrt(variance / values.length);
+};
+
+const percent = (fraction: number) => `${(fraction * 100).toFixed(1)}%`;
+
 /**
- * Ingest into a fresh archive through the real app, alternately without and with the sealer running
- * beside it in its own process (caught up before each load, sealing at least every second, so it
- * works all through the load), twice each, back to back.
+ * Ingest into a fresh archive through the real app, without and with the sealer running beside it
+ * in its own process (caught up before each load, sealing at least every second, so it works all
+ * through the load; paused, not stopped, in between), in ABBA blocks.
  */
 const measureIngestBesideSealer = async (context: BenchContext): Promise<IngestBesideSealer> => {
   const { options } = context;
@@ -54,31 +82,50 @@ const measureIngestBesideSealer = async (context: BenchContext): Promise<IngestB
   const app = await startMeasuredProcess(appSpec(url, options), context.processes);
   const traffic = new LiveTraffic('sealing-ingest', 3);
   const runs = { without: [] as LoadResult[], with: [] as LoadResult[] };
+  const blockCosts: number[] = [];
+  const blocks = ingestBlocks(options.loadSeconds);
+  let sealerSeconds = 0;
+  let requestsBesideSealer = 0;
   let sealer: MeasuredProcess | undefined;
   try {
+    sealer = await startMeasuredProcess(
+      { role: 'sealer', eventStoreUrl: url, logLevel: options.logLevel, maxSeconds: 1 },
+      context.processes,
+    );
+    await sealer.request({ command: 'pause' });
     context.progress(`sealing: warming up ingest (${options.warmupSeconds} s)`);
     await load(app, traffic, 50, options.warmupSeconds, context.postgres.pid, undefined);
-    for (let round = 1; round <= 2; round += 1) {
-      context.progress(`sealing: ingest without the sealer, round ${round} (${options.loadSeconds} s)`);
-      runs.without.push(await load(app, traffic, 50, options.loadSeconds, context.postgres.pid, undefined));
-      sealer = await startMeasuredProcess(
-        { role: 'sealer', eventStoreUrl: url, logLevel: options.logLevel, maxSeconds: 1 },
-        context.processes,
-      );
-      await sealer.request({ command: 'catch-up' });
-      context.progress(
-        `sealing: ingest with the sealer beside it, round ${round} (${options.loadSeconds} s)`,
-      );
-      runs.with.push(await load(app, traffic, 50, options.loadSeconds, context.postgres.pid, undefined));
-      await sealer.request({ command: 'catch-up' });
-      await sealer.stop();
-      sealer = undefined;
+    context.progress(
+      `sealing: ingest without and with the sealer beside it, ${blocks} blocks of 4 loads of ${blockLoadSeconds} s`,
+    );
+    for (let block = 1; block <= blocks; block += 1) {
+      const blockRuns = { without: [] as LoadResult[], with: [] as LoadResult[] };
+      for (const [index, side] of blockOrder.entries()) {
+        if (side !== blockOrder[index - 1]) await sealer.request({ command: side === 'with' ? 'resume' : 'pause' });
+        // Caught up before the load, so it measures the sealer keeping pace, not catching up.
+        if (side === 'with') await sealer.request({ command: 'catch-up' });
+        const sealerCpu = side === 'with' ? startCpuMeter(sealer.pid, undefined) : undefined;
+        const run = await load(app, traffic, 50, blockLoadSeconds, context.postgres.pid, undefined);
+        const sealerUse = sealerCpu?.stop();
+        if (sealerUse !== undefined) {
+          sealerSeconds += sealerUse.processSeconds ?? 0;
+          requestsBesideSealer += run.ok + run.non2xx;
+        }
+        blockRuns[side].push(run);
+        runs[side].push(run);
+      }
+      blockCosts.push(1 - meanRate(blockRuns.with) / meanRate(blockRuns.without));
     }
   } finally {
     await sealer?.stop();
     await app.stop();
   }
-  return { ...runs, cost: 1 - meanRate(runs.with) / meanRate(runs.without) };
+  return {
+    ...runs,
+    cost: 1 - meanRate(runs.with) / meanRate(runs.without),
+    blockCosts,
+    sealerCpuPerRequest: cpuMicrosPer(sealerSeconds, requestsBesideSealer),
+  };
 };
 const cpuPerEvent = (cpu: CpuUse, events: number): string =>
   `${formatMicros(cpuMicrosPer(cpu.processSeconds, events))} + ${formatMicros(cpuMicrosPer(cpu.postgresSeconds, events))}`;
@@ -187,7 +234,7 @@ export const benchSealing = async (context: BenchContext): Promise<BenchmarkResu
         },
         {
           measure: 'ingest cost of the sealer beside it (c=50)',
-          value: `${(ingest.cost * 100).toFixed(1)}%`,
+          value: `${percent(ingest.cost)} ± ${percent(twoStandardErrors(ingest.blockCosts))}`,
           ceiling: `${formatRate(meanRate(ingest.without), 'req')} without, ${formatRate(meanRate(ingest.with), 'req')} with`,
           target: {
             description: `<= ${ingestCostTarget * 100}%`,
@@ -198,6 +245,15 @@ export const benchSealing = async (context: BenchContext): Promise<BenchmarkResu
           measure: 'ingest CPU per request without / with the sealer (server + PostgreSQL)',
           value: `${formatMicros(meanCpu(ingest.with, 'server'))} + ${formatMicros(meanCpu(ingest.with, 'postgres'))}`,
           ceiling: `${formatMicros(meanCpu(ingest.without, 'server'))} + ${formatMicros(meanCpu(ingest.without, 'postgres'))}`,
+        },
+        {
+          measure: 'the sealer process\'s own CPU per request ingested beside it',
+          value: formatMicros(ingest.sealerCpuPerRequest),
+        },
+        {
+          measure: 'machine cores busy during ingest without / with the sealer',
+          value: meanCores(ingest.with).toFixed(2),
+          ceiling: meanCores(ingest.without).toFixed(2),
         },
       ],
       details: {
@@ -213,7 +269,7 @@ export const benchSealing = async (context: BenchContext): Promise<BenchmarkResu
       },
       notes: [
         `CPU per event (this process + PostgreSQL, whose other clients count too): sealing ${cpuPerEvent(sealCpu, events)}, verify ${cpuPerEvent(verifyCpu, events)}`,
-        "ingest cost: the real app at c=50, alternately without and with the sealer in its own process (1,000 events or 1 s per digest), two rounds each; the PostgreSQL CPU per request includes the sealer's reads and digests",
+        `ingest cost: the real app at c=50, without and with the sealer in its own process (1,000 events or 1 s per digest), in ${ingest.blockCosts.length} blocks of four ${blockLoadSeconds}-second loads ordered without, with, with, without (so a drift weighs on both sides alike), the sealer paused in between; the figure is over all loads, ± twice the standard error of the blocks' own estimates (about a 95% interval); the PostgreSQL CPU per request includes the sealer's reads and digests`,
         ...(events < 1_000_000
           ? [`measured over ${events.toLocaleString('en-US')} events, not the 1,000,000 of the targets`]
           : []),
