@@ -32,10 +32,12 @@ const ingestCostTarget = 0.05;
  * changes weighs on both sides alike; short loads and many blocks cancel even drifts of seconds.
  * Each block gives an estimate of its own, and their spread shows how far the figure can be trusted.
  */
-const blockLoadSeconds = 2;
+const longestBlockLoadSeconds = 2;
+const blockLoadSeconds = (loadSeconds: number) => Math.min(longestBlockLoadSeconds, loadSeconds);
 const blockOrder = ['without', 'with', 'with', 'without'] as const;
 /** As long in all as three blocks of `--load-seconds` loads, in loads of `blockLoadSeconds`. */
-const ingestBlocks = (loadSeconds: number) => Math.max(3, Math.round((3 * loadSeconds) / blockLoadSeconds));
+const ingestBlocks = (loadSeconds: number) =>
+  Math.max(3, Math.round((3 * loadSeconds) / blockLoadSeconds(loadSeconds)));
 
 interface IngestBesideSealer {
   readonly without: LoadResult[];
@@ -44,6 +46,8 @@ interface IngestBesideSealer {
   readonly cost: number;
   /** Each block's own estimate of the cost, in the order measured. */
   readonly blockCosts: number[];
+  /** How long each load of a block ran. */
+  readonly blockSeconds: number;
   /** The sealer process's CPU microseconds per request ingested while it ran beside. */
   readonly sealerCpuPerRequest: number | undefined;
 }
@@ -84,6 +88,7 @@ const measureIngestBesideSealer = async (context: BenchContext): Promise<IngestB
   const runs = { without: [] as LoadResult[], with: [] as LoadResult[] };
   const blockCosts: number[] = [];
   const blocks = ingestBlocks(options.loadSeconds);
+  const seconds = blockLoadSeconds(options.loadSeconds);
   let sealerSeconds = 0;
   let requestsBesideSealer = 0;
   let sealer: MeasuredProcess | undefined;
@@ -96,16 +101,17 @@ const measureIngestBesideSealer = async (context: BenchContext): Promise<IngestB
     context.progress(`sealing: warming up ingest (${options.warmupSeconds} s)`);
     await load(app, traffic, 50, options.warmupSeconds, context.postgres.pid, undefined);
     context.progress(
-      `sealing: ingest without and with the sealer beside it, ${blocks} blocks of 4 loads of ${blockLoadSeconds} s`,
+      `sealing: ingest without and with the sealer beside it, ${blocks} blocks of 4 loads of ${seconds} s`,
     );
     for (let block = 1; block <= blocks; block += 1) {
       const blockRuns = { without: [] as LoadResult[], with: [] as LoadResult[] };
       for (const [index, side] of blockOrder.entries()) {
-        if (side !== blockOrder[index - 1]) await sealer.request({ command: side === 'with' ? 'resume' : 'pause' });
+        if (side !== blockOrder[index - 1])
+          await sealer.request({ command: side === 'with' ? 'resume' : 'pause' });
         // Caught up before the load, so it measures the sealer keeping pace, not catching up.
         if (side === 'with') await sealer.request({ command: 'catch-up' });
         const sealerCpu = side === 'with' ? startCpuMeter(sealer.pid, undefined) : undefined;
-        const run = await load(app, traffic, 50, blockLoadSeconds, context.postgres.pid, undefined);
+        const run = await load(app, traffic, 50, seconds, context.postgres.pid, undefined);
         const sealerUse = sealerCpu?.stop();
         if (sealerUse !== undefined) {
           sealerSeconds += sealerUse.processSeconds ?? 0;
@@ -124,6 +130,7 @@ const measureIngestBesideSealer = async (context: BenchContext): Promise<IngestB
     ...runs,
     cost: 1 - meanRate(runs.with) / meanRate(runs.without),
     blockCosts,
+    blockSeconds: seconds,
     sealerCpuPerRequest: cpuMicrosPer(sealerSeconds, requestsBesideSealer),
   };
 };
@@ -247,7 +254,7 @@ export const benchSealing = async (context: BenchContext): Promise<BenchmarkResu
           ceiling: `${formatMicros(meanCpu(ingest.without, 'server'))} + ${formatMicros(meanCpu(ingest.without, 'postgres'))}`,
         },
         {
-          measure: 'the sealer process\'s own CPU per request ingested beside it',
+          measure: "the sealer process's own CPU per request ingested beside it",
           value: formatMicros(ingest.sealerCpuPerRequest),
         },
         {
@@ -269,7 +276,7 @@ export const benchSealing = async (context: BenchContext): Promise<BenchmarkResu
       },
       notes: [
         `CPU per event (this process + PostgreSQL, whose other clients count too): sealing ${cpuPerEvent(sealCpu, events)}, verify ${cpuPerEvent(verifyCpu, events)}`,
-        `ingest cost: the real app at c=50, without and with the sealer in its own process (1,000 events or 1 s per digest), in ${ingest.blockCosts.length} blocks of four ${blockLoadSeconds}-second loads ordered without, with, with, without (so a drift weighs on both sides alike), the sealer paused in between; the figure is over all loads, ± twice the standard error of the blocks' own estimates (about a 95% interval); the PostgreSQL CPU per request includes the sealer's reads and digests`,
+        `ingest cost: the real app at c=50, without and with the sealer in its own process (1,000 events or 1 s per digest), in ${ingest.blockCosts.length} blocks of four ${ingest.blockSeconds}-second loads ordered without, with, with, without (so a drift weighs on both sides alike), the sealer paused in between; the figure is over all loads, ± twice the standard error of the blocks' own estimates (about a 95% interval); the PostgreSQL CPU per request includes the sealer's reads and digests`,
         ...(events < 1_000_000
           ? [`measured over ${events.toLocaleString('en-US')} events, not the 1,000,000 of the targets`]
           : []),
