@@ -159,10 +159,17 @@ const startApp = async (app: Extract<ChildSpec, { role: 'app' }>): Promise<Handl
     },
     { logger },
   );
+  // As `calltrail serve` seals: in this process, beside ingest (paused until asked to resume).
+  const sealer =
+    app.sealer === undefined
+      ? undefined
+      : await sealerControl(eventStore, database.pool, app.logLevel, app.sealer.maxSeconds, true);
   await server.listen({ host: '127.0.0.1', port: 0 });
   const address = server.server.address();
   send({ kind: 'ready', port: typeof address === 'object' && address ? address.port : 0 });
   return async (command) => {
+    const sealing = await sealer?.(command);
+    if (sealing?.handled === true) return sealing.result;
     if (command.command === 'exit') {
       await server.close();
       await outageJournal?.close();
@@ -386,14 +393,19 @@ const startForwarderRole = async (forwarder: Extract<ChildSpec, { role: 'forward
 };
 
 /**
- * The sealer with a generated key, as `calltrail serve` runs it beside ingest; `catch-up` waits until
- * the last digest covers the archive's newest event; `pause` stops sealing and `resume` starts it
- * again, so a comparison can alternate without the cost of a new process each time.
+ * A sealer with a generated key over `eventStore`, as `calltrail serve` runs it beside ingest, and
+ * its commands: `catch-up` waits until the last digest covers the archive's newest event; `pause`
+ * stops sealing and `resume` starts it again, so a comparison can alternate without the cost of a
+ * new process each time. Started paused when `paused`.
  */
-const startSealerRole = async (sealer: Extract<ChildSpec, { role: 'sealer' }>): Promise<Handler> => {
+const sealerControl = async (
+  eventStore: import('../src/event-store/event-store.ts').EventStore,
+  pool: import('pg').Pool,
+  logLevel: string,
+  maxSeconds: number,
+  paused: boolean,
+) => {
   const [
-    { default: pg },
-    { openPostgresEventStore },
     { createLogger },
     { loadConfig },
     { sealerOptionsFrom },
@@ -402,8 +414,6 @@ const startSealerRole = async (sealer: Extract<ChildSpec, { role: 'sealer' }>): 
     { sealedStreamPrefixes },
     { comparePositions, parsePosition },
   ] = await Promise.all([
-    import('pg'),
-    import('../src/event-store/postgres/postgres-event-store.ts'),
     import('../src/logger.ts'),
     import('../src/config.ts'),
     import('../src/sealing/sealing-setup.ts'),
@@ -412,12 +422,9 @@ const startSealerRole = async (sealer: Extract<ChildSpec, { role: 'sealer' }>): 
     import('../src/archive/streams.ts'),
     import('../src/event-store/event-store.ts'),
   ]);
-  const eventStore = await openPostgresEventStore(sealer.eventStoreUrl, { timeoutMs: 30_000 });
-  const pool = new pg.Pool({ connectionString: sealer.eventStoreUrl, max: 2 });
-  pool.on('error', () => {});
   const key = generateSigningKey();
-  const logger = createLogger({ level: sealer.logLevel });
-  const options = { ...sealerOptionsFrom(loadConfig({})), maxSeconds: sealer.maxSeconds };
+  const logger = createLogger({ level: logLevel });
+  const options = { ...sealerOptionsFrom(loadConfig({})), maxSeconds };
   const start = async () => {
     const started = startSealer({ eventStore, pool, key, logger, clock: () => new Date() }, options);
     const deadline = Date.now() + 30_000;
@@ -427,27 +434,9 @@ const startSealerRole = async (sealer: Extract<ChildSpec, { role: 'sealer' }>): 
     }
     return started;
   };
-  let running: Awaited<ReturnType<typeof start>> | undefined = await start();
-  send({ kind: 'ready', port: 0 });
-  return async (command) => {
-    if (command.command === 'exit') {
-      await running?.stop();
-      await eventStore.close();
-      await pool.end();
-      return undefined;
-    }
-    if (command.command === 'pause') {
-      await running?.stop();
-      running = undefined;
-      return undefined;
-    }
-    if (command.command === 'resume') {
-      running ??= await start();
-      return undefined;
-    }
-    if (command.command !== 'catch-up') return undefined;
-    if (running === undefined) throw new Error('the sealer is paused');
-    const sealing = running;
+  let running: Awaited<ReturnType<typeof start>> | undefined = paused ? undefined : await start();
+
+  const catchUp = async (sealing: NonNullable<typeof running>) => {
     let head: GlobalPosition | undefined;
     for await (const event of eventStore.readAll({
       streamPrefixes: sealedStreamPrefixes,
@@ -468,6 +457,47 @@ const startSealerRole = async (sealer: Extract<ChildSpec, { role: 'sealer' }>): 
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     return { sequence: sealing.lastDigest?.sequence };
+  };
+
+  /** Answers the sealer's commands; undefined for any other. */
+  return async (command: ChildCommand): Promise<{ handled: boolean; result?: unknown }> => {
+    if (command.command === 'exit') {
+      await running?.stop();
+      return { handled: false };
+    }
+    if (command.command === 'pause') {
+      await running?.stop();
+      running = undefined;
+      return { handled: true };
+    }
+    if (command.command === 'resume') {
+      running ??= await start();
+      return { handled: true };
+    }
+    if (command.command !== 'catch-up') return { handled: false };
+    if (running === undefined) throw new Error('the sealer is paused');
+    return { handled: true, result: await catchUp(running) };
+  };
+};
+
+/** The sealer alone in a process of its own, as `calltrail seal` runs it. */
+const startSealerRole = async (sealer: Extract<ChildSpec, { role: 'sealer' }>): Promise<Handler> => {
+  const [{ default: pg }, { openPostgresEventStore }] = await Promise.all([
+    import('pg'),
+    import('../src/event-store/postgres/postgres-event-store.ts'),
+  ]);
+  const eventStore = await openPostgresEventStore(sealer.eventStoreUrl, { timeoutMs: 30_000 });
+  const pool = new pg.Pool({ connectionString: sealer.eventStoreUrl, max: 2 });
+  pool.on('error', () => {});
+  const control = await sealerControl(eventStore, pool, sealer.logLevel, sealer.maxSeconds, false);
+  send({ kind: 'ready', port: 0 });
+  return async (command) => {
+    const { result } = await control(command);
+    if (command.command === 'exit') {
+      await eventStore.close();
+      await pool.end();
+    }
+    return result;
   };
 };
 

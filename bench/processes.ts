@@ -18,6 +18,11 @@ export type ChildSpec =
       readonly journalDir?: string;
       /** In relay mode, with this as `CALLTRAIL_RELAY_URL`. */
       readonly relayUrl?: string;
+      /**
+       * With a sealer in this process, as `calltrail serve` runs one, sealing at least this often;
+       * it starts paused (commands `resume`, `pause`, `catch-up`).
+       */
+      readonly sealer?: { readonly maxSeconds: number };
     }
   | { readonly role: 'noop'; readonly logLevel: string }
   /** The customer's handler relay mode answers through (`tool-handler.ts`). */

@@ -75,33 +75,46 @@ const twoStandardErrors = (values: readonly number[]) => {
 
 const percent = (fraction: number) => `${(fraction * 100).toFixed(1)}%`;
 
+/** Where the sealer runs beside ingest: in the app's process, as `calltrail serve` runs it, or alone. */
+type SealerPlacement = 'in-process' | 'own-process';
+
 /**
  * Ingest into a fresh archive through the real app, without and with the sealer running beside it
- * in its own process (caught up before each load, sealing at least every second, so it works all
- * through the load; paused, not stopped, in between), in ABBA blocks.
+ * (caught up before each load, sealing at least every second, so it works all through the load;
+ * paused, not stopped, in between), in ABBA blocks.
  */
-const measureIngestBesideSealer = async (context: BenchContext): Promise<IngestBesideSealer> => {
+const measureIngestBesideSealer = async (
+  context: BenchContext,
+  placement: SealerPlacement,
+): Promise<IngestBesideSealer> => {
   const { options } = context;
-  const url = await context.postgres.createDatabase('sealing-ingest');
-  const app = await startMeasuredProcess(appSpec(url, options), context.processes);
-  const traffic = new LiveTraffic('sealing-ingest', 3);
+  const url = await context.postgres.createDatabase(`sealing-ingest-${placement}`);
+  const inProcess = placement === 'in-process';
+  const app = await startMeasuredProcess(
+    { ...appSpec(url, options), ...(inProcess ? { sealer: { maxSeconds: 1 } } : {}) },
+    context.processes,
+  );
+  const traffic = new LiveTraffic(`sealing-ingest-${placement}`, 3);
   const runs = { without: [] as LoadResult[], with: [] as LoadResult[] };
   const blockCosts: number[] = [];
   const blocks = ingestBlocks(options.loadSeconds);
   const seconds = blockLoadSeconds(options.loadSeconds);
   let sealerSeconds = 0;
   let requestsBesideSealer = 0;
-  let sealer: MeasuredProcess | undefined;
+  let ownProcess: MeasuredProcess | undefined;
   try {
-    sealer = await startMeasuredProcess(
-      { role: 'sealer', eventStoreUrl: url, logLevel: options.logLevel, maxSeconds: 1 },
-      context.processes,
-    );
-    await sealer.request({ command: 'pause' });
+    if (!inProcess) {
+      ownProcess = await startMeasuredProcess(
+        { role: 'sealer', eventStoreUrl: url, logLevel: options.logLevel, maxSeconds: 1 },
+        context.processes,
+      );
+      await ownProcess.request({ command: 'pause' });
+    }
+    const sealer = ownProcess ?? app;
     context.progress(`sealing: warming up ingest (${options.warmupSeconds} s)`);
     await load(app, traffic, 50, options.warmupSeconds, context.postgres.pid, undefined);
     context.progress(
-      `sealing: ingest without and with the sealer beside it, ${blocks} blocks of 4 loads of ${seconds} s`,
+      `sealing: ingest without and with the sealer (${placement}), ${blocks} blocks of 4 loads of ${seconds} s`,
     );
     for (let block = 1; block <= blocks; block += 1) {
       const blockRuns = { without: [] as LoadResult[], with: [] as LoadResult[] };
@@ -110,7 +123,8 @@ const measureIngestBesideSealer = async (context: BenchContext): Promise<IngestB
           await sealer.request({ command: side === 'with' ? 'resume' : 'pause' });
         // Caught up before the load, so it measures the sealer keeping pace, not catching up.
         if (side === 'with') await sealer.request({ command: 'catch-up' });
-        const sealerCpu = side === 'with' ? startCpuMeter(sealer.pid, undefined) : undefined;
+        const sealerCpu =
+          side === 'with' && ownProcess !== undefined ? startCpuMeter(ownProcess.pid, undefined) : undefined;
         const run = await load(app, traffic, 50, seconds, context.postgres.pid, undefined);
         const sealerUse = sealerCpu?.stop();
         if (sealerUse !== undefined) {
@@ -123,7 +137,7 @@ const measureIngestBesideSealer = async (context: BenchContext): Promise<IngestB
       blockCosts.push(1 - meanRate(blockRuns.with) / meanRate(blockRuns.without));
     }
   } finally {
-    await sealer?.stop();
+    await ownProcess?.stop();
     await app.stop();
   }
   return {
@@ -131,9 +145,41 @@ const measureIngestBesideSealer = async (context: BenchContext): Promise<IngestB
     cost: 1 - meanRate(runs.with) / meanRate(runs.without),
     blockCosts,
     blockSeconds: seconds,
-    sealerCpuPerRequest: cpuMicrosPer(sealerSeconds, requestsBesideSealer),
+    sealerCpuPerRequest: inProcess ? undefined : cpuMicrosPer(sealerSeconds, requestsBesideSealer),
   };
 };
+
+/** The rows of one placement's comparison. */
+const ingestCostRows = (ingest: IngestBesideSealer, where: string) => [
+  {
+    measure: `ingest cost of the sealer ${where} (c=50)`,
+    value: `${percent(ingest.cost)} ± ${percent(twoStandardErrors(ingest.blockCosts))}`,
+    ceiling: `${formatRate(meanRate(ingest.without), 'req')} without, ${formatRate(meanRate(ingest.with), 'req')} with`,
+    target: {
+      description: `<= ${ingestCostTarget * 100}%`,
+      pass: ingest.cost <= ingestCostTarget,
+    },
+  },
+  {
+    measure: `  CPU per request with / without it (server + PostgreSQL)`,
+    value: `${formatMicros(meanCpu(ingest.with, 'server'))} + ${formatMicros(meanCpu(ingest.with, 'postgres'))}`,
+    ceiling: `${formatMicros(meanCpu(ingest.without, 'server'))} + ${formatMicros(meanCpu(ingest.without, 'postgres'))}`,
+  },
+  ...(ingest.sealerCpuPerRequest === undefined
+    ? []
+    : [
+        {
+          measure: "  the sealer process's own CPU per request",
+          value: formatMicros(ingest.sealerCpuPerRequest),
+        },
+      ]),
+  {
+    measure: '  machine cores busy with / without it',
+    value: meanCores(ingest.with).toFixed(2),
+    ceiling: meanCores(ingest.without).toFixed(2),
+  },
+];
+
 const cpuPerEvent = (cpu: CpuUse, events: number): string =>
   `${formatMicros(cpuMicrosPer(cpu.processSeconds, events))} + ${formatMicros(cpuMicrosPer(cpu.postgresSeconds, events))}`;
 
@@ -212,7 +258,8 @@ export const benchSealing = async (context: BenchContext): Promise<BenchmarkResu
         `verify did not pass over the sealed data set: ${JSON.stringify(report).slice(0, 500)}`,
       );
     }
-    const ingest = await measureIngestBesideSealer(context);
+    const inProcess = await measureIngestBesideSealer(context, 'in-process');
+    const ownProcess = await measureIngestBesideSealer(context, 'own-process');
     const readRate = events / readSeconds;
     const sealRate = events / sealSeconds;
     const verifyRate = events / verifySeconds;
@@ -239,29 +286,8 @@ export const benchSealing = async (context: BenchContext): Promise<BenchmarkResu
             pass: verifyRate >= verifyTarget,
           },
         },
-        {
-          measure: 'ingest cost of the sealer beside it (c=50)',
-          value: `${percent(ingest.cost)} ± ${percent(twoStandardErrors(ingest.blockCosts))}`,
-          ceiling: `${formatRate(meanRate(ingest.without), 'req')} without, ${formatRate(meanRate(ingest.with), 'req')} with`,
-          target: {
-            description: `<= ${ingestCostTarget * 100}%`,
-            pass: ingest.cost <= ingestCostTarget,
-          },
-        },
-        {
-          measure: 'ingest CPU per request without / with the sealer (server + PostgreSQL)',
-          value: `${formatMicros(meanCpu(ingest.with, 'server'))} + ${formatMicros(meanCpu(ingest.with, 'postgres'))}`,
-          ceiling: `${formatMicros(meanCpu(ingest.without, 'server'))} + ${formatMicros(meanCpu(ingest.without, 'postgres'))}`,
-        },
-        {
-          measure: "the sealer process's own CPU per request ingested beside it",
-          value: formatMicros(ingest.sealerCpuPerRequest),
-        },
-        {
-          measure: 'machine cores busy during ingest without / with the sealer',
-          value: meanCores(ingest.with).toFixed(2),
-          ceiling: meanCores(ingest.without).toFixed(2),
-        },
+        ...ingestCostRows(inProcess, "in the app's process, as serve runs it"),
+        ...ingestCostRows(ownProcess, 'in a process of its own'),
       ],
       details: {
         events,
@@ -272,11 +298,11 @@ export const benchSealing = async (context: BenchContext): Promise<BenchmarkResu
         verifySeconds,
         sealCpu,
         verifyCpu,
-        ingestBesideSealer: ingest,
+        ingestBesideSealer: { inProcess, ownProcess },
       },
       notes: [
         `CPU per event (this process + PostgreSQL, whose other clients count too): sealing ${cpuPerEvent(sealCpu, events)}, verify ${cpuPerEvent(verifyCpu, events)}`,
-        `ingest cost: the real app at c=50, without and with the sealer in its own process (1,000 events or 1 s per digest), in ${ingest.blockCosts.length} blocks of four ${ingest.blockSeconds}-second loads ordered without, with, with, without (so a drift weighs on both sides alike), the sealer paused in between; the figure is over all loads, ± twice the standard error of the blocks' own estimates (about a 95% interval); the PostgreSQL CPU per request includes the sealer's reads and digests`,
+        `ingest cost: the real app at c=50, without and with the sealer (1,000 events or 1 s per digest) in its process or in one of its own, each in ${inProcess.blockCosts.length} blocks of four ${inProcess.blockSeconds}-second loads ordered without, with, with, without (so a drift weighs on both sides alike), the sealer paused in between; the figure is over all loads, ± twice the standard error of the blocks' own estimates (about a 95% interval); the PostgreSQL CPU per request includes the sealer's reads and digests`,
         ...(events < 1_000_000
           ? [`measured over ${events.toLocaleString('en-US')} events, not the 1,000,000 of the targets`]
           : []),
