@@ -459,7 +459,7 @@ const sealerControl = async (
     return { sequence: sealing.lastDigest?.sequence };
   };
 
-  /** Answers the sealer's commands; undefined for any other. */
+  /** Answers the sealer's commands; `handled: false` for any other, and for `exit` (the caller ends the rest). */
   return async (command: ChildCommand): Promise<{ handled: boolean; result?: unknown }> => {
     if (command.command === 'exit') {
       await running?.stop();

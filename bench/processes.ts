@@ -59,7 +59,7 @@ export type ChildCommand = { readonly id: number } & (
   | { readonly command: 'reset-peak' }
   | { readonly command: 'live-heap' }
   | { readonly command: 'catch-up' }
-  /** The sealer role: stop sealing (the process stays, idle) / start again and take the lead. */
+  /** A sealer (its role, or an app with one): stop sealing, the process staying / start again and take the lead. */
   | { readonly command: 'pause' }
   | { readonly command: 'resume' }
   | { readonly command: 'copy'; readonly sql: string }

@@ -48,7 +48,10 @@ interface IngestBesideSealer {
   readonly blockCosts: number[];
   /** How long each load of a block ran. */
   readonly blockSeconds: number;
-  /** The sealer process's CPU microseconds per request ingested while it ran beside. */
+  /**
+   * The sealer process's CPU microseconds per request ingested while it ran beside; undefined when
+   * it ran in the app's process (its CPU is then part of the server's).
+   */
   readonly sealerCpuPerRequest: number | undefined;
 }
 
