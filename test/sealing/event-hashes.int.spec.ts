@@ -433,3 +433,65 @@ describe('event hashes in a database whose encoding is not UTF-8', () => {
     }
   });
 });
+
+describe('reading a range of stored events takes as long as the range needs, while the store keeps answering', () => {
+  const timeoutMs = 300;
+  let shortStore: PostgresEventStore;
+  let range: StoredEventRangeOptions;
+  const events = 150;
+
+  beforeAll(async () => {
+    shortStore = await openPostgresEventStore(database.url, { timeoutMs });
+    const stream = callStreamName(`long-range-${randomUUID()}`);
+    const transcript = 'word '.repeat(12_000);
+    const appended = await store.append(
+      stream,
+      Array.from({ length: events }, () => ({
+        id: randomUUID(),
+        type: 'end-of-call-report',
+        data: { transcript },
+        metadata: {},
+      })),
+      'no-stream',
+    );
+    if (appended.outcome !== 'appended') throw new Error('the long range was not appended');
+    const positions: GlobalPosition[] = [];
+    for await (const event of store.readStream(stream, {})) positions.push(event.position);
+    const before = await referenceHashes();
+    const first = before.findIndex((event) => event.streamName === stream);
+    range = {
+      streamPrefixes: [stream],
+      last: positions.at(-1)!,
+      ...(first > 0 ? { after: before[first - 1]!.position } : {}),
+    };
+  });
+
+  afterAll(async () => {
+    await shortStore?.close();
+  });
+
+  it('reads a range far longer than the timeout to its end when the reader is the slow side', async () => {
+    let seen = 0;
+    // A reader slower than the store's timeout in all (here, 5 ms per event): only waiting for the
+    // store counts against that timeout.
+    const count = await shortStore.readStoredEvents(range, () => {
+      seen += 1;
+      const until = performance.now() + 5;
+      while (performance.now() < until);
+    });
+    expect(count).toBe(events);
+    expect(seen).toBe(events);
+  });
+
+  it('gives up with an error naming the store once it stops answering', async () => {
+    const blocker = await pool.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE event_store.events IN ACCESS EXCLUSIVE MODE');
+      await expect(shortStore.readStoredEvents(range, () => {})).rejects.toThrow(/event store/);
+    } finally {
+      await blocker.query('ROLLBACK');
+      blocker.release();
+    }
+  });
+});

@@ -8,7 +8,7 @@ import { addAbortSignal } from 'node:stream';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import type { StoredEventBytes } from '../event-store.ts';
-import { asError, connectWithin, timedOut, translateError } from './errors.ts';
+import { asError, connectWithin, timedOut, translateError, withTimeout } from './errors.ts';
 
 /** The columns read, in this order; all NOT NULL. */
 const columns = ['position', 'stream_name', 'revision', 'event_id', 'event_type', 'data', 'metadata'];
@@ -191,8 +191,11 @@ export interface StoredRange {
 
 /**
  * Each matching event in `range`, in order, to `visit`; resolves to how many. One connection of
- * `pool`, bounded by `timeoutMs` as a whole; a connection left mid-COPY (a timeout, an error, a
- * throwing visitor) is discarded, not reused.
+ * `pool`. A range may be long and its reader slow, so what is bounded by `timeoutMs` is waiting for
+ * the store: connecting, each statement, and each gap between the COPY's chunks (the time `visit`
+ * takes does not count). The statement's own server-side timeout is lifted for this read and
+ * restored after it. A connection left mid-COPY (a timeout, an error, a throwing visitor) is
+ * discarded, not reused, so the lifted timeout never outlives the read.
  */
 export const readStoredRange = async (
   pool: pg.Pool,
@@ -212,17 +215,31 @@ export const readStoredRange = async (
        ORDER BY e.position
     ) TO STDOUT (FORMAT binary)`;
   const rows = new CopyRows(visit);
-  const deadline = AbortSignal.timeout(timeoutMs);
+  const stalled = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const waitForStore = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => stalled.abort(), timeoutMs);
+  };
   let failure: Error | undefined;
   try {
-    const stream = addAbortSignal(deadline, client.query(copyTo(sql)));
-    for await (const chunk of stream) rows.push(chunk as Buffer);
-    return rows.finish();
+    await withTimeout(client.query('SET statement_timeout TO 0'), timeoutMs, doing);
+    waitForStore();
+    const stream = addAbortSignal(stalled.signal, client.query(copyTo(sql)));
+    for await (const chunk of stream) {
+      rows.push(chunk as Buffer);
+      waitForStore();
+    }
+    clearTimeout(timer);
+    const count = rows.finish();
+    await withTimeout(client.query('RESET statement_timeout'), timeoutMs, doing);
+    return count;
   } catch (error) {
     failure = asError(error);
-    if (deadline.aborted) throw timedOut(doing, timeoutMs);
+    if (stalled.signal.aborted) throw timedOut(doing, timeoutMs);
     throw translateError(error, doing);
   } finally {
+    clearTimeout(timer);
     client.release(failure);
   }
 };
