@@ -58,16 +58,17 @@ interface IngestBesideSealer {
 const meanRate = (runs: readonly LoadResult[]) =>
   runs.reduce((sum, run) => sum + run.requestsPerSecond, 0) / runs.length;
 
-const meanCpu = (runs: readonly LoadResult[], part: 'server' | 'postgres') => {
-  const values = runs.flatMap((run) => {
-    const value = run.cpuPerRequest[part];
-    return value === undefined ? [] : [value];
-  });
+/** The mean of what the runs measured; undefined when none could measure it. */
+const meanMeasured = (runs: readonly LoadResult[], measured: (run: LoadResult) => number | undefined) => {
+  const values = runs.flatMap((run) => measured(run) ?? []);
   return values.length === 0 ? undefined : values.reduce((sum, value) => sum + value, 0) / values.length;
 };
 
+const meanCpu = (runs: readonly LoadResult[], part: 'server' | 'postgres') =>
+  meanMeasured(runs, (run) => run.cpuPerRequest[part]);
+
 const meanCores = (runs: readonly LoadResult[]) =>
-  runs.reduce((sum, run) => sum + (run.cpu.machineCores ?? Number.NaN), 0) / runs.length;
+  meanMeasured(runs, (run) => run.cpu.machineCores)?.toFixed(2) ?? '?';
 
 /** Twice the standard error of the mean of `values`: about a 95% interval's half-width. */
 const twoStandardErrors = (values: readonly number[]) => {
@@ -178,8 +179,8 @@ const ingestCostRows = (ingest: IngestBesideSealer, where: string) => [
       ]),
   {
     measure: '  machine cores busy with / without it',
-    value: meanCores(ingest.with).toFixed(2),
-    ceiling: meanCores(ingest.without).toFixed(2),
+    value: meanCores(ingest.with),
+    ceiling: meanCores(ingest.without),
   },
 ];
 
