@@ -300,6 +300,98 @@ describe('PostgreSQL event store', () => {
       expect(await collect(store.readStream(`${prefix}existing`))).toHaveLength(1);
     });
 
+    it('writes a batch of exact appends in one statement only where every head is as expected', async () => {
+      const prefix = `gc-heads-${randomBytes(4).toString('hex')}-`;
+      const store = await open();
+      await store.append(`${prefix}a`, [event()], 'no-stream');
+      const appendAtHeads = (heads: [string, number][], rows: [string, number][]) =>
+        admin.query<{ appended_position: string; appended_stream: string; appended_revision: string }>(
+          `SELECT * FROM event_store.append_at_expected_heads($1, $2, $3, $4, $5, $6, $7, $8)`,
+          [
+            heads.map(([stream]) => stream),
+            heads.map(([, head]) => head),
+            rows.map(([stream]) => stream),
+            rows.map(([, revision]) => revision),
+            rows.map(() => randomUUID()),
+            rows.map(() => 'status-update'),
+            JSON.stringify(rows.map((_, index) => ({ index }))),
+            JSON.stringify(rows.map(() => ({}))),
+          ],
+        );
+      const countIn = async (stream: string) =>
+        Number(
+          (
+            await admin.query<{ n: string }>(
+              'SELECT count(*) AS n FROM event_store.events WHERE stream_name = $1',
+              [stream],
+            )
+          ).rows[0]!.n,
+        );
+
+      // One head elsewhere (a's is 0, not -1): nothing at all is written, and no row says so.
+      const refused = await appendAtHeads(
+        [
+          [`${prefix}a`, -1],
+          [`${prefix}b`, -1],
+        ],
+        [
+          [`${prefix}a`, 0],
+          [`${prefix}b`, 0],
+        ],
+      );
+      expect(refused.rows).toEqual([]);
+      expect([await countIn(`${prefix}a`), await countIn(`${prefix}b`)]).toEqual([1, 0]);
+
+      const written = await appendAtHeads(
+        [
+          [`${prefix}a`, 0],
+          [`${prefix}b`, -1],
+        ],
+        [
+          [`${prefix}b`, 0],
+          [`${prefix}a`, 1],
+          [`${prefix}b`, 1],
+        ],
+      );
+      expect(written.rows.map((row) => [row.appended_stream, row.appended_revision])).toEqual([
+        [`${prefix}b`, '0'],
+        [`${prefix}a`, '1'],
+        [`${prefix}b`, '1'],
+      ]);
+      const positions = written.rows.map((row) => BigInt(row.appended_position));
+      expect(positions).toEqual([...positions].sort((x, y) => (x < y ? -1 : 1)));
+      expect(new Set(positions).size).toBe(3);
+      // Through the adapter, the same holds: the store's own view and the database's agree.
+      expect((await collect(store.readStream(`${prefix}b`))).map((e) => e.data)).toEqual([
+        { index: 0 },
+        { index: 2 },
+      ]);
+    });
+
+    it('judges an exact append by the head left by whoever held the lock before it', async () => {
+      const store = await open();
+      await store.append(`warm-${randomUUID()}`, [event()], 'no-stream');
+      const stream = `gc-raced-${randomUUID()}`;
+      const holder = await admin.connect();
+      try {
+        await holder.query('BEGIN');
+        await holder.query('SELECT pg_advisory_xact_lock(7161124095561722881)');
+        const appending = store.append(stream, [event()], 'no-stream');
+        await waitUntilBlockedBy(holder);
+        // Another writer creates the stream while the append waits for the lock, after it began.
+        await holder.query(
+          `INSERT INTO event_store.events (stream_name, revision, event_id, event_type, data, metadata)
+           VALUES ($1, 0, $2, 'status-update', '{}', '{}')`,
+          [stream, randomUUID()],
+        );
+        await holder.query('COMMIT');
+        expect(await appending).toEqual({ outcome: 'wrong-expected-version', actualRevision: 0n });
+      } finally {
+        holder.release();
+      }
+      expect(await collect(store.readStream(stream))).toHaveLength(1);
+    });
+
     it('answers a retry within the same batch as idempotent', async () => {
       const store = await open();
       const stream = `gc-retry-${randomUUID()}`;
@@ -416,6 +508,7 @@ describe('PostgreSQL event store', () => {
             '0000_init.sql',
             '0001_event_hash.sql',
             '0002_event_hash_utf8_lengths.sql',
+            '0003_append_at_expected_heads.sql',
           ]);
           await client.query(`UPDATE event_store.schema_migrations SET checksum = 'edited'`);
           await expect(openPostgresEventStore(fresh.url, { timeoutMs: 5_000 })).rejects.toThrow(

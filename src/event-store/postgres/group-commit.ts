@@ -99,6 +99,14 @@ const insertSql = `
    ORDER BY ordinality
   RETURNING position, stream_name, revision`;
 
+// A batch whose expectations all follow on from one another (see `expectedHeadsOf`) in one round
+// trip: the function (see the migration) takes the lock, writes the batch when every stream's head is
+// where expected, and returns no row otherwise. It runs as its own implicit transaction.
+const appendAtExpectedHeadsSql = `
+  SELECT appended_position AS position, appended_revision AS revision
+    FROM event_store.append_at_expected_heads(
+           $1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::uuid[], $6::text[], $7::json, $8::json)`;
+
 /** Events' JSON texts (each a whole JSON value, as `JSON.stringify` wrote it) as one JSON array. */
 const jsonArrayOf = (texts: readonly string[]): string => `[${texts.join(',')}]`;
 
@@ -143,6 +151,26 @@ type Outcome =
       readonly written: boolean;
     }
   | { readonly kind: 'wrong-expected-version'; readonly actualRevision: bigint | 'no-stream' };
+
+/**
+ * Where each stream's head must be for the whole batch to be a write, when that alone decides it:
+ * every append expects an exact revision (or no stream), and each later append to a stream expects
+ * the revision the one before it in the batch ends at. Undefined otherwise (an `any` append, or
+ * expectations that do not follow on, which `decideAppend` must judge one by one).
+ */
+const expectedHeadsOf = (batch: readonly AppendRequest[]): Map<string, bigint> | undefined => {
+  const firstHeads = new Map<string, bigint>();
+  const nextHeads = new Map<string, bigint>();
+  for (const { streamName, expected, events } of batch) {
+    if (expected !== 'no-stream' && typeof expected !== 'bigint') return undefined;
+    const head = expected === 'no-stream' ? -1n : expected;
+    const next = nextHeads.get(streamName);
+    if (next === undefined) firstHeads.set(streamName, head);
+    else if (next !== head) return undefined;
+    nextHeads.set(streamName, head + BigInt(events.length));
+  }
+  return firstHeads;
+};
 
 export class GroupCommitWriter {
   private readonly queue: PendingAppend[] = [];
@@ -309,8 +337,70 @@ export class GroupCommitWriter {
     }
   }
 
-  /** One transaction: lock, look, decide each append in order, insert, commit. */
+  /**
+   * The batch in one round trip when it can be (every append expects an exact revision, as the
+   * idempotent append's do); otherwise, or when a head is not where expected, one transaction: lock,
+   * look, decide each append in order, insert, commit.
+   */
   private async writeBatch(
+    client: pg.PoolClient,
+    batch: readonly PendingAppend[],
+    progress: { commitSent: boolean },
+  ): Promise<AppendResult[]> {
+    const expectedHeads = expectedHeadsOf(batch);
+    if (expectedHeads !== undefined) {
+      // Not `commitSent`: a retry after a lost connection is safe here, because every append names
+      // its exact revision: if the lost attempt committed, the retry finds the heads moved and each
+      // append is then recognised as already written.
+      const written = await this.appendAtExpectedHeads(client, batch, expectedHeads);
+      if (written !== undefined) return written;
+    }
+    return this.decideAndWrite(client, batch, progress);
+  }
+
+  /** The batch written whole when each stream's head is where expected; undefined when one is not. */
+  private async appendAtExpectedHeads(
+    client: pg.PoolClient,
+    batch: readonly PendingAppend[],
+    expectedHeads: ReadonlyMap<string, bigint>,
+  ): Promise<AppendResult[] | undefined> {
+    const rows: BatchRow[] = [];
+    const heads = new Map(expectedHeads);
+    const lastRows = batch.map(({ streamName, events }) => {
+      let revision = heads.get(streamName)!;
+      for (const event of events) rows.push({ streamName, revision: (revision += 1n), event });
+      heads.set(streamName, revision);
+      return rows.length - 1;
+    });
+    const appended = await client.query<{ position: string; revision: string }>({
+      name: 'calltrail-append-at-expected-heads',
+      text: appendAtExpectedHeadsSql,
+      values: [
+        arrayParameter('text', [...expectedHeads.keys()]),
+        arrayParameter(
+          'int8',
+          [...expectedHeads.values()].map((head) => head.toString()),
+        ),
+        ...this.rowParameters(rows),
+      ],
+    });
+    if (appended.rows.length === 0) return undefined;
+    if (appended.rows.length !== rows.length) {
+      throw new Error(`${appended.rows.length} positions returned for ${rows.length} events`);
+    }
+    return lastRows.map((row): AppendResult => {
+      const { position, revision } = appended.rows[row]!;
+      return {
+        outcome: 'appended',
+        nextRevision: BigInt(revision),
+        position: positionOf(BigInt(position)),
+        written: true,
+      };
+    });
+  }
+
+  /** One transaction: lock, look, decide each append in order, insert, commit. */
+  private async decideAndWrite(
     client: pg.PoolClient,
     batch: readonly PendingAppend[],
     progress: { commitSent: boolean },
@@ -462,30 +552,35 @@ export class GroupCommitWriter {
     }
   }
 
+  /** The rows as the insert's six parameters: stream names, revisions, ids, types, data, metadata. */
+  private rowParameters(rows: readonly BatchRow[]): unknown[] {
+    return [
+      arrayParameter(
+        'text',
+        rows.map((row) => row.streamName),
+      ),
+      arrayParameter(
+        'int8',
+        rows.map((row) => row.revision.toString()),
+      ),
+      arrayParameter(
+        'uuid',
+        rows.map((row) => row.event.id),
+      ),
+      arrayParameter(
+        'text',
+        rows.map((row) => row.event.type),
+      ),
+      jsonArrayOf(rows.map((row) => row.event.data)),
+      jsonArrayOf(rows.map((row) => row.event.metadata)),
+    ];
+  }
+
   private async insert(client: pg.PoolClient, rows: readonly BatchRow[]): Promise<bigint[]> {
     const inserted = await client.query<{ position: string; stream_name: string; revision: string }>({
       name: 'calltrail-append-insert',
       text: insertSql,
-      values: [
-        arrayParameter(
-          'text',
-          rows.map((row) => row.streamName),
-        ),
-        arrayParameter(
-          'int8',
-          rows.map((row) => row.revision.toString()),
-        ),
-        arrayParameter(
-          'uuid',
-          rows.map((row) => row.event.id),
-        ),
-        arrayParameter(
-          'text',
-          rows.map((row) => row.event.type),
-        ),
-        jsonArrayOf(rows.map((row) => row.event.data)),
-        jsonArrayOf(rows.map((row) => row.event.metadata)),
-      ],
+      values: this.rowParameters(rows),
     });
     const byKey = new Map(
       inserted.rows.map((row) => [`${row.revision}:${row.stream_name}`, BigInt(row.position)]),
