@@ -5,7 +5,10 @@
  * append is decided on its own, so a wrong expected version refuses that append and no other.
  *
  * Every transaction first takes the append lock (see the migration), which is what makes positions
- * gap-free for readers; batching is what keeps that serialization fast.
+ * gap-free for readers; batching is what keeps that serialization fast. A batch whose appends all
+ * name their exact expected revisions (the idempotent append's always do) is written by one
+ * statement, one round trip, when each stream's head is where expected; any other batch is decided
+ * append by append in a transaction of its own.
  */
 import type pg from 'pg';
 import type { Logger } from '../../logger.ts';
