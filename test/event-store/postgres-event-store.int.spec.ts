@@ -392,6 +392,48 @@ describe('PostgreSQL event store', () => {
       expect(await collect(store.readStream(stream))).toHaveLength(1);
     });
 
+    it('retries an append whose connection is lost mid-statement once, and stores it once', async () => {
+      const target = new URL(database.url);
+      const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port) });
+      const holder = await admin.connect();
+      try {
+        const store = await open({ timeoutMs: 20_000 }, throughProxy(database.url, proxy.port));
+        await store.append(`warm-${randomUUID()}`, [event()], 'no-stream');
+        const stream = `gc-cut-${randomUUID()}`;
+        const proposed = event();
+        await holder.query('BEGIN');
+        await holder.query('SELECT pg_advisory_xact_lock(7161124095561722881)');
+        const appending = store.append(stream, [proposed], 'no-stream');
+        await waitUntilBlockedBy(holder);
+        // The connection goes while its statement waits for the lock; the server may still run and
+        // commit it once the lock is free, with nobody left to tell.
+        const cutAt = (await holder.query<{ at: Date }>('SELECT clock_timestamp() AS at')).rows[0]!.at;
+        proxy.cutOpenConnections();
+        // The retry, on a connection opened after the cut, waits for the lock in its turn. (Asked
+        // outside the holder's transaction, which would see the sessions as they were when it first
+        // looked.)
+        const holderPid = (await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!
+          .pid;
+        await vi.waitFor(
+          async () => {
+            const { rows } = await admin.query(
+              `SELECT pid FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid)) AND backend_start > $2`,
+              [holderPid, cutAt],
+            );
+            expect(rows).toHaveLength(1);
+          },
+          { timeout: 10_000, interval: 20 },
+        );
+        await holder.query('COMMIT');
+        expect(await appending).toMatchObject({ outcome: 'appended', nextRevision: 0n });
+        expect((await collect(store.readStream(stream))).map((e) => e.id)).toEqual([proposed.id]);
+      } finally {
+        await holder.query('ROLLBACK').catch(() => {});
+        holder.release();
+        await proxy.close();
+      }
+    });
+
     it('answers a retry within the same batch as idempotent', async () => {
       const store = await open();
       const stream = `gc-retry-${randomUUID()}`;

@@ -2,7 +2,8 @@
  * A TCP proxy on 127.0.0.1 in front of a store, so a test can take the store away from calltrail and
  * give it back without touching the store itself: `goDown()` refuses new connections and cuts the
  * open ones (as a crashed server does), `blackHole()` accepts connections but never answers and
- * stalls the open ones (as a partition does), `comeBack()` forwards again on the same port.
+ * stalls the open ones (as a partition does), `comeBack()` forwards again on the same port, and
+ * `cutOpenConnections()` cuts the open ones while new ones still get through (a connection lost).
  */
 import net from 'node:net';
 
@@ -11,6 +12,7 @@ export interface TcpProxy {
   goDown(): Promise<void>;
   blackHole(): void;
   comeBack(): Promise<void>;
+  cutOpenConnections(): void;
   close(): Promise<void>;
 }
 
@@ -76,6 +78,7 @@ export const startTcpProxy = async (target: { host: string; port: number }): Pro
       }
       server ??= await listen(port);
     },
+    cutOpenConnections: cutConnections,
     close: goDown,
   };
 };
