@@ -44,6 +44,9 @@ const waitUntilBlockedBy = async (holder: pg.ClientBase, which: (pid: number) =>
   const holderPid = (await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
   await vi.waitFor(
     async () => {
+      // Within a transaction the sessions are a snapshot taken at the first look: take a fresh one,
+      // or a session that started since would never be seen.
+      await holder.query('SELECT pg_stat_clear_snapshot()');
       const { rows } = await holder.query<{ pid: number }>(
         'SELECT pid FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))',
         [holderPid],
@@ -245,7 +248,7 @@ describe('PostgreSQL event store', () => {
 
     it('does not answer while the transaction cannot commit', async () => {
       const store = await open();
-      // The writer's session exists before the lock is held: one starting meanwhile waits at start-up.
+      // The writer's connection is opened first, so what waits below is the append's statement.
       await store.append(`warm-${randomUUID()}`, [event()], 'no-stream');
       const holder = await admin.connect();
       try {

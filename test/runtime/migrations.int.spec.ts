@@ -73,6 +73,8 @@ describe('read-model migrations started by two processes at once', () => {
       ]);
       await vi.waitFor(
         async () => {
+          // A fresh look each time: within the transaction the sessions are otherwise a snapshot.
+          await holder.query('SELECT pg_stat_clear_snapshot()');
           const { rows } = await holder.query<{ waiting: number }>(
             `SELECT count(*)::int AS waiting FROM pg_stat_activity
               WHERE datname = current_database() AND cardinality(pg_blocking_pids(pid)) > 0`,
