@@ -86,32 +86,48 @@ const eventIdsSql = `
     JOIN event_store.events e ON e.event_id = r.event_id AND e.stream_name = r.stream_name
    ORDER BY e.stream_name, e.event_id, e.revision DESC`;
 
-// The JSON columns travel as two JSON arrays whose elements are the events' own JSON texts, joined
-// as they are: nothing is escaped on the way (a `json[]` array literal would escape every quote and
+// Every insert goes through this function (see the migration): it takes the lock, writes the rows
+// when each stream's head is where expected, checks that positions follow the given order, and returns
+// no row when a head is elsewhere. Called alone it is one round trip and its own implicit transaction.
+// The JSON columns travel as two JSON arrays whose elements are the events' own JSON texts, joined as
+// they are: nothing is escaped on the way (a `json[]` array literal would escape every quote and
 // backslash of every payload, and the server would undo it), and `json_array_elements` hands each
-// element back as its exact text. ROWS FROM zips the arrays by position; ORDINALITY keeps the rows in
-// the order given, so positions follow revisions within a stream (checked again below before
-// committing).
-const insertSql = `
-  INSERT INTO event_store.events (stream_name, revision, event_id, event_type, data, metadata)
-  SELECT stream_name, revision, event_id, event_type, data, metadata
-    FROM ROWS FROM (
-           unnest($1::text[]), unnest($2::bigint[]), unnest($3::uuid[]), unnest($4::text[]),
-           json_array_elements($5::json), json_array_elements($6::json)
-         ) WITH ORDINALITY AS r(stream_name, revision, event_id, event_type, data, metadata, ordinality)
-   ORDER BY ordinality
-  RETURNING position, stream_name, revision`;
-
-// A batch whose expectations all follow on from one another (see `expectedHeadsOf`) in one round
-// trip: the function (see the migration) takes the lock, writes the batch when every stream's head is
-// where expected, and returns no row otherwise. It runs as its own implicit transaction.
+// element back as its exact text. ROWS FROM zips the arrays by position and ORDINALITY keeps the
+// given order, so positions follow revisions within a stream (checked by the function before commit).
 const appendAtExpectedHeadsSql = `
-  SELECT appended_position AS position, appended_revision AS revision
+  SELECT appended_position AS position
     FROM event_store.append_at_expected_heads(
            $1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::uuid[], $6::text[], $7::json, $8::json)`;
 
 /** Events' JSON texts (each a whole JSON value, as `JSON.stringify` wrote it) as one JSON array. */
 const jsonArrayOf = (texts: readonly string[]): string => `[${texts.join(',')}]`;
+
+/** The function's parameters for `rows`, each stream's continuing from its head in `heads`. */
+const appendParameters = (heads: ReadonlyMap<string, bigint>, rows: readonly BatchRow[]): unknown[] => [
+  arrayParameter('text', [...heads.keys()]),
+  arrayParameter(
+    'int8',
+    [...heads.values()].map((head) => head.toString()),
+  ),
+  arrayParameter(
+    'text',
+    rows.map((row) => row.streamName),
+  ),
+  arrayParameter(
+    'int8',
+    rows.map((row) => row.revision.toString()),
+  ),
+  arrayParameter(
+    'uuid',
+    rows.map((row) => row.event.id),
+  ),
+  arrayParameter(
+    'text',
+    rows.map((row) => row.event.type),
+  ),
+  jsonArrayOf(rows.map((row) => row.event.data)),
+  jsonArrayOf(rows.map((row) => row.event.metadata)),
+];
 
 /** Per-stream state while a batch is being decided: stored rows looked up, plus this batch's rows. */
 class StreamState implements StreamView {
@@ -368,38 +384,20 @@ export class GroupCommitWriter {
     expectedHeads: ReadonlyMap<string, bigint>,
   ): Promise<AppendResult[] | undefined> {
     const rows: BatchRow[] = [];
-    const heads = new Map(expectedHeads);
-    const lastRows = batch.map(({ streamName, events }) => {
-      let revision = heads.get(streamName)!;
-      for (const event of events) rows.push({ streamName, revision: (revision += 1n), event });
-      heads.set(streamName, revision);
+    const lastRows = batch.map(({ streamName, expected, events }) => {
+      // Exact expectations that follow on (`expectedHeadsOf`): each append starts after its own.
+      const head = typeof expected === 'bigint' ? expected : -1n;
+      events.forEach((event, index) => rows.push({ streamName, revision: head + 1n + BigInt(index), event }));
       return rows.length - 1;
     });
-    const appended = await client.query<{ position: string; revision: string }>({
-      name: 'calltrail-append-at-expected-heads',
-      text: appendAtExpectedHeadsSql,
-      values: [
-        arrayParameter('text', [...expectedHeads.keys()]),
-        arrayParameter(
-          'int8',
-          [...expectedHeads.values()].map((head) => head.toString()),
-        ),
-        ...this.rowParameters(rows),
-      ],
-    });
-    if (appended.rows.length === 0) return undefined;
-    if (appended.rows.length !== rows.length) {
-      throw new Error(`${appended.rows.length} positions returned for ${rows.length} events`);
-    }
-    return lastRows.map((row): AppendResult => {
-      const { position, revision } = appended.rows[row]!;
-      return {
-        outcome: 'appended',
-        nextRevision: BigInt(revision),
-        position: positionOf(BigInt(position)),
-        written: true,
-      };
-    });
+    const positions = await this.appendRows(client, expectedHeads, rows);
+    if (positions === undefined) return undefined;
+    return lastRows.map((row): AppendResult => ({
+      outcome: 'appended',
+      nextRevision: rows[row]!.revision,
+      position: positionOf(positions[row]!),
+      written: true,
+    }));
   }
 
   /** One transaction: lock, look, decide each append in order, insert, commit. */
@@ -469,7 +467,12 @@ export class GroupCommitWriter {
       }
     });
 
-    const rowPositions = rows.length > 0 ? await this.insert(client, rows) : [];
+    // Each stream's rows continue from the head read under the lock, which nobody else can move.
+    const headsOfWritten = new Map(
+      rows.map((row) => [row.streamName, stateOf(row.streamName).storedHead ?? -1n] as const),
+    );
+    const rowPositions = rows.length > 0 ? await this.appendRows(client, headsOfWritten, rows) : [];
+    if (rowPositions === undefined) throw new Error('a stream head moved while the append lock was held');
     progress.commitSent = true;
     await client.query('COMMIT');
 
@@ -555,55 +558,21 @@ export class GroupCommitWriter {
     }
   }
 
-  /** The rows as the insert's six parameters: stream names, revisions, ids, types, data, metadata. */
-  private rowParameters(rows: readonly BatchRow[]): unknown[] {
-    return [
-      arrayParameter(
-        'text',
-        rows.map((row) => row.streamName),
-      ),
-      arrayParameter(
-        'int8',
-        rows.map((row) => row.revision.toString()),
-      ),
-      arrayParameter(
-        'uuid',
-        rows.map((row) => row.event.id),
-      ),
-      arrayParameter(
-        'text',
-        rows.map((row) => row.event.type),
-      ),
-      jsonArrayOf(rows.map((row) => row.event.data)),
-      jsonArrayOf(rows.map((row) => row.event.metadata)),
-    ];
-  }
-
-  private async insert(client: pg.PoolClient, rows: readonly BatchRow[]): Promise<bigint[]> {
-    const inserted = await client.query<{ position: string; stream_name: string; revision: string }>({
-      name: 'calltrail-append-insert',
-      text: insertSql,
-      values: this.rowParameters(rows),
+  /** Writes `rows` in order; their positions, in order; undefined (nothing written) when a head moved. */
+  private async appendRows(
+    client: pg.PoolClient,
+    heads: ReadonlyMap<string, bigint>,
+    rows: readonly BatchRow[],
+  ): Promise<bigint[] | undefined> {
+    const appended = await client.query<{ position: string }>({
+      name: 'calltrail-append-at-expected-heads',
+      text: appendAtExpectedHeadsSql,
+      values: appendParameters(heads, rows),
     });
-    const byKey = new Map(
-      inserted.rows.map((row) => [`${row.revision}:${row.stream_name}`, BigInt(row.position)]),
-    );
-    const positions = rows.map((row) => {
-      const position = byKey.get(`${row.revision}:${row.streamName}`);
-      if (position === undefined)
-        throw new Error(`no position returned for ${row.streamName}@${row.revision}`);
-      return position;
-    });
-    // Within a stream, the global order must follow revisions; refuse to commit anything else.
-    const lastByStream = new Map<string, bigint>();
-    rows.forEach((row, index) => {
-      const position = positions[index]!;
-      const previous = lastByStream.get(row.streamName);
-      if (previous !== undefined && previous >= position) {
-        throw new Error(`positions out of revision order in ${row.streamName}`);
-      }
-      lastByStream.set(row.streamName, position);
-    });
-    return positions;
+    if (appended.rows.length === 0) return undefined;
+    if (appended.rows.length !== rows.length) {
+      throw new Error(`${appended.rows.length} positions returned for ${rows.length} events`);
+    }
+    return appended.rows.map((row) => BigInt(row.position));
   }
 }
