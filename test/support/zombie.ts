@@ -16,18 +16,33 @@ export const processState = async (pid: number): Promise<string | undefined> => 
   }
 };
 
-/** Starts the parent and waits until its child is a zombie; kill `parent` to clean up. */
+const commandOf = async (pid: number): Promise<string | undefined> => {
+  try {
+    return (await readFile(`/proc/${pid}/comm`, 'utf8')).trim();
+  } catch {
+    return undefined;
+  }
+};
+
+const waitOptions = { timeout: 10_000, interval: 20 };
+
+/**
+ * Starts the parent and waits until its child is a zombie; kill `parent` to clean up.
+ *
+ * The shell collects a child that has already exited when it reaches `exec`, so the child must not
+ * exit before the shell has become `sleep`: it waits for a line on the shell's saved stdin, which is
+ * written only once the parent runs `sleep`.
+ */
 export const startZombieParent = async (): Promise<{ parent: ChildProcess; zombie: number }> => {
-  const parent = spawn('sh', ['-c', '/bin/true & echo $!; exec sleep 600'], {
-    stdio: ['ignore', 'pipe', 'ignore'],
+  const parent = spawn('sh', ['-c', 'exec 3<&0; read _ <&3 & echo $!; exec sleep 600 3<&-'], {
+    stdio: ['pipe', 'pipe', 'ignore'],
   });
   let output = '';
   parent.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-  await vi.waitFor(() => expect(output).toContain('\n'), { timeout: 10_000, interval: 20 });
+  await vi.waitFor(() => expect(output).toContain('\n'), waitOptions);
   const zombie = Number(output.trim());
-  await vi.waitFor(async () => expect(await processState(zombie)).toBe('Z'), {
-    timeout: 10_000,
-    interval: 20,
-  });
+  await vi.waitFor(async () => expect(await commandOf(parent.pid!)).toBe('sleep'), waitOptions);
+  parent.stdin?.end('go\n');
+  await vi.waitFor(async () => expect(await processState(zombie)).toBe('Z'), waitOptions);
   return { parent, zombie };
 };
