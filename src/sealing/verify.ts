@@ -16,6 +16,7 @@ import {
   type GlobalPosition,
   type HashedEvent,
   type RecordedEvent,
+  type StoredEventBytes,
 } from '../event-store/event-store.ts';
 import { compareSealed, type EventFinding, type EventFindingKind, type ObservedEvent } from './compare.ts';
 import {
@@ -175,10 +176,17 @@ export const checkChain = async (
 };
 
 /**
- * Digest ranges checked at once: the store reads two ranges side by side (two connections) while
- * this process hashes what arrives.
+ * Reads of stored events at once: the store reads two side by side (two connections) while this
+ * process hashes what arrives.
  */
-const rangesAtOnce = 2;
+const readsAtOnce = 2;
+
+/**
+ * Events one read covers at most: the ranges of consecutive digests waiting to be checked are read
+ * together, so the statements each read costs (and the wait for the first row) are paid once per
+ * span rather than once per digest.
+ */
+const eventsPerRead = 20_000;
 
 interface Range {
   /** Exclusive; null: from the start. */
@@ -192,39 +200,72 @@ const rangeOf = (digest: Digest, previous: Digest | undefined): Range => ({
   last: digest.lastPosition,
 });
 
+interface QueuedRange {
+  readonly range: Range;
+  readonly table: LeafTable;
+  readonly settle: (matches: boolean | Error) => void;
+}
+
+/** Whether the stored event's position is after `position`. */
+const storedAfter = (event: StoredEventBytes, position: GlobalPosition): boolean => {
+  const commit = event.bytes.readBigUInt64BE(event.commit);
+  return commit === position.commit
+    ? event.bytes.readBigUInt64BE(event.prepare) > position.prepare
+    : commit > position.commit;
+};
+
 /**
  * Whether a digest's range holds exactly what the digest sealed there, each event hashed here from
- * its stored bytes: at most `rangesAtOnce` ranges read at a time, each digest's range once. Verify
+ * its stored bytes: at most `readsAtOnce` reads at a time, each digest's range read once. Verify
  * asks for a range as soon as it reads its digest (while it checks the digests' leaves and
- * signatures, the store reads the events), and again when it compares.
+ * signatures, the store reads the events), and again when it compares. Ranges asked for while both
+ * reads are busy wait in order; the next read takes the first of them and the ones that follow on
+ * from it, up to `eventsPerRead` events, and hands each event to its own digest's check.
  */
 const storedRangeChecks = (
   readStoredEvents: NonNullable<EventStore['readStoredEvents']>,
   streamPrefixes: readonly string[],
 ) => {
   const known = new Map<Digest, { readonly key: string; readonly matches: Promise<boolean> }>();
-  const waiting: (() => void)[] = [];
+  const queue: QueuedRange[] = [];
   let running = 0;
-  const finished = () => {
-    running -= 1;
-    waiting.shift()?.();
-  };
-  const check = async (range: Range, table: LeafTable): Promise<boolean> => {
-    if (running >= rangesAtOnce) await new Promise<void>((resolve) => waiting.push(resolve));
-    running += 1;
+  const read = async (span: readonly QueuedRange[]): Promise<void> => {
+    const checks = span.map(({ table }) => new StoredRangeCheck(table));
+    const lasts = span.map(({ range }) => positionOf(range.last));
+    const first = span[0]!.range;
+    let current = 0;
     try {
-      const stored = new StoredRangeCheck(table);
       await readStoredEvents(
         {
           streamPrefixes,
-          last: positionOf(range.last),
-          ...(range.after === null ? {} : { after: positionOf(range.after) }),
+          last: lasts[lasts.length - 1]!,
+          ...(first.after === null ? {} : { after: positionOf(first.after) }),
         },
-        stored.visit,
+        (event) => {
+          while (current < span.length - 1 && storedAfter(event, lasts[current]!)) current += 1;
+          checks[current]!.visit(event);
+        },
       );
-      return stored.matches;
-    } finally {
-      finished();
+      for (const [index, queued] of span.entries()) queued.settle(checks[index]!.matches);
+    } catch (error) {
+      for (const queued of span) queued.settle(error instanceof Error ? error : new Error(String(error)));
+    }
+  };
+  const startReads = () => {
+    while (running < readsAtOnce && queue.length > 0) {
+      const span = [queue.shift()!];
+      let events = span[0]!.table.count;
+      for (let next = queue[0]; next !== undefined; next = queue[0]) {
+        if (next.range.after !== span[span.length - 1]!.range.last) break;
+        if (events + next.table.count > eventsPerRead) break;
+        span.push(queue.shift()!);
+        events += next.table.count;
+      }
+      running += 1;
+      void read(span).finally(() => {
+        running -= 1;
+        startReads();
+      });
     }
   };
   return (digest: Digest, range: Range): Promise<boolean> => {
@@ -232,7 +273,17 @@ const storedRangeChecks = (
     const found = known.get(digest);
     if (found !== undefined && found.key === key) return found.matches;
     const table = leafTableOf(digest);
-    const matches = table === undefined ? Promise.resolve(false) : check(range, table);
+    const matches =
+      table === undefined
+        ? Promise.resolve(false)
+        : new Promise<boolean>((resolve, reject) => {
+            queue.push({
+              range,
+              table,
+              settle: (result) => (typeof result === 'boolean' ? resolve(result) : reject(result)),
+            });
+            startReads();
+          });
     matches.catch(() => {}); // awaited when its range is compared, unless verify ends first
     known.set(digest, { key, matches });
     return matches;

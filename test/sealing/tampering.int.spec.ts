@@ -161,6 +161,34 @@ describe('tampering with the PostgreSQL event store', () => {
     expect(kinds(await archive.verify())).toEqual(['modified']);
   });
 
+  it('names each change under its own digest when many digests are read back together', async () => {
+    const archive = await archiveOn('postgres');
+    for (let call = 0; call < 12; call += 1) await archive.writeCall(5);
+    await archive.sealEverything();
+    const all = await rows(archive);
+    expect(all).toHaveLength(60);
+    const changed = all[27]!;
+    const deleted = all[52]!;
+    await withTriggersOff(archive, [
+      `UPDATE event_store.events SET data = json_build_object('forged', true) WHERE position = ${changed.position}`,
+      `DELETE FROM event_store.events WHERE position = ${deleted.position}`,
+    ]);
+    const report = await archive.verify();
+    expect(report).toMatchObject({ ok: false, digests: 12 });
+    expect(report.findings).toEqual([
+      expect.objectContaining({
+        kind: 'modified',
+        digest: 5,
+        position: `${changed.position}/${changed.position}`,
+      }),
+      expect.objectContaining({
+        kind: 'missing',
+        digest: 10,
+        position: `${deleted.position}/${deleted.position}`,
+      }),
+    ]);
+  });
+
   it('finds a deleted event', async () => {
     const { archive } = await sealedArchive('postgres');
     const target = (await rows(archive))[3]!;
