@@ -64,9 +64,11 @@ const putBytes = (input: Buffer, at: number, from: Buffer, start: number, end: n
 
 /**
  * `eventHash` of an event given as its stored bytes (`readStoredEvents`): the same input, laid out
- * straight from those bytes (no string per field), hashed in one call.
+ * straight from those bytes (no string per field), hashed in one call. The hash comes as a string of
+ * 32 one-byte characters (latin1), not a Buffer: a Buffer per event, each with memory of its own
+ * outside the heap, cost more than hashing the event (2.3 against 1.1 us for a 1.4 KB event).
  */
-export const storedEventHash = (event: StoredEventBytes): Buffer => {
+export const storedEventHashText = (event: StoredEventBytes): string => {
   const { bytes } = event;
   const revisionHigh = bytes.readUInt32BE(event.revision);
   const revision =
@@ -99,5 +101,9 @@ export const storedEventHash = (event: StoredEventBytes): Buffer => {
   at = putBytes(input, at, bytes, event.typeStart, event.typeEnd);
   at = putBytes(input, at, bytes, event.dataStart, event.dataEnd);
   at = putBytes(input, at, bytes, event.metadataStart, event.metadataEnd);
-  return hash('sha256', input.subarray(0, at), 'buffer');
+  return hash('sha256', input.subarray(0, at), 'binary');
 };
+
+/** `storedEventHashText` as bytes. */
+export const storedEventHash = (event: StoredEventBytes): Buffer =>
+  Buffer.from(storedEventHashText(event), 'latin1');
