@@ -22,9 +22,13 @@ export interface LeafTable {
   readonly hashes: Buffer;
   readonly streams: readonly string[];
   readonly streamIndexes: Uint32Array;
-  readonly commits: readonly bigint[];
-  readonly prepares: readonly bigint[];
-  readonly revisions: readonly bigint[];
+  /**
+   * Positions and revisions in typed arrays, not arrays of bigint: a verification holds every
+   * digest's table to its end, and a bigint object per number made each of them garbage to copy.
+   */
+  readonly commits: BigUint64Array;
+  readonly prepares: BigUint64Array;
+  readonly revisions: BigUint64Array;
 }
 
 /** The stored form (digest version 2). */
@@ -71,6 +75,9 @@ class VarintWriter {
     return this.buffer.subarray(0, this.length);
   }
 }
+
+/** Whether `value` fits an unsigned 64-bit number (what positions and revisions are). */
+const isUint64 = (value: bigint): boolean => BigInt.asUintN(64, value) === value;
 
 const zigzag = (value: bigint): bigint => (value >= 0n ? value * 2n : -value * 2n - 1n);
 const unzigzag = (value: bigint): bigint => (value % 2n === 0n ? value / 2n : -(value + 1n) / 2n);
@@ -119,11 +126,14 @@ export const tableOfHashedEvents = (events: readonly HashedEvent[]): LeafTable =
   const streams: string[] = [];
   const streamNumbers = new Map<string, number>();
   const streamIndexes = new Uint32Array(count);
-  const commits: bigint[] = [];
-  const prepares: bigint[] = [];
-  const revisions: bigint[] = [];
+  const commits = new BigUint64Array(count);
+  const prepares = new BigUint64Array(count);
+  const revisions = new BigUint64Array(count);
   for (let index = 0; index < count; index += 1) {
     const event = events[index]!;
+    const { commit, prepare } = event.position;
+    if (!isUint64(commit) || !isUint64(prepare) || !isUint64(event.revision))
+      throw new RangeError(`event at ${formatPosition(event.position)}: a position or revision past 64 bits`);
     if (hashes.write(event.hash, index * eventHashBytes, eventHashBytes, 'hex') !== eventHashBytes)
       throw new RangeError(`event at ${formatPosition(event.position)}: its hash is not 32 bytes of hex`);
     let stream = streamNumbers.get(event.streamName);
@@ -133,9 +143,9 @@ export const tableOfHashedEvents = (events: readonly HashedEvent[]): LeafTable =
       streamNumbers.set(event.streamName, stream);
     }
     streamIndexes[index] = stream;
-    commits.push(event.position.commit);
-    prepares.push(event.position.prepare);
-    revisions.push(event.revision);
+    commits[index] = commit;
+    prepares[index] = prepare;
+    revisions[index] = event.revision;
   }
   return { count, hashes, streams, streamIndexes, commits, prepares, revisions };
 };
@@ -187,19 +197,24 @@ export const decodeLeaves = (encoded: EncodedLeaves): LeafTable => {
   const count = hashes.length / eventHashBytes;
   const reader = new VarintReader(Buffer.from(encoded.places, 'base64'));
   const streamIndexes = new Uint32Array(count);
-  const commits: bigint[] = [];
-  const prepares: bigint[] = [];
-  const revisions: bigint[] = [];
+  const commits = new BigUint64Array(count);
+  const prepares = new BigUint64Array(count);
+  const revisions = new BigUint64Array(count);
   let commit = 0n;
   for (let index = 0; index < count; index += 1) {
     commit += reader.read();
-    commits.push(commit);
-    prepares.push(commit + unzigzag(reader.read()));
+    const prepare = commit + unzigzag(reader.read());
+    if (!isUint64(commit) || !isUint64(prepare))
+      throw new MalformedLeavesError(`leaf ${index} has a position outside 64 bits`);
+    commits[index] = commit;
+    prepares[index] = prepare;
     const stream = reader.read();
     if (stream >= BigInt(encoded.streams.length))
       throw new MalformedLeavesError(`leaf ${index} names stream ${stream}, past the stream list`);
     streamIndexes[index] = Number(stream);
-    revisions.push(reader.read());
+    const revision = reader.read();
+    if (!isUint64(revision)) throw new MalformedLeavesError(`leaf ${index} has a revision past 64 bits`);
+    revisions[index] = revision;
   }
   if (!reader.done) throw new MalformedLeavesError('the places hold more leaves than the hashes');
   return { count, hashes, streams: encoded.streams, streamIndexes, commits, prepares, revisions };

@@ -122,6 +122,12 @@ describe('the leaf table (digest version 2)', () => {
       { ...encoded, places: Buffer.from([1, 0, 1, 0]).toString('base64') },
       { ...encoded, places: Buffer.from([1, 0, 0, 0x80]).toString('base64') },
       { ...encoded, hashes: `!${encoded.hashes.slice(1)}` },
+      // A prepare before position 0 (commit 1, prepare - commit = -2), and a revision of 2^64.
+      { ...encoded, places: Buffer.from([1, 3, 0, 0]).toString('base64') },
+      {
+        ...encoded,
+        places: Buffer.from([1, 0, 0, ...new Array<number>(9).fill(0x80), 0x02]).toString('base64'),
+      },
     ]) {
       expect(() => decodeLeaves(broken)).toThrow(MalformedLeavesError);
     }
