@@ -64,11 +64,16 @@ export const DigestBody = Type.Object({
 });
 export type DigestBody = Type.Static<typeof DigestBody>;
 
-/** Version 2's leaf list; `leaf-table.ts` says what the blobs hold. */
+/**
+ * Version 2's leaf list; `leaf-table.ts` says what the blobs hold. The blobs are checked as base64
+ * where they are decoded (`decodeLeaves`, which refuses any text that is not their canonical
+ * base64): a pattern here cost more than decoding them (a regular expression over some 48 KB per
+ * digest, 3% of a verification).
+ */
 export const DigestLeafTable = Type.Object({
   streams: Type.Array(Type.String()),
-  hashes: Type.String({ pattern: '^[A-Za-z0-9+/]*={0,2}$' }),
-  places: Type.String({ pattern: '^[A-Za-z0-9+/]*={0,2}$' }),
+  hashes: Type.String({ contentEncoding: 'base64' }),
+  places: Type.String({ contentEncoding: 'base64' }),
 });
 
 const DigestV1 = Type.Object({

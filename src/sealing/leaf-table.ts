@@ -195,7 +195,10 @@ export const decodeLeaves = (encoded: EncodedLeaves): LeafTable => {
   if (hashes.length % eventHashBytes !== 0 || hashes.toString('base64') !== encoded.hashes)
     throw new MalformedLeavesError('the hashes are not base64 of whole 32-byte hashes');
   const count = hashes.length / eventHashBytes;
-  const reader = new VarintReader(Buffer.from(encoded.places, 'base64'));
+  const places = Buffer.from(encoded.places, 'base64');
+  if (places.toString('base64') !== encoded.places)
+    throw new MalformedLeavesError('the places are not base64');
+  const reader = new VarintReader(places);
   const streamIndexes = new Uint32Array(count);
   const commits = new BigUint64Array(count);
   const prepares = new BigUint64Array(count);

@@ -122,6 +122,8 @@ describe('the leaf table (digest version 2)', () => {
       { ...encoded, places: Buffer.from([1, 0, 1, 0]).toString('base64') },
       { ...encoded, places: Buffer.from([1, 0, 0, 0x80]).toString('base64') },
       { ...encoded, hashes: `!${encoded.hashes.slice(1)}` },
+      { ...encoded, places: `${encoded.places}!` },
+      { ...encoded, places: ` ${encoded.places}` },
       // A prepare before position 0 (commit 1, prepare - commit = -2), and a revision of 2^64.
       { ...encoded, places: Buffer.from([1, 3, 0, 0]).toString('base64') },
       {
