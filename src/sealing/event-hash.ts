@@ -103,7 +103,3 @@ export const storedEventHashText = (event: StoredEventBytes): string => {
   at = putBytes(input, at, bytes, event.metadataStart, event.metadataEnd);
   return hash('sha256', input.subarray(0, at), 'binary');
 };
-
-/** `storedEventHashText` as bytes. */
-export const storedEventHash = (event: StoredEventBytes): Buffer =>
-  Buffer.from(storedEventHashText(event), 'latin1');

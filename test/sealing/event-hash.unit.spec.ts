@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { StoredEventBytes } from '../../src/event-store/event-store.ts';
-import { eventHash, storedEventHash, type HashedFields } from '../../src/sealing/event-hash.ts';
+import { eventHash, storedEventHashText, type HashedFields } from '../../src/sealing/event-hash.ts';
 
 /** The event's fields laid out as a store hands them over, at an offset into a larger buffer. */
 const storedBytesOf = (event: HashedFields, position: bigint): StoredEventBytes => {
@@ -62,9 +62,7 @@ describe('the event hash of stored bytes', () => {
   it('is the reference encoding’s hash, for any fields', () => {
     fc.assert(
       fc.property(eventArbitrary, fc.bigInt({ min: 1n, max: 2n ** 62n }), (event, position) => {
-        expect(storedEventHash(storedBytesOf(event, position)).toString('hex')).toBe(
-          eventHash(event).toString('hex'),
-        );
+        expect(storedEventHashText(storedBytesOf(event, position))).toBe(eventHash(event).toString('latin1'));
       }),
     );
   });
@@ -80,7 +78,7 @@ describe('the event hash of stored bytes', () => {
         storedData: JSON.stringify({ transcript: 'é'.repeat(size / 2) }),
         storedMetadata: '{}',
       };
-      expect(storedEventHash(storedBytesOf(event, 7n))).toEqual(eventHash(event));
+      expect(storedEventHashText(storedBytesOf(event, 7n))).toBe(eventHash(event).toString('latin1'));
     }
   });
 });

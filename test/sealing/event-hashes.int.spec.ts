@@ -21,7 +21,7 @@ import {
   openPostgresEventStore,
   type PostgresEventStore,
 } from '../../src/event-store/postgres/postgres-event-store.ts';
-import { eventHash, storedEventHash } from '../../src/sealing/event-hash.ts';
+import { eventHash, storedEventHashText } from '../../src/sealing/event-hash.ts';
 import { digestType, sealHashedEvents } from '../../src/sealing/digest.ts';
 import { hashedEventsAfter, readHashPage } from '../../src/sealing/event-hashes.ts';
 import { StoredRangeCheck, tableOfHashedEvents } from '../../src/sealing/leaf-table.ts';
@@ -101,7 +101,7 @@ const storedHashes = async (eventStore: PostgresEventStore, options: StoredEvent
       },
       streamName: bytes.toString('utf8', event.streamNameStart, event.streamNameEnd),
       revision: bytes.readBigUInt64BE(event.revision),
-      hash: storedEventHash(event).toString('hex'),
+      hash: Buffer.from(storedEventHashText(event), 'latin1').toString('hex'),
     });
   });
   expect(count).toBe(seen.length);
