@@ -203,7 +203,8 @@ const rangeOf = (digest: Digest, previous: Digest | undefined): Range => ({
 interface QueuedRange {
   readonly range: Range;
   readonly table: LeafTable;
-  readonly settle: (matches: boolean | Error) => void;
+  readonly resolve: (matches: boolean) => void;
+  readonly reject: (error: unknown) => void;
 }
 
 /** Whether the stored event's position is after `position`. */
@@ -246,9 +247,9 @@ const storedRangeChecks = (
           checks[current]!.visit(event);
         },
       );
-      for (const [index, queued] of span.entries()) queued.settle(checks[index]!.matches);
+      for (const [index, queued] of span.entries()) queued.resolve(checks[index]!.matches);
     } catch (error) {
-      for (const queued of span) queued.settle(error instanceof Error ? error : new Error(String(error)));
+      for (const queued of span) queued.reject(error);
     }
   };
   const startReads = () => {
@@ -277,11 +278,7 @@ const storedRangeChecks = (
       table === undefined
         ? Promise.resolve(false)
         : new Promise<boolean>((resolve, reject) => {
-            queue.push({
-              range,
-              table,
-              settle: (result) => (typeof result === 'boolean' ? resolve(result) : reject(result)),
-            });
+            queue.push({ range, table, resolve, reject });
             startReads();
           });
     matches.catch(() => {}); // awaited when its range is compared, unless verify ends first
