@@ -208,10 +208,40 @@ export interface StoredEventBytes {
   readonly metadataEnd: number;
 }
 
+/**
+ * Hashed events in columns, in the global order: what sealing reads, without an object (or a string)
+ * per event. Event `i` is at position (`commits[i]`, `prepares[i]`) in stream
+ * `streams[streamIndexes[i]]` at revision `revisions[i]`, its hash is the 32 bytes at `i * 32` of
+ * `hashes`, and the store wrote it at `createdMs[i]` (milliseconds since the epoch). Each stream is
+ * named once in `streams`, in the order of its first event.
+ */
+export interface HashedEventColumns {
+  readonly count: number;
+  readonly hashes: Buffer;
+  readonly streams: readonly string[];
+  readonly streamIndexes: Uint32Array;
+  readonly commits: BigUint64Array;
+  readonly prepares: BigUint64Array;
+  readonly revisions: BigUint64Array;
+  readonly createdMs: Float64Array;
+}
+
+/** No hashed events. */
+export const noHashedEvents: HashedEventColumns = {
+  count: 0,
+  hashes: Buffer.alloc(0),
+  streams: [],
+  streamIndexes: new Uint32Array(0),
+  commits: new BigUint64Array(0),
+  prepares: new BigUint64Array(0),
+  revisions: new BigUint64Array(0),
+  createdMs: new Float64Array(0),
+};
+
 /** One bounded look along $all, forwards. */
 export interface HashedEventPage {
   /** The matching events looked at, in order. */
-  readonly events: readonly HashedEvent[];
+  readonly events: HashedEventColumns;
   /** The last position looked at, matching or not; undefined when there was none. */
   readonly lookedAt: GlobalPosition | undefined;
   /** Whether the look reached the end of $all (fewer than `limit` positions were left). */

@@ -15,16 +15,22 @@ import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import Type from 'typebox';
 import { Compile } from 'typebox/compile';
-import { formatPosition, type HashedEvent, type RecordedEvent } from '../event-store/event-store.ts';
+import {
+  formatPosition,
+  type HashedEvent,
+  type HashedEventColumns,
+  type RecordedEvent,
+} from '../event-store/event-store.ts';
 import { eventHash } from './event-hash.ts';
 import {
   decodeLeaves,
   encodeLeaves,
   leafTuples,
-  tableOfHashedEvents,
+  positionAt,
   tableOfLeafTuples,
   type LeafTable,
 } from './leaf-table.ts';
+import { columnsOfHashedEvents } from './hashed-columns.ts';
 import { merkleRootOfBlob } from './merkle.ts';
 import { signBytes, verifyBytes, type PublicKey, type SigningKey } from './signing-key.ts';
 
@@ -169,28 +175,26 @@ export const leavesMatchRoot = (digest: Digest): boolean => {
   return table !== undefined && table.count === digest.eventCount && rootOfTable(table) === digest.merkleRoot;
 };
 
-/** The digest over already hashed events (consecutive in the global order, after `previous`). */
+/** The digest over already hashed events, in columns (consecutive in the global order, after `previous`). */
 export const sealHashedEvents = (
-  events: readonly HashedEvent[],
+  table: HashedEventColumns,
   previous: Digest | undefined,
   key: SigningKey,
   sealedAt: Date,
   version: 1 | 2 = digestVersion,
 ): Digest => {
-  const first = events[0];
-  const last = events[events.length - 1];
-  if (first === undefined || last === undefined) throw new RangeError('a digest covers at least one event');
-  const table = tableOfHashedEvents(events);
+  const { count } = table;
+  if (count === 0) throw new RangeError('a digest covers at least one event');
   const body: DigestBody = {
     version,
     sequence: previous === undefined ? 0 : previous.sequence + 1,
     afterPosition: previous?.lastPosition ?? null,
-    lastPosition: formatPosition(last.position),
-    eventCount: events.length,
+    lastPosition: formatPosition(positionAt(table, count - 1)),
+    eventCount: count,
     merkleRoot: rootOfTable(table),
     previousDigestHash: previous === undefined ? null : digestHash(previous),
-    firstEventAt: first.created.toISOString(),
-    lastEventAt: last.created.toISOString(),
+    firstEventAt: new Date(table.createdMs[0]!).toISOString(),
+    lastEventAt: new Date(table.createdMs[count - 1]!).toISOString(),
     sealedAt: sealedAt.toISOString(),
     keyId: key.keyId,
   };
@@ -209,7 +213,7 @@ export const sealEvents = (
   key: SigningKey,
   sealedAt: Date,
   version: 1 | 2 = digestVersion,
-): Digest => sealHashedEvents(events.map(hashedOf), previous, key, sealedAt, version);
+): Digest => sealHashedEvents(columnsOfHashedEvents(events.map(hashedOf)), previous, key, sealedAt, version);
 
 export const digestSignatureValid = (digest: SignedBody, keys: ReadonlyMap<string, PublicKey>): boolean => {
   const key = keys.get(digest.keyId);

@@ -13,6 +13,7 @@ import {
   type HashedEventPage,
 } from '../event-store/event-store.ts';
 import { eventHash } from './event-hash.ts';
+import { columnsOfHashedEvents } from './hashed-columns.ts';
 
 /** Positions looked at per page: large, so per-query costs vanish, yet bounded in memory. */
 export const hashPageSize = 5_000;
@@ -23,21 +24,19 @@ export const hashPageSize = 5_000;
  */
 export type HashSource = 'computed' | 'recorded';
 
-/** One page of hashed events strictly after `after` (up to `limit` positions or events). */
-export const readHashPage = async (
+interface ComputedPage {
+  readonly events: HashedEvent[];
+  readonly lookedAt: GlobalPosition | undefined;
+  readonly reachedEnd: boolean;
+}
+
+/** One page of events strictly after `after`, each hashed here from its data as read back. */
+const computeHashPage = async (
   eventStore: EventStore,
   after: GlobalPosition | undefined,
   streamPrefixes: readonly string[],
-  source: HashSource,
-  limit: number = hashPageSize,
-): Promise<HashedEventPage> => {
-  if (source === 'recorded' && eventStore.readEventHashes !== undefined) {
-    return eventStore.readEventHashes({
-      streamPrefixes,
-      limit,
-      ...(after === undefined ? {} : { after }),
-    });
-  }
+  limit: number,
+): Promise<ComputedPage> => {
   const events: HashedEvent[] = [];
   // `from` is inclusive: one more, in case the first is the event at `after` itself.
   for await (const event of eventStore.readAll({
@@ -58,6 +57,25 @@ export const readHashPage = async (
   return { events, lookedAt: events.at(-1)?.position ?? after, reachedEnd: events.length < limit };
 };
 
+/** One page of hashed events strictly after `after` (up to `limit` positions or events). */
+export const readHashPage = async (
+  eventStore: EventStore,
+  after: GlobalPosition | undefined,
+  streamPrefixes: readonly string[],
+  source: HashSource,
+  limit: number = hashPageSize,
+): Promise<HashedEventPage> => {
+  if (source === 'recorded' && eventStore.readEventHashes !== undefined) {
+    return eventStore.readEventHashes({
+      streamPrefixes,
+      limit,
+      ...(after === undefined ? {} : { after }),
+    });
+  }
+  const { events, lookedAt, reachedEnd } = await computeHashPage(eventStore, after, streamPrefixes, limit);
+  return { events: columnsOfHashedEvents(events), lookedAt, reachedEnd };
+};
+
 /**
  * Every event after `after` with its hash computed from its data as stored now, to the end of $all
  * as it is when each page is read. The next page is read while the caller works through the current
@@ -68,20 +86,16 @@ export async function* hashedEventsAfter(
   after: GlobalPosition | undefined,
   streamPrefixes: readonly string[],
 ): AsyncGenerator<HashedEvent> {
-  let next: Promise<HashedEventPage> | undefined = readHashPage(
-    eventStore,
-    after,
-    streamPrefixes,
-    'computed',
-  );
-  while (next !== undefined) {
-    const page: HashedEventPage = await next;
-    next =
-      page.reachedEnd || page.lookedAt === undefined
-        ? undefined
-        : readHashPage(eventStore, page.lookedAt, streamPrefixes, 'computed');
+  const readAfter = (from: GlobalPosition | undefined) => {
+    const page = computeHashPage(eventStore, from, streamPrefixes, hashPageSize);
     // A prefetched page the caller no longer wants must not become an unhandled rejection.
-    next?.catch(() => {});
+    page.catch(() => {});
+    return page;
+  };
+  let next: Promise<ComputedPage> | undefined = readAfter(after);
+  while (next !== undefined) {
+    const page: ComputedPage = await next;
+    next = page.reachedEnd || page.lookedAt === undefined ? undefined : readAfter(page.lookedAt);
     yield* page.events;
   }
 }

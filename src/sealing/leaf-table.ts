@@ -15,6 +15,7 @@ import {
   type StoredEventBytes,
 } from '../event-store/event-store.ts';
 import { storedEventHashText } from './event-hash.ts';
+import { columnsOfHashedEvents, eventHashBytes, isUint64 } from './hashed-columns.ts';
 
 export interface LeafTable {
   readonly count: number;
@@ -38,7 +39,6 @@ export interface EncodedLeaves {
   readonly places: string;
 }
 
-export const eventHashBytes = 32;
 const maxSafe = BigInt(Number.MAX_SAFE_INTEGER);
 
 class VarintWriter {
@@ -75,9 +75,6 @@ class VarintWriter {
     return this.buffer.subarray(0, this.length);
   }
 }
-
-/** Whether `value` fits an unsigned 64-bit number (what positions and revisions are). */
-const isUint64 = (value: bigint): boolean => BigInt.asUintN(64, value) === value;
 
 const zigzag = (value: bigint): bigint => (value >= 0n ? value * 2n : -value * 2n - 1n);
 const unzigzag = (value: bigint): bigint => (value % 2n === 0n ? value / 2n : -(value + 1n) / 2n);
@@ -119,37 +116,6 @@ class VarintReader {
   }
 }
 
-/** The table of already hashed events, in order (as the sealer has them). */
-export const tableOfHashedEvents = (events: readonly HashedEvent[]): LeafTable => {
-  const count = events.length;
-  const hashes = Buffer.alloc(count * eventHashBytes);
-  const streams: string[] = [];
-  const streamNumbers = new Map<string, number>();
-  const streamIndexes = new Uint32Array(count);
-  const commits = new BigUint64Array(count);
-  const prepares = new BigUint64Array(count);
-  const revisions = new BigUint64Array(count);
-  for (let index = 0; index < count; index += 1) {
-    const event = events[index]!;
-    const { commit, prepare } = event.position;
-    if (!isUint64(commit) || !isUint64(prepare) || !isUint64(event.revision))
-      throw new RangeError(`event at ${formatPosition(event.position)}: a position or revision past 64 bits`);
-    if (hashes.write(event.hash, index * eventHashBytes, eventHashBytes, 'hex') !== eventHashBytes)
-      throw new RangeError(`event at ${formatPosition(event.position)}: its hash is not 32 bytes of hex`);
-    let stream = streamNumbers.get(event.streamName);
-    if (stream === undefined) {
-      stream = streams.length;
-      streams.push(event.streamName);
-      streamNumbers.set(event.streamName, stream);
-    }
-    streamIndexes[index] = stream;
-    commits[index] = commit;
-    prepares[index] = prepare;
-    revisions[index] = event.revision;
-  }
-  return { count, hashes, streams, streamIndexes, commits, prepares, revisions };
-};
-
 /** The table of a version 1 leaf list; undefined when a leaf's position or hash is unreadable. */
 export const tableOfLeafTuples = (
   leaves: readonly (readonly [string, string, string, string])[],
@@ -166,7 +132,7 @@ export const tableOfLeafTuples = (
       created: new Date(0),
     });
   }
-  return tableOfHashedEvents(events);
+  return columnsOfHashedEvents(events);
 };
 
 export const encodeLeaves = (table: LeafTable): EncodedLeaves => {

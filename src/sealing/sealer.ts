@@ -10,13 +10,19 @@
  * duplicate the chain: the loser starts over from the winner's digest.
  */
 import type pg from 'pg';
-import type { EventStore, GlobalPosition, HashedEvent, HashedEventPage } from '../event-store/event-store.ts';
+import type {
+  EventStore,
+  GlobalPosition,
+  HashedEventColumns,
+  HashedEventPage,
+} from '../event-store/event-store.ts';
 import { parsePosition } from '../event-store/event-store.ts';
 import type { Logger } from '../logger.ts';
 import { digestType, sealHashedEvents, type Digest } from './digest.ts';
 import { writeDigestFile } from './digest-files.ts';
 import { digestStreamName, readLastDigest } from './digest-stream.ts';
 import { readHashPage } from './event-hashes.ts';
+import { PendingHashes } from './hashed-columns.ts';
 import type { SigningKey } from './signing-key.ts';
 
 export interface SealerOptions {
@@ -76,7 +82,7 @@ export const startSealer = (dependencies: SealerDependencies, options: SealerOpt
     });
 
   /** One digest per run of events, chained after `previous`; nothing is appended yet. */
-  const sealRuns = (runs: readonly (readonly HashedEvent[])[], previous: Digest | undefined) => {
+  const sealRuns = (runs: readonly HashedEventColumns[], previous: Digest | undefined) => {
     const digests: Digest[] = [];
     for (const events of runs)
       digests.push(sealHashedEvents(events, digests.at(-1) ?? previous, key, clock()));
@@ -131,8 +137,9 @@ export const startSealer = (dependencies: SealerDependencies, options: SealerOpt
     const readAfter = (after: GlobalPosition | undefined) =>
       inBackground(readHashPage(eventStore, after, options.streamPrefixes, 'recorded'));
     let appending: Promise<bigint | undefined> = Promise.resolve(last?.revision);
-    // At most maxEvents - 1 events wait here between pages, so memory stays bounded.
-    let pending: HashedEvent[] = [];
+    // At most maxEvents - 1 events (and the pages they are on) wait here between pages, so memory
+    // stays bounded.
+    const pending = new PendingHashes();
     let sealBy: number | undefined;
     let next: Promise<HashedEventPage> | undefined;
     try {
@@ -140,28 +147,20 @@ export const startSealer = (dependencies: SealerDependencies, options: SealerOpt
         const page = await (next ?? readAfter(lookedAt));
         lookedAt = page.lookedAt ?? lookedAt;
         next = page.reachedEnd ? undefined : readAfter(lookedAt);
-        if (page.events.length > 0) {
-          pending = pending.concat(page.events);
+        if (page.events.count > 0) {
+          pending.push(page.events);
           sealBy ??= clock().getTime() + options.maxSeconds * 1000;
         }
-        const runs: HashedEvent[][] = [];
-        let taken = 0;
-        while (pending.length - taken >= options.maxEvents) {
-          runs.push(pending.slice(taken, taken + options.maxEvents));
-          taken += options.maxEvents;
-        }
+        const runs: HashedEventColumns[] = [];
+        while (pending.count >= options.maxEvents) runs.push(pending.take(options.maxEvents));
         const due = sealBy !== undefined && clock().getTime() >= sealBy;
-        if (due && pending.length > taken) {
-          runs.push(pending.slice(taken));
-          taken = pending.length;
-        }
+        if (due && pending.count > 0) runs.push(pending.take(pending.count));
         if (runs.length > 0) {
           const digests = sealRuns(runs, chainEnd);
           chainEnd = digests.at(-1);
           const revision = await appending;
           appending = inBackground(appendDigests(digests, revision));
-          pending = pending.slice(taken);
-          sealBy = pending.length > 0 ? clock().getTime() + options.maxSeconds * 1000 : undefined;
+          sealBy = pending.count > 0 ? clock().getTime() + options.maxSeconds * 1000 : undefined;
         }
         if (next === undefined && !stopping) {
           await appending;

@@ -24,7 +24,8 @@ import {
 import { eventHash, storedEventHashText } from '../../src/sealing/event-hash.ts';
 import { digestType, sealHashedEvents } from '../../src/sealing/digest.ts';
 import { hashedEventsAfter, readHashPage } from '../../src/sealing/event-hashes.ts';
-import { StoredRangeCheck, tableOfHashedEvents } from '../../src/sealing/leaf-table.ts';
+import { columnsOfHashedEvents, hashedEventsOf } from '../../src/sealing/hashed-columns.ts';
+import { StoredRangeCheck } from '../../src/sealing/leaf-table.ts';
 import { generateSigningKey } from '../../src/sealing/signing-key.ts';
 import { verifyArchive } from '../../src/sealing/verify.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
@@ -121,17 +122,20 @@ describe('event hashes recorded by PostgreSQL and computed from its stored bytes
       );
       expect(result.outcome).toBe('appended');
     }
-    // Text no JSON.stringify writes: whitespace, escaped non-ASCII, repeated keys, kept as stored.
+    // Text no JSON.stringify writes: whitespace, escaped non-ASCII, repeated keys, kept as stored;
+    // two events in one stream whose name an array's text form must quote and escape.
+    const rawStream = callStreamName(`hashes-raw "NULL", {x} \\ ${randomUUID()}`);
     await pool.query(
       `INSERT INTO event_store.events (stream_name, revision, event_id, event_type, data, metadata)
        VALUES ($1, 0, $2, 'status-update', $3, $4)`,
-      [
-        callStreamName(`hashes-raw-${randomUUID()}`),
-        randomUUID(),
-        '{ "a" : 1,\n\t"a": "\\u00e9\\ud83d\\ude00", "b": [ ] }',
-        '  {}  ',
-      ],
+      [rawStream, randomUUID(), '{ "a" : 1,\n\t"a": "\\u00e9\\ud83d\\ude00", "b": [ ] }', '  {}  '],
     );
+    const second = await store.append(
+      rawStream,
+      [{ id: randomUUID(), type: 'status-update', data: {}, metadata: {} }],
+      0n,
+    );
+    expect(second.outcome).toBe('appended');
     // An event outside the sealed prefixes, which neither path may yield.
     await store.append(
       `not-sealed-${randomUUID()}`,
@@ -142,9 +146,9 @@ describe('event hashes recorded by PostgreSQL and computed from its stored bytes
 
   it('equal the reference encoding over the events as read back, for every awkward case', async () => {
     const expected = await referenceHashes();
-    expect(expected).toHaveLength(awkwardData.length + 1);
+    expect(expected).toHaveLength(awkwardData.length + 2);
     const page = await store.readEventHashes({ streamPrefixes: sealedStreamPrefixes, limit: 1_000 });
-    expect(page.events).toEqual(expected);
+    expect(hashedEventsOf(page.events)).toEqual(expected);
     expect(page.reachedEnd).toBe(true);
     const stored = await storedHashes(store, {
       streamPrefixes: sealedStreamPrefixes,
@@ -189,7 +193,7 @@ describe('event hashes recorded by PostgreSQL and computed from its stored bytes
         for (let start = 0; start < expected.length; start += 1) {
           const after: GlobalPosition = expected[start]!.position;
           const pageOfTwo = await readHashPage(eventStore, after, sealedStreamPrefixes, source, 2);
-          expect(pageOfTwo.events).toEqual(expected.slice(start + 1, start + 3));
+          expect(hashedEventsOf(pageOfTwo.events)).toEqual(expected.slice(start + 1, start + 3));
         }
       }
     }
@@ -204,7 +208,7 @@ describe('event hashes recorded by PostgreSQL and computed from its stored bytes
     );
     const expected = await referenceHashes();
     const recorded = await store.readEventHashes({ streamPrefixes: sealedStreamPrefixes, limit: 1_000 });
-    expect(recorded.events).toEqual(expected);
+    expect(hashedEventsOf(recorded.events)).toEqual(expected);
     const { rows } = await pool.query<{ recorded: number }>(
       `SELECT count(*)::int AS recorded FROM event_store.events WHERE hash IS NOT NULL`,
     );
@@ -231,7 +235,7 @@ describe('event hashes recorded by PostgreSQL and computed from its stored bytes
     );
     expect(rows[0]?.unrecorded).toBe(1);
     const recorded = await store.readEventHashes({ streamPrefixes: sealedStreamPrefixes, limit: 1_000 });
-    expect(recorded.events).toEqual(await referenceHashes());
+    expect(hashedEventsOf(recorded.events)).toEqual(await referenceHashes());
   });
 
   it('give sealing the hash as written, and verification the hash of what is stored now', async () => {
@@ -255,7 +259,7 @@ describe('event hashes recorded by PostgreSQL and computed from its stored bytes
     const [nowStored] = (await referenceHashes()).filter((event) => event.streamName === stream);
     expect(nowStored?.hash).not.toBe(asWritten?.hash);
     const recorded = await store.readEventHashes({ streamPrefixes: sealedStreamPrefixes, limit: 1_000 });
-    expect(recorded.events.find((event) => event.streamName === stream)).toEqual(asWritten);
+    expect(hashedEventsOf(recorded.events).find((event) => event.streamName === stream)).toEqual(asWritten);
     expect((await collect(hashedEventsAfter(store, undefined, sealedStreamPrefixes))).at(-1)).toEqual(
       nowStored,
     );
@@ -274,7 +278,7 @@ describe('event hashes recorded by PostgreSQL and computed from its stored bytes
       from: number,
       to: number,
     ) => {
-      const check = new StoredRangeCheck(tableOfHashedEvents(events.slice(from, to)));
+      const check = new StoredRangeCheck(columnsOfHashedEvents(events.slice(from, to)));
       await store.readStoredEvents(
         { streamPrefixes: sealedStreamPrefixes, last, ...(after ? { after } : {}) },
         check.visit,
@@ -307,7 +311,7 @@ describe('event hashes recorded by PostgreSQL and computed from its stored bytes
     expect(await checkOf(first!.position, second!.position, 1, 2)).toBe(false);
     const nowStored = await referenceHashes();
     expect(nowStored[1]!.hash).not.toBe(second!.hash);
-    const check = new StoredRangeCheck(tableOfHashedEvents(nowStored.slice(1, 2)));
+    const check = new StoredRangeCheck(columnsOfHashedEvents(nowStored.slice(1, 2)));
     await store.readStoredEvents(
       { streamPrefixes: sealedStreamPrefixes, after: first!.position, last: second!.position },
       check.visit,
@@ -318,8 +322,18 @@ describe('event hashes recorded by PostgreSQL and computed from its stored bytes
   it('verify an intact range in one pass over its stored bytes, and read only a changed range event by event', async () => {
     const events = await referenceHashes();
     const key = generateSigningKey();
-    const firstDigest = sealHashedEvents(events.slice(0, 3), undefined, key, new Date());
-    const secondDigest = sealHashedEvents(events.slice(3), firstDigest, key, new Date());
+    const firstDigest = sealHashedEvents(
+      columnsOfHashedEvents(events.slice(0, 3)),
+      undefined,
+      key,
+      new Date(),
+    );
+    const secondDigest = sealHashedEvents(
+      columnsOfHashedEvents(events.slice(3)),
+      firstDigest,
+      key,
+      new Date(),
+    );
     const calls = { storedRanges: 0, hashPages: 0, recordedHashPages: 0 };
     const counted: EventStore = {
       ...withoutSqlHashes(store),
@@ -421,10 +435,10 @@ describe('event hashes in a database whose encoding is not UTF-8', () => {
       }
       expect(expected).toHaveLength(1);
       const page = await latin1Store.readEventHashes({ streamPrefixes: sealedStreamPrefixes, limit: 10 });
-      expect(page.events.map((event) => event.hash)).toEqual(expected);
+      expect(hashedEventsOf(page.events).map((event) => event.hash)).toEqual(expected);
       const stored = await storedHashes(latin1Store, {
         streamPrefixes: sealedStreamPrefixes,
-        last: page.events[0]!.position,
+        last: hashedEventsOf(page.events)[0]!.position,
       });
       expect(stored.map((event) => event.hash)).toEqual(expected);
     } finally {

@@ -8,9 +8,9 @@ import {
   leafTuples,
   MalformedLeavesError,
   sameAsTable,
-  tableOfHashedEvents,
   tableOfLeafTuples,
 } from '../../src/sealing/leaf-table.ts';
+import { columnsOfHashedEvents } from '../../src/sealing/hashed-columns.ts';
 
 const hashOf = (text: string) => createHash('sha256').update(text).digest('hex');
 
@@ -49,7 +49,7 @@ describe('the leaf table (digest version 2)', () => {
   it('reads back exactly what was written, 64-bit positions and revisions included', () => {
     fc.assert(
       fc.property(eventsArbitrary, (events) => {
-        const table = tableOfHashedEvents(events);
+        const table = columnsOfHashedEvents(events);
         const encoded = JSON.parse(JSON.stringify(encodeLeaves(table))) as ReturnType<typeof encodeLeaves>;
         const decoded = decodeLeaves(encoded);
         expect(leafTuples(decoded)).toEqual(
@@ -74,7 +74,7 @@ describe('the leaf table (digest version 2)', () => {
       hash: hashOf(String(index)),
       created: new Date(0),
     }));
-    const table = tableOfHashedEvents(events);
+    const table = columnsOfHashedEvents(events);
     const compact = JSON.stringify(encodeLeaves(table)).length;
     const tuples = JSON.stringify(leafTuples(table)).length;
     expect(compact).toBeLessThan(tuples / 2);
@@ -88,7 +88,7 @@ describe('the leaf table (digest version 2)', () => {
       hash: hashOf(String(index)),
       created: new Date(0),
     }));
-    const table = tableOfHashedEvents(events);
+    const table = columnsOfHashedEvents(events);
     const changed = (index: number, change: Partial<HashedEvent>) =>
       events.map((event, at) => (at === index ? { ...event, ...change } : event));
     expect(sameAsTable(table, events)).toBe(true);
@@ -103,7 +103,7 @@ describe('the leaf table (digest version 2)', () => {
 
   it('refuses a table that does not hold together', () => {
     const encoded = encodeLeaves(
-      tableOfHashedEvents([
+      columnsOfHashedEvents([
         {
           position: { commit: 1n, prepare: 1n },
           streamName: 'call-a',

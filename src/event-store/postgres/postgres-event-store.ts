@@ -11,6 +11,7 @@ import {
   EventStoreUnavailableError,
   type EventStore,
   type HashedEventPage,
+  noHashedEvents,
   type ReadAllOptions,
   type ReadEventHashesOptions,
   type ReadStreamOptions,
@@ -177,7 +178,7 @@ export const openPostgresEventStore = async (
   const readEventHashes = async (hashOptions: ReadEventHashesOptions): Promise<HashedEventPage> => {
     const { after, streamPrefixes, limit } = validateReadEventHashesOptions(hashOptions);
     const bound = exclusiveLowerBound(after);
-    if (bound >= maxStoredPosition) return { events: [], lookedAt: undefined, reachedEnd: true };
+    if (bound >= maxStoredPosition) return { events: noHashedEvents, lookedAt: undefined, reachedEnd: true };
     const window = await reader.hashWindow(bound, streamPrefixes, limit);
     return {
       events: window.events,

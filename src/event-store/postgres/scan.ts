@@ -3,10 +3,14 @@
  * $all scan reads a window of consecutive positions and flags which rows match the stream-prefix
  * filter, so a filtered reader always knows how far it has looked, even past events it skips.
  */
+import os from 'node:os';
 import pg from 'pg';
-import type { HashedEvent, RecordedEvent } from '../event-store.ts';
+import type { HashedEventColumns, RecordedEvent } from '../event-store.ts';
 import { asError, connectWithin, isUnavailable, withTimeout } from './errors.ts';
 import { positionOf } from './positions.ts';
+
+/** The length of an event hash (SHA-256). */
+const eventHashBytes = 32;
 
 interface EventRow {
   position: string;
@@ -91,38 +95,82 @@ const backwardsWindowSql = windowSql('backwards');
 // For sealing: the hash recorded as each row was written (see the event-store migrations), or
 // computed by `event_store.event_hash` over exactly the bytes `eventHash` hashes for a row written
 // before hashes were recorded. Verification never reads these: it hashes the stored bytes itself
-// (`stored-events.ts`). Only matching rows are hashed (and de-TOASTed); every row still says how far
-// the look went.
+// (`stored-events.ts`). Only matching rows are hashed (and de-TOASTed); every row still counts in
+// how far the look went. The window comes back as one row of columns, not a row per event: each
+// number column as the numbers' binary forms end to end, the hashes likewise, and each stream named
+// once (numbered by its first event in the window), so the reader builds no object per event.
 const recordedHashWindowSql = `
-  SELECT w.position::text AS position,
-         CASE WHEN w.matches THEN w.stream_name END AS stream_name,
-         CASE WHEN w.matches THEN w.revision::text END AS revision,
-         CASE WHEN w.matches
-              THEN encode(coalesce(w.hash, event_store.event_hash(w.stream_name, w.revision, w.event_id,
-                                                                  w.event_type, w.data, w.metadata)), 'hex')
-         END AS hash,
-         CASE WHEN w.matches THEN floor(extract(epoch FROM w.created) * 1000)::float8 END AS created_ms
-    FROM (SELECT e.*, e.stream_name ^@ ANY ($2::text[]) AS matches
-            FROM event_store.events e
-           WHERE e.position > $1
-           ORDER BY e.position
-           LIMIT $3) AS w
-   ORDER BY w.position`;
+  WITH w AS (
+    SELECT e.position, e.stream_name, e.revision, e.created,
+           CASE WHEN e.stream_name ^@ ANY ($2::text[])
+                THEN coalesce(e.hash, event_store.event_hash(e.stream_name, e.revision, e.event_id,
+                                                             e.event_type, e.data, e.metadata))
+           END AS hash
+      FROM event_store.events e
+     WHERE e.position > $1
+     ORDER BY e.position
+     LIMIT $3
+  ), numbered AS (
+    SELECT f.*, (dense_rank() OVER (ORDER BY f.first_position) - 1)::int AS stream_index
+      FROM (SELECT w.*, min(w.position) OVER (PARTITION BY w.stream_name) AS first_position
+              FROM w
+             WHERE w.hash IS NOT NULL) AS f
+  )
+  SELECT (SELECT count(*) FROM w)::int AS positions,
+         (SELECT max(position) FROM w)::text AS looked_at,
+         array_agg(n.stream_name ORDER BY n.position) FILTER (WHERE n.position = n.first_position) AS streams,
+         string_agg(int4send(n.stream_index), ''::bytea ORDER BY n.position) AS stream_indexes,
+         string_agg(int8send(n.position), ''::bytea ORDER BY n.position) AS commits,
+         string_agg(int8send(n.revision), ''::bytea ORDER BY n.position) AS revisions,
+         string_agg(n.hash, ''::bytea ORDER BY n.position) AS hashes,
+         string_agg(float8send(floor(extract(epoch FROM n.created) * 1000)::float8), ''::bytea
+                    ORDER BY n.position) AS created_ms
+    FROM numbered n`;
 
-interface HashRow {
-  position: string;
-  stream_name: string | null;
-  revision: string | null;
-  hash: string | null;
-  created_ms: number | null;
+interface HashWindowRow {
+  positions: number;
+  looked_at: string | null;
+  streams: string[] | null;
+  stream_indexes: Buffer | null;
+  commits: Buffer | null;
+  revisions: Buffer | null;
+  hashes: Buffer | null;
+  created_ms: Buffer | null;
 }
 
 export interface HashWindow {
-  readonly events: HashedEvent[];
+  readonly events: HashedEventColumns;
   /** The last position looked at; undefined when the window was empty. */
   readonly lookedAt: bigint | undefined;
   readonly positions: number;
 }
+
+const littleEndian = os.endianness() === 'LE';
+
+/**
+ * A column of `count` big-endian numbers of `bytes` bytes each (as PostgreSQL's `int4send`,
+ * `int8send` and `float8send` write them) in a typed array of this machine's order: one copy and, on
+ * a little-endian machine, one swap of the whole column in place.
+ */
+const column = <T extends Uint32Array | BigUint64Array | Float64Array>(
+  make: new (count: number) => T,
+  bytes: 4 | 8,
+  data: Buffer | null,
+  count: number,
+): T => {
+  const values = new make(count);
+  if ((data?.length ?? 0) !== count * bytes) {
+    throw new Error(`a hash window column holds ${data?.length ?? 0} bytes for ${count} events`);
+  }
+  if (count === 0 || data === null) return values;
+  const view = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
+  data.copy(view);
+  if (littleEndian) {
+    if (bytes === 4) view.swap32();
+    else view.swap64();
+  }
+  return values;
+};
 
 export class EventReader {
   constructor(
@@ -198,28 +246,34 @@ export class EventReader {
    * event as it was written (computed where none was recorded).
    */
   async hashWindow(after: bigint, prefixes: readonly string[], limit: number): Promise<HashWindow> {
-    const rows = await this.query<HashRow>(
+    const [row] = await this.query<HashWindowRow>(
       recordedHashWindowSql,
       [after.toString(), prefixes, limit],
       'reading event hashes',
     );
-    const events: HashedEvent[] = [];
-    for (const row of rows) {
-      if (row.hash === null) continue;
-      const position = BigInt(row.position);
-      events.push({
-        position: positionOf(position),
-        streamName: row.stream_name!,
-        revision: BigInt(row.revision!),
-        hash: row.hash,
-        created: new Date(row.created_ms!),
-      });
-    }
-    const last = rows.at(-1);
+    if (row === undefined) throw new Error('the hash window query returned no row');
+    const streams = row.streams ?? [];
+    const hashes = row.hashes ?? Buffer.alloc(0);
+    const count = hashes.length / eventHashBytes;
+    if (!Number.isInteger(count)) throw new Error(`a hash window holds ${hashes.length} bytes of hashes`);
+    const commits = column(BigUint64Array, 8, row.commits, count);
+    const streamIndexes = column(Uint32Array, 4, row.stream_indexes, count);
+    if (streamIndexes.some((stream) => stream >= streams.length))
+      throw new Error(`a hash window numbers a stream past its ${streams.length} streams`);
     return {
-      events,
-      lookedAt: last === undefined ? undefined : BigInt(last.position),
-      positions: rows.length,
+      events: {
+        count,
+        hashes,
+        streams,
+        streamIndexes,
+        commits,
+        // One number per position in this store: the prepare position is the commit position.
+        prepares: commits.slice(),
+        revisions: column(BigUint64Array, 8, row.revisions, count),
+        createdMs: column(Float64Array, 8, row.created_ms, count),
+      },
+      lookedAt: row.looked_at === null ? undefined : BigInt(row.looked_at),
+      positions: row.positions,
     };
   }
 }
