@@ -129,9 +129,11 @@ export type AppendResult =
     };
 
 export interface ReadStreamOptions {
-  /** Inclusive; defaults to 0. */
+  /** Inclusive; defaults to 0 forwards, and to the stream's last event backwards. */
   readonly fromRevision?: bigint;
   readonly maxCount?: number;
+  /** Defaults to forwards (towards the newest event). */
+  readonly direction?: 'forwards' | 'backwards';
 }
 
 export interface ReadAllOptions {

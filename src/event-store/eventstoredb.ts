@@ -277,12 +277,20 @@ export const connectEventStoreDb = (url: string, options: EventStoreDbOptions): 
   };
 
   async function* readStream(streamName: string, readOptions: ReadStreamOptions = {}) {
-    const fromRevision = readOptions.fromRevision ?? 0n;
-    if (fromRevision < 0n) throw new RangeError('fromRevision must not be negative');
+    const backwards = readOptions.direction === 'backwards';
+    if (!backwards && readOptions.direction !== undefined && readOptions.direction !== 'forwards')
+      throw new RangeError("direction must be 'forwards' or 'backwards'");
+    const { fromRevision } = readOptions;
+    if (fromRevision !== undefined && fromRevision < 0n)
+      throw new RangeError('fromRevision must not be negative');
     const read = client.readStream(streamName, {
-      fromRevision: fromRevision === 0n ? START : fromRevision,
+      fromRevision: backwards
+        ? (fromRevision ?? END)
+        : fromRevision === undefined || fromRevision === 0n
+          ? START
+          : fromRevision,
       maxCount: validateMaxCount(readOptions.maxCount) ?? maxReadCount,
-      direction: FORWARDS,
+      direction: backwards ? BACKWARDS : FORWARDS,
     });
     try {
       for await (const resolved of boundedRead(`read of ${streamName}`, read)) {

@@ -18,13 +18,12 @@ export class MalformedDigestError extends Error {
   override readonly name = 'MalformedDigestError';
 }
 
-/** The last digest, found from the end of the global order. */
+/** The last digest: the digest stream's last event, read on its own (whatever the archive's size). */
 export const readLastDigest = async (eventStore: EventStore): Promise<StoredDigest | undefined> => {
-  for await (const event of eventStore.readAll({
-    streamPrefixes: [digestStreamName],
+  for await (const event of eventStore.readStream(digestStreamName, {
     direction: 'backwards',
+    maxCount: 1,
   })) {
-    if (event.streamName !== digestStreamName) continue;
     if (event.type !== digestType || !isDigest(event.data)) {
       throw new MalformedDigestError(
         `the last event of ${digestStreamName} (revision ${event.revision}) is not a digest`,

@@ -17,6 +17,7 @@ import {
   JsonText,
   type EventStore,
   type ProposedEvent,
+  type ReadStreamOptions,
   type SubscriptionMessage,
 } from '../../src/event-store/event-store.ts';
 import {
@@ -110,6 +111,20 @@ describe('EventStoreDB adapter', () => {
         ['text', { list: [1, 'two'] }],
         [false, 0],
       ]);
+    });
+
+    it('reads a stream backwards, from its end or a revision', async () => {
+      const { store } = await open();
+      const stream = `call-${randomUUID()}`;
+      await store.append(stream, [proposed(0), proposed(1), proposed(2)], 'no-stream');
+      const read = async (options: ReadStreamOptions) =>
+        (await collect(store.readStream(stream, options))).map((e) => e.data);
+      expect(await read({ direction: 'backwards' })).toEqual([2, 1, 0]);
+      expect(await read({ direction: 'backwards', maxCount: 1 })).toEqual([2]);
+      expect(await read({ direction: 'backwards', fromRevision: 1n })).toEqual([1, 0]);
+      expect(await read({ direction: 'backwards', fromRevision: 0n })).toEqual([0]);
+      expect(await read({ fromRevision: 1n })).toEqual([1, 2]);
+      expect(await collect(store.readStream(`call-${randomUUID()}`, { direction: 'backwards' }))).toEqual([]);
     });
 
     it('rejects input it cannot store, naming the field', async () => {

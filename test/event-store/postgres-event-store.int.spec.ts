@@ -13,6 +13,7 @@ import {
   JsonText,
   type AppendResult,
   type ProposedEvent,
+  type ReadStreamOptions,
   type RecordedEvent,
   type Subscription,
   type SubscriptionMessage,
@@ -586,6 +587,34 @@ describe('PostgreSQL event store', () => {
       expect(stored!.data).toEqual(data);
       expect(result.outcome === 'appended' && typeof result.position.commit).toBe('bigint');
       expect(stored!.position.commit).toBe(stored!.position.prepare);
+    });
+
+    it('reads a stream backwards, from its end or a revision, a page at a time', async () => {
+      const store = await open({ pageSize: 2 });
+      const stream = `backwards-${randomUUID()}`;
+      await store.append(
+        stream,
+        [0, 1, 2, 3, 4].map((n) => event({ n })),
+        'no-stream',
+      );
+      const numbers = async (options: ReadStreamOptions) =>
+        (await collect(store.readStream(stream, options))).map((e) => e.revision);
+      expect(await numbers({ direction: 'backwards' })).toEqual([4n, 3n, 2n, 1n, 0n]);
+      expect(await numbers({ direction: 'backwards', maxCount: 1 })).toEqual([4n]);
+      expect(await numbers({ direction: 'backwards', fromRevision: 2n })).toEqual([2n, 1n, 0n]);
+      expect(await numbers({ direction: 'backwards', fromRevision: 0n })).toEqual([0n]);
+      // From past the end, or past what a bigint holds: from the end.
+      expect(await numbers({ direction: 'backwards', fromRevision: 2n ** 64n, maxCount: 2 })).toEqual([
+        4n,
+        3n,
+      ]);
+      expect(await numbers({ direction: 'forwards', fromRevision: 3n })).toEqual([3n, 4n]);
+      expect(await collect(store.readStream(`absent-${randomUUID()}`, { direction: 'backwards' }))).toEqual(
+        [],
+      );
+      await expect(
+        collect(store.readStream(stream, { direction: 'sideways' as 'forwards' })),
+      ).rejects.toThrow(/direction/);
     });
 
     it('stores each event as given, whatever its names and payload hold, in batches', async () => {

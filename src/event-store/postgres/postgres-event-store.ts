@@ -142,17 +142,18 @@ export const openPostgresEventStore = async (
     readOptions?: ReadStreamOptions,
   ): AsyncGenerator<RecordedEvent> {
     validateStreamName(streamName);
-    const { fromRevision, maxCount } = validateReadStreamOptions(readOptions);
+    const { fromRevision, maxCount, direction } = validateReadStreamOptions(readOptions);
     let next = fromRevision;
     let remaining = maxCount;
     while (remaining > 0) {
       const limit = Math.min(pageSize, remaining);
-      const page = await reader.streamPage(streamName, next, limit);
+      const page = await reader.streamPage(streamName, direction, next, limit);
       for (const event of page) yield event;
       remaining -= page.length;
       const last = page.at(-1);
       if (last === undefined || page.length < limit) return;
-      next = last.revision + 1n;
+      next = direction === 'forwards' ? last.revision + 1n : last.revision - 1n;
+      if (next < 0n) return;
     }
   }
 

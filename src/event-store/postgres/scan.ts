@@ -64,12 +64,18 @@ const toRecordedEvent = (row: EventRow): RecordedEvent => ({
 
 const eventColumns = `position, stream_name, revision, event_id::text AS event_id, event_type, created`;
 
-const streamPageSql = `
+const streamPageSql = (direction: 'forwards' | 'backwards') => {
+  const [comparison, order] = direction === 'forwards' ? ['>=', 'ASC'] : ['<=', 'DESC'];
+  return `
   SELECT ${eventColumns}, data, metadata
     FROM event_store.events
-   WHERE stream_name = $1 AND revision >= $2
-   ORDER BY revision
+   WHERE stream_name = $1 AND revision ${comparison} $2
+   ORDER BY revision ${order}
    LIMIT $3`;
+};
+
+const forwardsStreamPageSql = streamPageSql('forwards');
+const backwardsStreamPageSql = streamPageSql('backwards');
 
 // data and metadata are only sent (and only de-TOASTed) for rows that match.
 const windowSql = (direction: 'forwards' | 'backwards') => {
@@ -211,9 +217,14 @@ export class EventReader {
     }
   }
 
-  async streamPage(streamName: string, fromRevision: bigint, limit: number): Promise<RecordedEvent[]> {
+  async streamPage(
+    streamName: string,
+    direction: 'forwards' | 'backwards',
+    fromRevision: bigint,
+    limit: number,
+  ): Promise<RecordedEvent[]> {
     const rows = await this.query<EventRow>(
-      streamPageSql,
+      direction === 'forwards' ? forwardsStreamPageSql : backwardsStreamPageSql,
       [streamName, fromRevision.toString(), limit],
       'reading a stream',
     );

@@ -15,6 +15,7 @@ import {
   type SubscribeToAllOptions,
 } from '../event-store.ts';
 import type { EncodedEvent } from './group-commit.ts';
+import { maxStoredPosition } from './positions.ts';
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -104,19 +105,31 @@ const validatePrefixes = (prefixes: unknown, field: string): readonly string[] =
   return prefixes as readonly string[];
 };
 
-export const validateReadStreamOptions = (options: ReadStreamOptions | undefined) => {
-  const fromRevision = options?.fromRevision ?? 0n;
-  if (typeof fromRevision !== 'bigint' || fromRevision < 0n) {
-    throw invalid('fromRevision', 'must be a non-negative bigint');
-  }
-  return { fromRevision, maxCount: validateMaxCount(options?.maxCount, 'maxCount') };
-};
-
-export const validateReadAllOptions = (options: ReadAllOptions) => {
-  const direction = options.direction ?? 'forwards';
+const validateDirection = (value: unknown): 'forwards' | 'backwards' => {
+  const direction = value ?? 'forwards';
   if (direction !== 'forwards' && direction !== 'backwards') {
     throw invalid('direction', "must be 'forwards' or 'backwards'");
   }
+  return direction;
+};
+
+export const validateReadStreamOptions = (options: ReadStreamOptions | undefined) => {
+  const direction = validateDirection(options?.direction);
+  const fromRevision = options?.fromRevision ?? (direction === 'forwards' ? 0n : maxStoredPosition);
+  if (typeof fromRevision !== 'bigint' || fromRevision < 0n) {
+    throw invalid('fromRevision', 'must be a non-negative bigint');
+  }
+  return {
+    // Backwards from past the largest number a bigint column holds is backwards from the end.
+    fromRevision:
+      direction === 'backwards' && fromRevision > maxStoredPosition ? maxStoredPosition : fromRevision,
+    maxCount: validateMaxCount(options?.maxCount, 'maxCount'),
+    direction,
+  };
+};
+
+export const validateReadAllOptions = (options: ReadAllOptions) => {
+  const direction = validateDirection(options.direction);
   return {
     from: validatePosition(options.from, 'from'),
     // Every stream name starts with the empty string.
