@@ -12,25 +12,18 @@ import {
   formatPosition,
   type GlobalPosition,
   type HashedEvent,
+  type HashedEventColumns,
   type StoredEventBytes,
 } from '../event-store/event-store.ts';
 import { storedEventHashText } from './event-hash.ts';
 import { columnsOfHashedEvents, eventHashBytes, isUint64 } from './hashed-columns.ts';
 
-export interface LeafTable {
-  readonly count: number;
-  /** The event hashes, 32 bytes each, in order. */
-  readonly hashes: Buffer;
-  readonly streams: readonly string[];
-  readonly streamIndexes: Uint32Array;
-  /**
-   * Positions and revisions in typed arrays, not arrays of bigint: a verification holds every
-   * digest's table to its end, and a bigint object per number made each of them garbage to copy.
-   */
-  readonly commits: BigUint64Array;
-  readonly prepares: BigUint64Array;
-  readonly revisions: BigUint64Array;
-}
+/**
+ * The leaves in columns: hashed events without their write times. Positions and revisions are in
+ * typed arrays, not arrays of bigint: a verification holds every digest's table to its end, and a
+ * bigint object per number made each of them garbage to copy.
+ */
+export type LeafTable = Omit<HashedEventColumns, 'createdMs'>;
 
 /** The stored form (digest version 2). */
 export interface EncodedLeaves {
