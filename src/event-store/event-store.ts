@@ -217,6 +217,9 @@ export interface StoredEventBytes {
  * `hashes`, and the store wrote it at `createdMs[i]` (milliseconds since the epoch). Each stream is
  * named once in `streams`, in the order of its first event.
  */
+/** The length of an event hash (SHA-256), as `HashedEventColumns.hashes` lays them end to end. */
+export const eventHashBytes = 32;
+
 export interface HashedEventColumns {
   readonly count: number;
   readonly hashes: Buffer;

@@ -9,6 +9,7 @@
  * stream list, and its revision.
  */
 import {
+  eventHashBytes,
   formatPosition,
   type GlobalPosition,
   type HashedEvent,
@@ -16,7 +17,7 @@ import {
   type StoredEventBytes,
 } from '../event-store/event-store.ts';
 import { storedEventHashText } from './event-hash.ts';
-import { columnsOfHashedEvents, eventHashBytes, isUint64 } from './hashed-columns.ts';
+import { columnsOfHashedEvents, isUint64 } from './hashed-columns.ts';
 
 /**
  * The leaves in columns: hashed events without their write times. Positions and revisions are in

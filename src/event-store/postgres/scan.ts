@@ -5,12 +5,9 @@
  */
 import os from 'node:os';
 import pg from 'pg';
-import type { HashedEventColumns, RecordedEvent } from '../event-store.ts';
+import { eventHashBytes, type HashedEventColumns, type RecordedEvent } from '../event-store.ts';
 import { asError, connectWithin, isUnavailable, withTimeout } from './errors.ts';
 import { positionOf } from './positions.ts';
-
-/** The length of an event hash (SHA-256). */
-const eventHashBytes = 32;
 
 interface EventRow {
   position: string;
