@@ -1,11 +1,14 @@
 /**
  * Hashed events in columns (`HashedEventColumns`): built from hashed events one by one (a store that
- * is read event by event), read back as events, and queued between the pages the sealer reads and
- * the runs it seals, with each run's columns copied in bulk rather than an object per event.
+ * is read event by event), and queued between the pages the sealer reads and the runs it seals, with
+ * each run's columns copied in bulk rather than an object per event.
  */
-import { formatPosition, type HashedEvent, type HashedEventColumns } from '../event-store/event-store.ts';
-
-export const eventHashBytes = 32;
+import {
+  eventHashBytes,
+  formatPosition,
+  type HashedEvent,
+  type HashedEventColumns,
+} from '../event-store/event-store.ts';
 
 /** Whether `value` fits an unsigned 64-bit number (what positions and revisions are). */
 export const isUint64 = (value: bigint): boolean => BigInt.asUintN(64, value) === value;
@@ -42,19 +45,6 @@ export const columnsOfHashedEvents = (events: readonly HashedEvent[]): HashedEve
   }
   return { count, hashes, streams, streamIndexes, commits, prepares, revisions, createdMs };
 };
-
-/** Event `index` of the columns as an object of its own. */
-export const hashedEventAt = (columns: HashedEventColumns, index: number): HashedEvent => ({
-  position: { commit: columns.commits[index]!, prepare: columns.prepares[index]! },
-  streamName: columns.streams[columns.streamIndexes[index]!]!,
-  revision: columns.revisions[index]!,
-  hash: columns.hashes.toString('hex', index * eventHashBytes, (index + 1) * eventHashBytes),
-  created: new Date(columns.createdMs[index]!),
-});
-
-/** Every event of the columns, in order, as objects. */
-export const hashedEventsOf = (columns: HashedEventColumns): HashedEvent[] =>
-  Array.from({ length: columns.count }, (_, index) => hashedEventAt(columns, index));
 
 /**
  * Pages of hashed events waiting to be sealed, in order: pushed as they are read, taken as runs of

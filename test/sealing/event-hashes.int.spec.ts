@@ -24,7 +24,8 @@ import {
 import { eventHash, storedEventHashText } from '../../src/sealing/event-hash.ts';
 import { digestType, sealHashedEvents } from '../../src/sealing/digest.ts';
 import { hashedEventsAfter, readHashPage } from '../../src/sealing/event-hashes.ts';
-import { columnsOfHashedEvents, hashedEventsOf } from '../../src/sealing/hashed-columns.ts';
+import { columnsOfHashedEvents } from '../../src/sealing/hashed-columns.ts';
+import { hashedEventsOf } from '../support/hashed-events.ts';
 import { StoredRangeCheck } from '../../src/sealing/leaf-table.ts';
 import { generateSigningKey } from '../../src/sealing/signing-key.ts';
 import { verifyArchive } from '../../src/sealing/verify.ts';

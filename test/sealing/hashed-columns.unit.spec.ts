@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { HashedEvent } from '../../src/event-store/event-store.ts';
-import { columnsOfHashedEvents, hashedEventsOf, PendingHashes } from '../../src/sealing/hashed-columns.ts';
+import { columnsOfHashedEvents, PendingHashes } from '../../src/sealing/hashed-columns.ts';
+import { hashedEventsOf } from '../support/hashed-events.ts';
 
 const hashOf = (text: string) => createHash('sha256').update(text).digest('hex');
 
