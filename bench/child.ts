@@ -513,6 +513,16 @@ const startToolHandlerRole = async (): Promise<Handler> => {
   };
 };
 
+const startRelayFloorRole = async (floor: Extract<ChildSpec, { role: 'relay-floor' }>): Promise<Handler> => {
+  const { startRelayFloor } = await import('./relay-floor.ts');
+  const relay = await startRelayFloor(floor);
+  send({ kind: 'ready', port: relay.port });
+  return async (command) => {
+    if (command.command === 'exit') await relay.close();
+    return undefined;
+  };
+};
+
 /** The customer's server: `arrivals` answers when each event id first arrived, `requests` how many came. */
 const startEventReceiverRole = async (): Promise<Handler> => {
   const { startEventReceiver } = await import('./event-receiver.ts');
@@ -542,6 +552,8 @@ const start = (): Promise<Handler> => {
       return startForwarderRole(spec);
     case 'tool-handler':
       return startToolHandlerRole();
+    case 'relay-floor':
+      return startRelayFloorRole(spec);
     case 'event-receiver':
       return startEventReceiverRole();
     case 'sealer':

@@ -5,6 +5,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { compiledChild } from './compiled.ts';
+import type { RelayFloorKind } from './relay-floor.ts';
 
 export type ChildSpec =
   | {
@@ -27,6 +28,13 @@ export type ChildSpec =
   | { readonly role: 'noop'; readonly logLevel: string }
   /** The customer's handler relay mode answers through (`tool-handler.ts`). */
   | { readonly role: 'tool-handler' }
+  /** A bare relay in front of that handler, the floor under relay mode (`relay-floor.ts`). */
+  | {
+      readonly role: 'relay-floor';
+      readonly kind: RelayFloorKind;
+      readonly handlerUrl: string;
+      readonly databaseUrl: string;
+    }
   /** The customer's server forwarding delivers to (`event-receiver.ts`). */
   | { readonly role: 'event-receiver' }
   | {

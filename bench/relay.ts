@@ -22,10 +22,12 @@ import {
   type LatencySummary,
 } from './measure.ts';
 import { startMeasuredProcess, type MeasuredProcess } from './processes.ts';
+import type { RelayFloorKind } from './relay-floor.ts';
 import { formatMicros, formatMs, type BenchmarkResult } from './report.ts';
 import { toolCallAnswer } from './tool-handler.ts';
 
 const rates = [200, 1000] as const;
+const floorKinds: readonly RelayFloorKind[] = ['proxy', 'durable'];
 /** The rate the target is stated at. */
 const targetRate = 200;
 const target = { addedP50Ms: 2, addedP99Ms: 5 };
@@ -235,6 +237,7 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
   const journalDir = await mkdtemp(path.join(os.tmpdir(), 'calltrail-bench-relay-'));
   let handler: MeasuredProcess | undefined;
   let app: MeasuredProcess | undefined;
+  const floorProcesses: MeasuredProcess[] = [];
   const pools: Pool[] = [];
   try {
     handler = await startMeasuredProcess({ role: 'tool-handler' }, context.processes);
@@ -251,6 +254,20 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
     };
     const direct = poolFor(handler.port);
     const viaCalltrail = poolFor(app.port);
+    const floors = new Map<RelayFloorKind, Pool>();
+    for (const kind of floorKinds) {
+      const floor = await startMeasuredProcess(
+        {
+          role: 'relay-floor',
+          kind,
+          handlerUrl: `http://127.0.0.1:${handler.port}/flireo`,
+          databaseUrl: url,
+        },
+        context.processes,
+      );
+      floorProcesses.push(floor);
+      floors.set(kind, poolFor(floor.port));
+    }
 
     const warmup = new ToolCallTraffic('warmup', 11);
     const warmupBodies = Array.from({ length: targetRate * options.warmupSeconds }, () => warmup.next());
@@ -259,6 +276,7 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
       direct: await sendAtRate(direct, warmupBodies, targetRate),
       calltrail: await sendAtRate(viaCalltrail, warmupBodies, targetRate),
     };
+    for (const pool of floors.values()) await sendAtRate(pool, warmupBodies, targetRate);
 
     context.progress('relay: timing durable commits, one at a time');
     const commitFloor = await durableCommitLatency(url, targetRate * 2);
@@ -266,6 +284,7 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
     const runs: {
       rate: number;
       direct: PathRun;
+      floors: Record<RelayFloorKind, PathRun>;
       calltrail: PathRun;
       cpu: Record<string, number | undefined>;
     }[] = [];
@@ -274,6 +293,11 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
       const bodies = Array.from({ length: rate * options.loadSeconds }, () => traffic.next());
       context.progress(`relay: ${bodies.length} tool-calls at ${rate}/s straight to the handler`);
       const directRun = await sendAtRate(direct, bodies, rate);
+      const floorRuns: Partial<Record<RelayFloorKind, PathRun>> = {};
+      for (const [kind, pool] of floors) {
+        context.progress(`relay: the same ${bodies.length} at ${rate}/s through the bare ${kind} relay`);
+        floorRuns[kind] = await sendAtRate(pool, bodies, rate);
+      }
       context.progress(`relay: the same ${bodies.length} at ${rate}/s through calltrail`);
       const meter = startCpuMeter(app.pid, context.postgres.pid);
       const handlerCpuBefore = processCpuSeconds(handler.pid);
@@ -290,6 +314,7 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
       runs.push({
         rate,
         direct: directRun,
+        floors: { proxy: floorRuns.proxy!, durable: floorRuns.durable! },
         calltrail: calltrailRun,
         cpu: {
           calltrailMicrosPerRequest: cpuMicrosPer(cpu.processSeconds, calltrailRun.sent),
@@ -328,9 +353,15 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
     }
     const handlerRequests = await handler.request<number>({ command: 'requests' });
 
-    const rows = runs.flatMap(({ rate, direct: directRun, calltrail }) => {
-      const addedP50 = calltrail.latency.p50Ms - directRun.latency.p50Ms;
-      const addedP99 = calltrail.latency.p99Ms - directRun.latency.p99Ms;
+    /** What a path adds to the handler's own latency, p50 and p99. */
+    const added = (path: PathRun, directRun: PathRun) => ({
+      p50: path.latency.p50Ms - directRun.latency.p50Ms,
+      p99: path.latency.p99Ms - directRun.latency.p99Ms,
+    });
+    const rows = runs.flatMap(({ rate, direct: directRun, floors, calltrail }) => {
+      const { p50: addedP50, p99: addedP99 } = added(calltrail, directRun);
+      const proxy = added(floors.proxy, directRun);
+      const durable = added(floors.durable, directRun);
       const failed = calltrail.failed + directRun.failed;
       return [
         {
@@ -341,6 +372,7 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
         {
           measure: `${rate} req/s added by calltrail, p50 / p99`,
           value: `${formatMs(addedP50)} / ${formatMs(addedP99)}; failed ${failed}, journaled ${stored.journaledByRun[`r${rate}`] ?? 0}`,
+          ceiling: `bare relays add: durable ${formatMs(durable.p50)} / ${formatMs(durable.p99)}, proxy ${formatMs(proxy.p50)} / ${formatMs(proxy.p99)}`,
           ...(rate === targetRate
             ? {
                 target: {
@@ -350,9 +382,20 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
               }
             : {}),
         },
+        {
+          measure: `${rate} req/s calltrail over the bare durable relay, p50 / p99`,
+          value: `${formatMs(addedP50 - durable.p50)} / ${formatMs(addedP99 - durable.p99)}`,
+        },
       ];
     });
-    const failures = runs.reduce((sum, run) => sum + run.calltrail.failed + run.direct.failed, 0);
+    const failures = runs.reduce(
+      (sum, run) =>
+        sum +
+        run.calltrail.failed +
+        run.direct.failed +
+        floorKinds.reduce((floorSum, kind) => floorSum + run.floors[kind].failed, 0),
+      0,
+    );
     return {
       name: 'relay',
       rows,
@@ -368,7 +411,8 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
       },
       notes: [
         `open loop at a fixed arrival rate, ${options.loadSeconds} s per rate and path, distinct signed tool-calls (both generations, 1-3 tool calls each); latency from each request's send to its checked answer; calltrail in relay mode with its outage journal, the handler and calltrail each in a process of their own, the load in this process`,
-        `failed (not 200 with the handler's answer, or no answer in ${requestTimeoutMs / 1000} s): ${failures} (must be 0)${failures > 0 ? ', see JSON' : ''}`,
+        `failed (not 200 with the handler's answer, or no answer in ${requestTimeoutMs / 1000} s), on every path: ${failures} (must be 0)${failures > 0 ? ', see JSON' : ''}`,
+        `bare relays, the floor under any in-line archive on this machine (relay-floor.ts, each a node:http server in its own process using relay mode's HTTP client): proxy forwards and answers; durable also inserts the body into PostgreSQL (one row, one durable commit) while forwarding, and answers once both are done`,
         `journaled: a relayed request whose store append misses CALLTRAIL_RELAY_ARCHIVE_BUDGET_MS (200 ms) goes to the outage journal, and the events after it too until the drainer stores one (warm-up ${stored.journaledByRun['warmup'] ?? 0})`,
         `inside calltrail, as each exchange recorded them (p50 / p99): ${runs
           .map(({ rate }) => {
@@ -387,6 +431,7 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
   } finally {
     await Promise.all(pools.map((pool) => pool.close()));
     await app?.stop();
+    for (const floor of floorProcesses) await floor.stop();
     await handler?.stop();
     await rm(journalDir, { recursive: true, force: true });
   }

@@ -1,0 +1,77 @@
+/**
+ * The floor under relay mode on this machine, measured in the same run: bare `node:http` servers
+ * doing the least an in-line archive must do, with the undici client relay mode uses.
+ * - `proxy`: forwards each request's body to the handler and answers with the handler's answer (what
+ *   standing in line costs at all: one more process and two more hops);
+ * - `durable`: the same, while the body is inserted into PostgreSQL in parallel (one row, one durable
+ *   commit), answering once both are done (what "never answer before the request is durable" costs).
+ * No authentication, validation, logging or archive layers: calltrail minus this is its own doing.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import pg from 'pg';
+import { Agent, request } from 'undici';
+
+export type RelayFloorKind = 'proxy' | 'durable';
+
+export interface RelayFloor {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+interface HandlerAnswer {
+  readonly status: number;
+  readonly body: Buffer;
+}
+
+export const startRelayFloor = async (options: {
+  readonly kind: RelayFloorKind;
+  readonly handlerUrl: string;
+  readonly databaseUrl: string;
+}): Promise<RelayFloor> => {
+  const pool =
+    options.kind === 'durable' ? new pg.Pool({ connectionString: options.databaseUrl }) : undefined;
+  await pool?.query('CREATE TABLE IF NOT EXISTS relay_floor_requests (id bigserial PRIMARY KEY, body text)');
+  const agent = new Agent({ connections: 256, keepAliveTimeout: 60_000 });
+  const forward = async (body: Buffer): Promise<HandlerAnswer> => {
+    const answer = await request(options.handlerUrl, {
+      dispatcher: agent,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    });
+    return { status: answer.statusCode, body: Buffer.from(await answer.body.arrayBuffer()) };
+  };
+  const server: Server = createServer((incoming, response) => {
+    const chunks: Buffer[] = [];
+    incoming.on('data', (chunk: Buffer) => chunks.push(chunk));
+    incoming.on('end', () => {
+      const body = Buffer.concat(chunks);
+      const stored = pool?.query('INSERT INTO relay_floor_requests (body) VALUES ($1)', [body.toString()]);
+      Promise.all([forward(body), stored]).then(
+        ([answer]) => {
+          response.writeHead(answer.status, {
+            'content-type': 'application/json',
+            'content-length': answer.body.length,
+          });
+          response.end(answer.body);
+        },
+        () => {
+          response.writeHead(502, { 'content-length': 0 });
+          response.end();
+        },
+      );
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await agent.close();
+      await pool?.end();
+    },
+  };
+};
