@@ -4,15 +4,21 @@
  * - `proxy`: forwards each request's body to the handler and answers with the handler's answer (what
  *   standing in line costs at all: one more process and two more hops);
  * - `durable`: the same, while the body is inserted into PostgreSQL in parallel (one row, one durable
- *   commit), answering once both are done (what "never answer before the request is durable" costs).
+ *   commit), answering once both are done (what "never answer before the request is durable" costs);
+ * - `journal`: the same with the body written to a local LMDB file synced like the outage journal's
+ *   (the other durable record relay mode may answer on) instead of PostgreSQL.
  * No authentication, validation, logging or archive layers: calltrail minus this is its own doing.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { open } from 'lmdb';
 import pg from 'pg';
 import { Agent, request } from 'undici';
 
-export type RelayFloorKind = 'proxy' | 'durable';
+export type RelayFloorKind = 'proxy' | 'durable' | 'journal';
 
 export interface RelayFloor {
   readonly port: number;
@@ -32,6 +38,18 @@ export const startRelayFloor = async (options: {
   const pool =
     options.kind === 'durable' ? new pg.Pool({ connectionString: options.databaseUrl }) : undefined;
   await pool?.query('CREATE TABLE IF NOT EXISTS relay_floor_requests (id bigserial PRIMARY KEY, body text)');
+  const journalDir =
+    options.kind === 'journal' ? await mkdtemp(path.join(os.tmpdir(), 'calltrail-relay-floor-')) : undefined;
+  const journal =
+    journalDir === undefined
+      ? undefined
+      : open<Buffer, number>({
+          path: journalDir,
+          overlappingSync: false,
+          eventTurnBatching: false,
+          encoding: 'binary',
+        });
+  let sequence = 0;
   const agent = new Agent({ connections: 256, keepAliveTimeout: 60_000 });
   const forward = async (body: Buffer): Promise<HandlerAnswer> => {
     const answer = await request(options.handlerUrl, {
@@ -47,7 +65,9 @@ export const startRelayFloor = async (options: {
     incoming.on('data', (chunk: Buffer) => chunks.push(chunk));
     incoming.on('end', () => {
       const body = Buffer.concat(chunks);
-      const stored = pool?.query('INSERT INTO relay_floor_requests (body) VALUES ($1)', [body.toString()]);
+      const stored =
+        pool?.query('INSERT INTO relay_floor_requests (body) VALUES ($1)', [body.toString()]) ??
+        journal?.put((sequence += 1), body);
       Promise.all([forward(body), stored]).then(
         ([answer]) => {
           response.writeHead(answer.status, {
@@ -72,6 +92,8 @@ export const startRelayFloor = async (options: {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await agent.close();
       await pool?.end();
+      await journal?.close();
+      if (journalDir !== undefined) await rm(journalDir, { recursive: true, force: true });
     },
   };
 };

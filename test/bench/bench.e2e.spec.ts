@@ -114,7 +114,7 @@ describe('npm run bench', () => {
     }
     // The bare relays that are the relay benchmark's floor answered every request as the handler did.
     const relayRuns = byName['relay']!['runs'] as {
-      floors: Record<'proxy' | 'durable', { sent: number; answered: number }>;
+      floors: Record<'proxy' | 'durable' | 'journal', { sent: number; answered: number }>;
     }[];
     for (const run of relayRuns) {
       for (const floor of Object.values(run.floors)) expect(floor.answered).toBe(floor.sent);
