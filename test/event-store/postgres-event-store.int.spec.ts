@@ -396,6 +396,34 @@ describe('PostgreSQL event store', () => {
       expect(await collect(store.readStream(stream))).toHaveLength(1);
     });
 
+    it('appends after a revision committed while it waited for the lock', async () => {
+      const store = await open();
+      await store.append(`warm-${randomUUID()}`, [event()], 'no-stream');
+      const stream = `gc-follows-${randomUUID()}`;
+      const holder = await admin.connect();
+      const proposed = event();
+      try {
+        await holder.query('BEGIN');
+        await holder.query('SELECT pg_advisory_xact_lock(7161124095561722881)');
+        // Expects revision 0, which only exists once the holder commits, after the append began.
+        const appending = store.append(stream, [proposed], 0n);
+        await waitUntilBlockedBy(holder);
+        await holder.query(
+          `INSERT INTO event_store.events (stream_name, revision, event_id, event_type, data, metadata)
+           VALUES ($1, 0, $2, 'status-update', '{}', '{}')`,
+          [stream, randomUUID()],
+        );
+        await holder.query('COMMIT');
+        expect(await appending).toMatchObject({ outcome: 'appended', nextRevision: 1n, written: true });
+      } finally {
+        holder.release();
+      }
+      const stored = await collect(store.readStream(stream));
+      expect(stored.map((e) => e.revision)).toEqual([0n, 1n]);
+      expect(stored[1]!.id).toBe(proposed.id);
+      expect(stored[1]!.position.commit).toBeGreaterThan(stored[0]!.position.commit);
+    });
+
     it('retries an append whose connection is lost mid-statement once, and stores it once', async () => {
       const target = new URL(database.url);
       const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port) });
