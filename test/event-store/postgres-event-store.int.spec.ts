@@ -372,52 +372,51 @@ describe('PostgreSQL event store', () => {
       ]);
     });
 
-    it('judges an exact append by the head left by whoever held the lock before it', async () => {
+    /**
+     * Starts `append` while another session holds the append lock, then has that session create the
+     * stream (revision 0) and commit: the append began before the stream existed, and runs after it.
+     */
+    const appendWhileStreamIsCreated = async (
+      stream: string,
+      append: (store: PostgresEventStore) => Promise<AppendResult>,
+    ): Promise<{ store: PostgresEventStore; result: AppendResult }> => {
       const store = await open();
       await store.append(`warm-${randomUUID()}`, [event()], 'no-stream');
-      const stream = `gc-raced-${randomUUID()}`;
       const holder = await admin.connect();
       try {
         await holder.query('BEGIN');
         await holder.query('SELECT pg_advisory_xact_lock(7161124095561722881)');
-        const appending = store.append(stream, [event()], 'no-stream');
+        const appending = append(store);
         await waitUntilBlockedBy(holder);
-        // Another writer creates the stream while the append waits for the lock, after it began.
         await holder.query(
           `INSERT INTO event_store.events (stream_name, revision, event_id, event_type, data, metadata)
            VALUES ($1, 0, $2, 'status-update', '{}', '{}')`,
           [stream, randomUUID()],
         );
         await holder.query('COMMIT');
-        expect(await appending).toEqual({ outcome: 'wrong-expected-version', actualRevision: 0n });
+        return { store, result: await appending };
       } finally {
         holder.release();
       }
+    };
+
+    it('judges an exact append by the head left by whoever held the lock before it', async () => {
+      const stream = `gc-raced-${randomUUID()}`;
+      const { store, result } = await appendWhileStreamIsCreated(stream, (writer) =>
+        writer.append(stream, [event()], 'no-stream'),
+      );
+      expect(result).toEqual({ outcome: 'wrong-expected-version', actualRevision: 0n });
       expect(await collect(store.readStream(stream))).toHaveLength(1);
     });
 
     it('appends after a revision committed while it waited for the lock', async () => {
-      const store = await open();
-      await store.append(`warm-${randomUUID()}`, [event()], 'no-stream');
       const stream = `gc-follows-${randomUUID()}`;
-      const holder = await admin.connect();
       const proposed = event();
-      try {
-        await holder.query('BEGIN');
-        await holder.query('SELECT pg_advisory_xact_lock(7161124095561722881)');
-        // Expects revision 0, which only exists once the holder commits, after the append began.
-        const appending = store.append(stream, [proposed], 0n);
-        await waitUntilBlockedBy(holder);
-        await holder.query(
-          `INSERT INTO event_store.events (stream_name, revision, event_id, event_type, data, metadata)
-           VALUES ($1, 0, $2, 'status-update', '{}', '{}')`,
-          [stream, randomUUID()],
-        );
-        await holder.query('COMMIT');
-        expect(await appending).toMatchObject({ outcome: 'appended', nextRevision: 1n, written: true });
-      } finally {
-        holder.release();
-      }
+      // Expects revision 0, which only exists once the holder commits, after the append began.
+      const { store, result } = await appendWhileStreamIsCreated(stream, (writer) =>
+        writer.append(stream, [proposed], 0n),
+      );
+      expect(result).toMatchObject({ outcome: 'appended', nextRevision: 1n, written: true });
       const stored = await collect(store.readStream(stream));
       expect(stored.map((e) => e.revision)).toEqual([0n, 1n]);
       expect(stored[1]!.id).toBe(proposed.id);
