@@ -4,8 +4,10 @@
  * its schedule whatever is still in flight, so queueing shows as latency) to calltrail in relay mode,
  * which archives each, forwards it to a local handler answering at once (`tool-handler.ts`, in a
  * process of its own), and answers with the handler's answer; then the same bodies, at the same
- * rate, straight to that handler. The difference is what calltrail adds. Every answer is checked:
- * 200 with exactly the handler's body for that request.
+ * rate, straight to that handler. The difference is what calltrail adds. The same bodies also go
+ * through bare relays (`relay-floor.ts`): what any in-line archive adds on this machine, so that what
+ * is calltrail's own can be told from what the machine costs. Every answer is checked: 200 with
+ * exactly the handler's body for that request.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
