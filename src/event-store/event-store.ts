@@ -210,6 +210,9 @@ export interface StoredEventBytes {
   readonly metadataEnd: number;
 }
 
+/** The length of an event hash (SHA-256), as `HashedEventColumns.hashes` lays them end to end. */
+export const eventHashBytes = 32;
+
 /**
  * Hashed events in columns, in the global order: what sealing reads, without an object (or a string)
  * per event. Event `i` is at position (`commits[i]`, `prepares[i]`) in stream
@@ -217,9 +220,6 @@ export interface StoredEventBytes {
  * `hashes`, and the store wrote it at `createdMs[i]` (milliseconds since the epoch). Each stream is
  * named once in `streams`, in the order of its first event.
  */
-/** The length of an event hash (SHA-256), as `HashedEventColumns.hashes` lays them end to end. */
-export const eventHashBytes = 32;
-
 export interface HashedEventColumns {
   readonly count: number;
   readonly hashes: Buffer;
