@@ -6,10 +6,12 @@
  * - `durable`: the same, while the body is inserted into PostgreSQL in parallel (one row, one durable
  *   commit), answering once both are done (what "never answer before the request is durable" costs);
  * - `journal`: the same with the body written to a local LMDB file synced like the outage journal's
- *   (the other durable record relay mode may answer on) instead of PostgreSQL.
+ *   (the other durable record relay mode may answer on) instead of PostgreSQL;
+ * - `sync`: the same with the body written to a preallocated local file and `fdatasync`ed: the least
+ *   any durable record can cost here (one write, one flush, no database, no index).
  * No authentication, validation, logging or archive layers: calltrail minus this is its own doing.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, open as openFile, rm, type FileHandle } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -18,7 +20,7 @@ import { open } from 'lmdb';
 import pg from 'pg';
 import { Agent, request } from 'undici';
 
-export type RelayFloorKind = 'proxy' | 'durable' | 'journal';
+export type RelayFloorKind = 'proxy' | 'durable' | 'journal' | 'sync';
 
 export interface RelayFloor {
   readonly port: number;
@@ -30,6 +32,27 @@ interface HandlerAnswer {
   readonly body: Buffer;
 }
 
+/** The sync relay's record: a file written in place (so a flush never has to allocate blocks), as a ring. */
+const syncLogBytes = 64 * 1024 * 1024;
+
+const openSyncLog = async (dir: string) => {
+  const file: FileHandle = await openFile(path.join(dir, 'requests.log'), 'w');
+  const zeros = Buffer.alloc(1024 * 1024);
+  for (let at = 0; at < syncLogBytes; at += zeros.length) await file.write(zeros, 0, zeros.length, at);
+  await file.sync();
+  let end = 0;
+  return {
+    append: async (body: Buffer): Promise<void> => {
+      if (end + body.length > syncLogBytes) end = 0;
+      const at = end;
+      end += body.length;
+      await file.write(body, 0, body.length, at);
+      await file.datasync();
+    },
+    close: () => file.close(),
+  };
+};
+
 export const startRelayFloor = async (options: {
   readonly kind: RelayFloorKind;
   readonly handlerUrl: string;
@@ -38,13 +61,16 @@ export const startRelayFloor = async (options: {
   const pool =
     options.kind === 'durable' ? new pg.Pool({ connectionString: options.databaseUrl }) : undefined;
   await pool?.query('CREATE TABLE IF NOT EXISTS relay_floor_requests (id bigserial PRIMARY KEY, body text)');
-  const journalDir =
-    options.kind === 'journal' ? await mkdtemp(path.join(os.tmpdir(), 'calltrail-relay-floor-')) : undefined;
+  const localDir =
+    options.kind === 'journal' || options.kind === 'sync'
+      ? await mkdtemp(path.join(os.tmpdir(), 'calltrail-relay-floor-'))
+      : undefined;
+  const syncLog = options.kind === 'sync' && localDir !== undefined ? await openSyncLog(localDir) : undefined;
   const journal =
-    journalDir === undefined
+    options.kind !== 'journal' || localDir === undefined
       ? undefined
       : open<Buffer, number>({
-          path: journalDir,
+          path: localDir,
           overlappingSync: false,
           eventTurnBatching: false,
           encoding: 'binary',
@@ -67,7 +93,8 @@ export const startRelayFloor = async (options: {
       const body = Buffer.concat(chunks);
       const stored =
         pool?.query('INSERT INTO relay_floor_requests (body) VALUES ($1)', [body.toString()]) ??
-        journal?.put((sequence += 1), body);
+        journal?.put((sequence += 1), body) ??
+        syncLog?.append(body);
       Promise.all([forward(body), stored]).then(
         ([answer]) => {
           response.writeHead(answer.status, {
@@ -93,7 +120,8 @@ export const startRelayFloor = async (options: {
       await agent.close();
       await pool?.end();
       await journal?.close();
-      if (journalDir !== undefined) await rm(journalDir, { recursive: true, force: true });
+      await syncLog?.close();
+      if (localDir !== undefined) await rm(localDir, { recursive: true, force: true });
     },
   };
 };

@@ -29,7 +29,7 @@ import { formatMicros, formatMs, type BenchmarkResult } from './report.ts';
 import { toolCallAnswer } from './tool-handler.ts';
 
 const rates = [200, 1000] as const;
-const floorKinds: readonly RelayFloorKind[] = ['proxy', 'durable', 'journal'];
+const floorKinds: readonly RelayFloorKind[] = ['proxy', 'durable', 'journal', 'sync'];
 /** The rate the target is stated at. */
 const targetRate = 200;
 const target = { addedP50Ms: 2, addedP99Ms: 5 };
@@ -316,7 +316,12 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
       runs.push({
         rate,
         direct: directRun,
-        floors: { proxy: floorRuns.proxy!, durable: floorRuns.durable!, journal: floorRuns.journal! },
+        floors: {
+          proxy: floorRuns.proxy!,
+          durable: floorRuns.durable!,
+          journal: floorRuns.journal!,
+          sync: floorRuns.sync!,
+        },
         calltrail: calltrailRun,
         cpu: {
           calltrailMicrosPerRequest: cpuMicrosPer(cpu.processSeconds, calltrailRun.sent),
@@ -365,6 +370,7 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
       const proxy = added(floors.proxy, directRun);
       const durable = added(floors.durable, directRun);
       const journal = added(floors.journal, directRun);
+      const sync = added(floors.sync, directRun);
       const failed = calltrail.failed + directRun.failed;
       return [
         {
@@ -375,7 +381,7 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
         {
           measure: `${rate} req/s added by calltrail, p50 / p99`,
           value: `${formatMs(addedP50)} / ${formatMs(addedP99)}; failed ${failed}, journaled ${stored.journaledByRun[`r${rate}`] ?? 0}`,
-          ceiling: `bare relays add: durable ${formatMs(durable.p50)} / ${formatMs(durable.p99)}, journal ${formatMs(journal.p50)} / ${formatMs(journal.p99)}, proxy ${formatMs(proxy.p50)} / ${formatMs(proxy.p99)}`,
+          ceiling: `bare relays add: durable ${formatMs(durable.p50)} / ${formatMs(durable.p99)}, journal ${formatMs(journal.p50)} / ${formatMs(journal.p99)}, sync ${formatMs(sync.p50)} / ${formatMs(sync.p99)}, proxy ${formatMs(proxy.p50)} / ${formatMs(proxy.p99)}`,
           ...(rate === targetRate
             ? {
                 target: {
@@ -415,7 +421,7 @@ export const benchRelay = async (context: BenchContext): Promise<BenchmarkResult
       notes: [
         `open loop at a fixed arrival rate, ${options.loadSeconds} s per rate and path, distinct signed tool-calls (both generations, 1-3 tool calls each); latency from each request's send to its checked answer; calltrail in relay mode with its outage journal, the handler and calltrail each in a process of their own, the load in this process`,
         `failed (not 200 with the handler's answer, or no answer in ${requestTimeoutMs / 1000} s), on every path: ${failures} (must be 0)${failures > 0 ? ', see JSON' : ''}`,
-        `bare relays, the floor under any in-line archive on this machine (relay-floor.ts, each a node:http server in its own process using relay mode's HTTP client): proxy forwards and answers; durable also inserts the body into PostgreSQL (one row, one durable commit) while forwarding, and answers once both are done; journal writes it to a local LMDB file synced as the outage journal's is instead`,
+        `bare relays, the floor under any in-line archive on this machine (relay-floor.ts, each a node:http server in its own process using relay mode's HTTP client): proxy forwards and answers; durable also inserts the body into PostgreSQL (one row, one durable commit) while forwarding, and answers once both are done; journal writes it to a local LMDB file synced as the outage journal's is instead; sync writes it to a preallocated local file and fdatasyncs it (the least any durable record costs here)`,
         `journaled: a relayed request whose store append misses CALLTRAIL_RELAY_ARCHIVE_BUDGET_MS (200 ms) goes to the outage journal, and the events after it too until the drainer stores one (warm-up ${stored.journaledByRun['warmup'] ?? 0})`,
         `inside calltrail, as each exchange recorded them (p50 / p99): ${runs
           .map(({ rate }) => {
