@@ -254,7 +254,8 @@ export const registerVerifyCommand = (program: Command): void => {
       const showProgress = options.json !== true && process.stderr.isTTY;
       const bar = new SingleBar(
         {
-          format: 'verify |{bar}| {value}/{total} events | {percentage}% | ETA {eta_formatted}',
+          // `+`: digests are still being read, so the total is a lower bound (a large archive's).
+          format: 'verify |{bar}| {value}/{total}{more} events | {percentage}% | ETA {eta_formatted}',
           stream: process.stderr,
           hideCursor: true,
         },
@@ -283,13 +284,15 @@ export const registerVerifyCommand = (program: Command): void => {
           unsealedGraceMs: graceSeconds * 1000,
           now: new Date(),
           checkStreams: eventStore.kind === 'eventstoredb',
-          onProgress: (checked, total) => {
+          onProgress: (checked, total, allDigestsRead) => {
             if (!showProgress) return;
+            const more = allDigestsRead ? '' : '+';
             if (!barStarted) {
-              bar.start(total, 0);
+              bar.start(total, 0, { more });
               barStarted = true;
             }
-            bar.update(checked);
+            bar.setTotal(total);
+            bar.update(checked, { more });
           },
         });
         if (barStarted) bar.stop();

@@ -34,11 +34,28 @@ export const readLastDigest = async (eventStore: EventStore): Promise<StoredDige
   return undefined;
 };
 
+/**
+ * Digests read at a time: a digest holds up to 100,000 leaves, so a page of the store's own size (500
+ * events) could hold hundreds of megabytes; this many keeps a reader's memory small whatever the
+ * archive's size, and the reads few (one per 32,000 events at the default of 1,000 per digest).
+ */
+const digestsPerRead = 32;
+
 /** Every event of the digest stream, in order, digests or not (the verifier judges them). */
 export async function* readDigestEvents(
   eventStore: EventStore,
 ): AsyncGenerator<{ readonly revision: bigint; readonly type: string; readonly data: unknown }> {
-  for await (const event of eventStore.readStream(digestStreamName)) {
-    yield { revision: event.revision, type: event.type, data: event.data };
+  let fromRevision = 0n;
+  for (;;) {
+    let read = 0;
+    for await (const event of eventStore.readStream(digestStreamName, {
+      fromRevision,
+      maxCount: digestsPerRead,
+    })) {
+      read += 1;
+      fromRevision = event.revision + 1n;
+      yield { revision: event.revision, type: event.type, data: event.data };
+    }
+    if (read < digestsPerRead) return;
   }
 }

@@ -7,6 +7,9 @@
  * Scopes: `all` (every digest and every archived event), `range` (the digests whose events were
  * written in a time range, and the events they cover), `call` (one call's stream against every leaf
  * that names it). The chain is always checked whole: it is what makes a digest trustworthy at all.
+ *
+ * Digests are read as the events are compared, at most `maxEventsAhead` sealed events ahead: a
+ * verification holds that many events' leaves, not the archive's.
  */
 import {
   comparePositions,
@@ -84,7 +87,16 @@ export interface VerifyInput {
    * stream's events until a scavenge, so only a stream read shows the deletion.
    */
   readonly checkStreams: boolean;
-  readonly onProgress?: (eventsChecked: number, totalSealed: number) => void;
+  /**
+   * Told of progress: events checked, and events sealed by the digests read so far, which is the
+   * total once `allDigestsRead` (from the start on an archive of up to `maxEventsAhead` events).
+   */
+  readonly onProgress?: (eventsChecked: number, totalSealed: number, allDigestsRead: boolean) => void;
+  /**
+   * Sealed events whose digests are read ahead of their comparison, at most (each digest's leaves are
+   * held until its range is compared): what bounds a verification's memory. Default 200,000.
+   */
+  readonly maxEventsAhead?: number;
   /** Bound on findings kept (each kind is still counted). */
   readonly maxFindings?: number;
 }
@@ -110,15 +122,12 @@ const after = (a: string, b: string | null): boolean => {
   return x.commit === y.commit ? x.prepare > y.prepare : x.commit > y.commit;
 };
 
-/** Checks the chain: returns the digests in order that are usable (well-formed), with findings. */
-export const checkChain = async (
+/** Checks the chain as it is read: yields the digests that are usable (well-formed), in order. */
+async function* chainOf(
   entries: AsyncIterable<DigestEntry>,
   keys: ReadonlyMap<string, PublicKey>,
   report: (finding: Finding) => void,
-  /** Told of each well-formed digest as it is read, before its leaves and signature are checked. */
-  onDigest?: (digest: Digest, previous: Digest | undefined) => void,
-): Promise<Digest[]> => {
-  const digests: Digest[] = [];
+): AsyncGenerator<Digest> {
   let previous: Digest | undefined;
   let index = 0;
   for await (const entry of entries) {
@@ -132,7 +141,6 @@ export const checkChain = async (
       continue;
     }
     const digest = entry.data;
-    onDigest?.(digest, previous);
     if (!digestSignatureValid(digest, keys)) {
       report({
         kind: 'bad-signature',
@@ -169,11 +177,39 @@ export const checkChain = async (
         detail: `${entry.where}: ${chainProblems.join('; ')}`,
       });
     }
-    digests.push(digest);
+    yield digest;
     previous = digest;
   }
+}
+
+/** Checks the chain: returns the digests in order that are usable (well-formed), with findings. */
+export const checkChain = async (
+  entries: AsyncIterable<DigestEntry>,
+  keys: ReadonlyMap<string, PublicKey>,
+  report: (finding: Finding) => void,
+): Promise<Digest[]> => {
+  const digests: Digest[] = [];
+  for await (const digest of chainOf(entries, keys, report)) digests.push(digest);
   return digests;
 };
+
+/**
+ * The chain's digests whose ranges advance, in order: a digest whose range does not move forwards (a
+ * forged or repeated one, reported by the chain check) would only confuse the walk over the events.
+ * `read` counts every well-formed digest.
+ */
+async function* advancingDigests(
+  chain: AsyncIterable<Digest>,
+  read: { count: number },
+): AsyncGenerator<Digest> {
+  let previous: Digest | undefined;
+  for await (const digest of chain) {
+    read.count += 1;
+    if (previous !== undefined && !after(digest.lastPosition, previous.lastPosition)) continue;
+    previous = digest;
+    yield digest;
+  }
+}
 
 /**
  * Reads of stored events at once: the store reads two side by side (two connections) while this
@@ -218,16 +254,16 @@ const storedAfter = (event: StoredEventBytes, position: GlobalPosition): boolean
 /**
  * Whether a digest's range holds exactly what the digest sealed there, each event hashed here from
  * its stored bytes: at most `readsAtOnce` reads at a time, each digest's range read once. Verify
- * asks for a range as soon as it reads its digest (while it checks the digests' leaves and
- * signatures, the store reads the events), and again when it compares. Ranges asked for while both
- * reads are busy wait in order; the next read takes the first of them and the ones that follow on
- * from it, up to `eventsPerRead` events, and hands each event to its own digest's check.
+ * asks for a range as soon as it reads its digest (while it checks the next digests' leaves and
+ * signatures, the store reads the events), and awaits the answer when it compares. Ranges asked
+ * for while both reads are busy wait in order; the next read takes the first of them and the ones
+ * that follow on from it, up to `eventsPerRead` events, and hands each event to its own digest's
+ * check.
  */
 const storedRangeChecks = (
   readStoredEvents: NonNullable<EventStore['readStoredEvents']>,
   streamPrefixes: readonly string[],
 ) => {
-  const known = new Map<Digest, { readonly key: string; readonly matches: Promise<boolean> }>();
   const queue: QueuedRange[] = [];
   let running = 0;
   const read = async (span: readonly QueuedRange[]): Promise<void> => {
@@ -270,9 +306,6 @@ const storedRangeChecks = (
     }
   };
   return (digest: Digest, range: Range): Promise<boolean> => {
-    const key = `${range.after ?? ''}..${range.last}`;
-    const found = known.get(digest);
-    if (found !== undefined && found.key === key) return found.matches;
     const table = leafTableOf(digest);
     const matches =
       table === undefined
@@ -282,14 +315,21 @@ const storedRangeChecks = (
             startReads();
           });
     matches.catch(() => {}); // awaited when its range is compared, unless verify ends first
-    known.set(digest, { key, matches });
     return matches;
   };
 };
 
+/**
+ * Streams whose first sealed revision is read in one go, at most (`checkStreams`): the streams seen
+ * since the last go are checked, then forgotten. A stream met again later is checked again at its
+ * first revision since, which is harmless; its earliest was checked before.
+ */
+const streamsPerCheck = 10_000;
+
 export const verifyArchive = async (eventStore: EventStore, input: VerifyInput): Promise<VerifyReport> => {
   const findings: Finding[] = [];
   const maxFindings = input.maxFindings ?? 10_000;
+  const maxEventsAhead = input.maxEventsAhead ?? 200_000;
   const report = (finding: Finding) => {
     if (findings.length < maxFindings) findings.push(finding);
   };
@@ -299,26 +339,8 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
   const readStoredEvents = eventStore.readStoredEvents?.bind(eventStore);
   const storedRangeMatches =
     readStoredEvents === undefined ? undefined : storedRangeChecks(readStoredEvents, input.streamPrefixes);
-  const chain = await checkChain(
-    input.digests,
-    input.keys,
-    report,
-    // Everything is checked: each digest's range is what will be compared, so start on it now.
-    input.scope.kind === 'all' && storedRangeMatches !== undefined
-      ? (digest, previous) => {
-          if (previous === undefined || after(digest.lastPosition, previous.lastPosition))
-            void storedRangeMatches(digest, rangeOf(digest, previous));
-        }
-      : undefined,
-  );
-  // A digest whose range does not move forwards (a forged or repeated one, already reported) would
-  // only confuse the walk over the events: the ranges walked are the ones that advance.
-  const digests: Digest[] = [];
-  for (const digest of chain) {
-    const previous = digests[digests.length - 1];
-    if (previous === undefined || after(digest.lastPosition, previous.lastPosition)) digests.push(digest);
-  }
-  const last = digests[digests.length - 1];
+  const wellFormed = { count: 0 };
+  const digests = advancingDigests(chainOf(input.digests, input.keys, report), wellFormed);
   let eventsChecked = 0;
   let unsealedEvents = 0;
   let oldestUnsealed: UnsealedEvent | undefined;
@@ -330,8 +352,11 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
   const { scope } = input;
   if (scope.kind === 'stream') {
     const sealed: DigestLeaf[] = [];
-    for (const digest of digests)
+    let last: Digest | undefined;
+    for await (const digest of digests) {
+      last = digest;
       for (const leaf of leavesOf(digest)) if (leaf[1] === scope.streamName) sealed.push(leaf);
+    }
     const observed: ObservedEvent[] = [];
     for await (const event of eventStore.readStream(scope.streamName)) {
       const text = observe(event);
@@ -344,118 +369,136 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
     const selected =
       scope.kind === 'all'
         ? digests
-        : digests.filter(
-            (digest) =>
-              new Date(digest.firstEventAt) <= scope.to && new Date(digest.lastEventAt) >= scope.from,
-          );
-    const totalSealed = selected.reduce((sum, digest) => sum + digest.eventCount, 0);
-    const firstSelected = selected[0];
-    const lastSelected = selected[selected.length - 1];
+        : (async function* () {
+            for await (const digest of digests) {
+              if (new Date(digest.firstEventAt) <= scope.to && new Date(digest.lastEventAt) >= scope.from)
+                yield digest;
+            }
+          })();
+    let totalSealed = 0;
+    let allDigestsRead = false;
     const streamsToCheck = new Map<string, string>();
+    const checkStreams = async () => {
+      for (const [streamName, revision] of streamsToCheck) {
+        let found = false;
+        for await (const event of eventStore.readStream(streamName, {
+          fromRevision: BigInt(revision),
+          maxCount: 1,
+        })) {
+          found = event.revision === BigInt(revision);
+        }
+        if (!found) {
+          report({
+            kind: 'missing',
+            stream: streamName,
+            revision,
+            detail: `stream ${streamName} no longer yields revision ${revision} (deleted or truncated)`,
+          });
+        }
+      }
+      streamsToCheck.clear();
+    };
     // A digest checked against the events observed in its range, or found intact as a whole.
-    const checked = (digest: Digest, table: LeafTable | undefined, count: number) => {
+    const checked = async (table: LeafTable | undefined, count: number) => {
       eventsChecked += count;
-      input.onProgress?.(eventsChecked, totalSealed);
+      input.onProgress?.(eventsChecked, totalSealed, allDigestsRead);
       if (input.checkStreams && table !== undefined) {
         for (let leaf = 0; leaf < table.count; leaf += 1) {
           const stream = table.streams[table.streamIndexes[leaf]!]!;
           if (!streamsToCheck.has(stream)) streamsToCheck.set(stream, table.revisions[leaf]!.toString());
         }
+        if (streamsToCheck.size >= streamsPerCheck) await checkStreams();
       }
     };
     // Mostly the store holds exactly what was sealed, which one pass over the leaf table shows;
     // only a digest whose range differs is compared leaf by leaf, to name each difference.
-    const compareObserved = (digest: Digest, observed: readonly HashedEvent[]) => {
+    const compareObserved = async (digest: Digest, observed: readonly HashedEvent[]) => {
       const table = leafTableOf(digest);
       if (table === undefined || !sameAsTable(table, observed))
         reportEvents(digest.sequence, compareSealed(leavesOf(digest), observed.map(observedOf)));
-      checked(digest, table, observed.length);
+      await checked(table, observed.length);
     };
-    if (firstSelected !== undefined && lastSelected !== undefined && storedRangeMatches !== undefined) {
-      // Each digest's range compared in one pass over its stored events; a range that differs is
-      // read again event by event, to name each difference.
-      const ranges = selected.map((digest, index) => ({
-        digest,
-        ...rangeOf(digest, selected[index - 1]),
-      }));
-      for (const [index, range] of ranges.entries()) {
-        const following = ranges[index + 1];
-        if (following !== undefined) void storedRangeMatches(following.digest, following);
-        const table = leafTableOf(range.digest);
-        if (table !== undefined && (await storedRangeMatches(range.digest, range))) {
-          checked(range.digest, table, table.count);
-        } else {
-          const observed: HashedEvent[] = [];
-          const start = range.after === null ? undefined : positionOf(range.after);
-          const last = positionOf(range.last);
-          for await (const event of hashedEventsAfter(eventStore, start, input.streamPrefixes)) {
-            if (comparePositions(event.position, last) > 0) break;
-            observed.push(event);
-          }
-          compareObserved(range.digest, observed);
+    if (storedRangeMatches !== undefined) {
+      // Each digest's range is asked for as its digest is read, and compared in one pass over its
+      // stored events; a range that differs is read again event by event, to name each difference.
+      const ahead: { digest: Digest; range: Range; held: number; matches: Promise<boolean> }[] = [];
+      let eventsAhead = 0;
+      const compareFirst = async () => {
+        const { digest, range, held, matches } = ahead.shift()!;
+        eventsAhead -= held;
+        const table = leafTableOf(digest);
+        if (table !== undefined && (await matches)) {
+          await checked(table, table.count);
+          return;
         }
+        const observed: HashedEvent[] = [];
+        const start = range.after === null ? undefined : positionOf(range.after);
+        const last = positionOf(range.last);
+        for await (const event of hashedEventsAfter(eventStore, start, input.streamPrefixes)) {
+          if (comparePositions(event.position, last) > 0) break;
+          observed.push(event);
+        }
+        await compareObserved(digest, observed);
+      };
+      let previous: Digest | undefined;
+      for await (const digest of selected) {
+        totalSealed += digest.eventCount;
+        const range = rangeOf(digest, previous);
+        previous = digest;
+        const held = leafTableOf(digest)?.count ?? 1;
+        ahead.push({ digest, range, held, matches: storedRangeMatches(digest, range) });
+        eventsAhead += held;
+        while (eventsAhead > maxEventsAhead && ahead.length > 1) await compareFirst();
       }
+      allDigestsRead = true;
+      while (ahead.length > 0) await compareFirst();
       if (scope.kind === 'all') {
-        const lastSealed = positionOf(lastSelected.lastPosition);
+        const lastSealed = previous === undefined ? undefined : positionOf(previous.lastPosition);
         for await (const event of hashedEventsAfter(eventStore, lastSealed, input.streamPrefixes))
           noteUnsealed(event);
       }
-    } else if (firstSelected !== undefined && lastSelected !== undefined) {
-      let index = 0;
-      let current = selected[0]!;
-      let observed: HashedEvent[] = [];
-      const close = () => {
-        compareObserved(current, observed);
-        observed = [];
+    } else {
+      // One walk over the archived events, each handed to the digest whose range it falls in.
+      const chain = selected[Symbol.asyncIterator]();
+      const nextDigest = async (): Promise<Digest | undefined> => {
+        const next = await chain.next();
+        allDigestsRead = next.done === true;
+        if (next.done === true) return undefined;
+        totalSealed += next.value.eventCount;
+        return next.value;
       };
-      const start =
-        firstSelected.afterPosition === null ? undefined : positionOf(firstSelected.afterPosition);
-      const includeTail = scope.kind === 'all';
-      const lastSelectedPosition = positionOf(lastSelected.lastPosition);
-      let currentLast = positionOf(current.lastPosition);
-      for await (const event of hashedEventsAfter(eventStore, start, input.streamPrefixes)) {
-        // Skip digests this event is past (closing them), staying within the selection.
-        while (index < selected.length && comparePositions(event.position, currentLast) > 0) {
-          close();
-          index += 1;
-          if (index < selected.length) {
-            current = selected[index]!;
-            currentLast = positionOf(current.lastPosition);
+      try {
+        let current = await nextDigest();
+        if (current !== undefined) {
+          const start = current.afterPosition === null ? undefined : positionOf(current.afterPosition);
+          let currentLast = positionOf(current.lastPosition);
+          let observed: HashedEvent[] = [];
+          // The next digest is read before the current one is compared: progress then knows the last.
+          const close = async (closing: Digest) => {
+            const closingObserved = observed;
+            observed = [];
+            current = await nextDigest();
+            if (current !== undefined) currentLast = positionOf(current.lastPosition);
+            await compareObserved(closing, closingObserved);
+          };
+          for await (const event of hashedEventsAfter(eventStore, start, input.streamPrefixes)) {
+            // Close the digests this event is past.
+            while (current !== undefined && comparePositions(event.position, currentLast) > 0)
+              await close(current);
+            if (current !== undefined) observed.push(event);
+            else if (scope.kind === 'all') noteUnsealed(event);
+            else break;
           }
+          while (current !== undefined) await close(current);
+        } else if (scope.kind === 'all') {
+          for await (const event of hashedEventsAfter(eventStore, undefined, input.streamPrefixes))
+            noteUnsealed(event);
         }
-        if (index >= selected.length) {
-          if (!includeTail) break;
-          if (comparePositions(event.position, lastSelectedPosition) > 0) noteUnsealed(event);
-          continue;
-        }
-        observed.push(event);
-      }
-      while (index < selected.length) {
-        close();
-        index += 1;
-        if (index < selected.length) current = selected[index]!;
-      }
-    } else if (scope.kind === 'all') {
-      for await (const event of hashedEventsAfter(eventStore, undefined, input.streamPrefixes))
-        noteUnsealed(event);
-    }
-    for (const [streamName, revision] of streamsToCheck) {
-      let found = false;
-      for await (const event of eventStore.readStream(streamName, {
-        fromRevision: BigInt(revision),
-        maxCount: 1,
-      })) {
-        found = event.revision === BigInt(revision);
-      }
-      if (!found) {
-        report({
-          kind: 'missing',
-          stream: streamName,
-          revision,
-          detail: `stream ${streamName} no longer yields revision ${revision} (deleted or truncated)`,
-        });
+      } finally {
+        await chain.return?.(undefined);
       }
     }
+    await checkStreams();
   }
 
   if (
@@ -478,7 +521,7 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
         : scope.kind === 'range'
           ? `${scope.from.toISOString()}..${scope.to.toISOString()}`
           : scope.streamName,
-    digests: chain.length,
+    digests: wellFormed.count,
     eventsChecked,
     unsealedEvents,
     findings,

@@ -32,7 +32,14 @@ export interface ArchiveUnderTest {
   sealEverything(overrides?: Partial<SealerOptions>): Promise<void>;
   verify(
     scope?: VerifyScope,
-    options?: { unsealedGraceMs?: number; keys?: PublicKey[] },
+    options?: {
+      unsealedGraceMs?: number;
+      keys?: PublicKey[];
+      maxEventsAhead?: number;
+      onProgress?: (eventsChecked: number, totalSealed: number, allDigestsRead: boolean) => void;
+      /** Told of each digest as verify reads it from the digest stream. */
+      onDigestRead?: (data: unknown) => void;
+    },
   ): Promise<VerifyReport>;
   /** SQL against the event store's database (PostgreSQL only). */
   sql(text: string, params?: unknown[]): Promise<pg.QueryResult>;
@@ -122,6 +129,7 @@ export const openArchive = async (kind: 'postgres' | 'eventstoredb'): Promise<Ar
       verifyArchive(eventStore, {
         digests: (async function* () {
           for await (const entry of readDigestEvents(eventStore)) {
+            options.onDigestRead?.(entry.data);
             yield { where: `digest stream revision ${entry.revision}`, type: entry.type, data: entry.data };
           }
         })(),
@@ -131,6 +139,8 @@ export const openArchive = async (kind: 'postgres' | 'eventstoredb'): Promise<Ar
         unsealedGraceMs: options.unsealedGraceMs ?? 60_000,
         now: new Date(),
         checkStreams: kind === 'eventstoredb',
+        ...(options.maxEventsAhead === undefined ? {} : { maxEventsAhead: options.maxEventsAhead }),
+        ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
       }),
     sql: async (text, params = []) => {
       if (kind !== 'postgres') throw new Error('SQL tampering needs the PostgreSQL event store');

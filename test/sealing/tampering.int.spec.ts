@@ -371,6 +371,36 @@ describe.each(['postgres', 'eventstoredb'] as const)('sealing on %s', (kind) => 
     expect(final.eventsChecked + final.unsealedEvents).toBe(36);
   });
 
+  it('reads digests only so far ahead of the events it has compared, so its memory is bounded', async () => {
+    const archive = await archiveOn(kind);
+    for (let call = 0; call < 7; call += 1) await archive.writeCall(5);
+    // A digest per event: more digests than the digest stream is read in at a time.
+    await archive.sealEverything({ maxEvents: 1 });
+    let sealedRead = 0;
+    let mostAhead = 0;
+    const totals: string[] = [];
+    const report = await archive.verify(
+      { kind: 'all' },
+      {
+        maxEventsAhead: 10,
+        onDigestRead: (data) => {
+          sealedRead += (data as { eventCount: number }).eventCount;
+        },
+        onProgress: (eventsChecked, totalSealed, allDigestsRead) => {
+          mostAhead = Math.max(mostAhead, sealedRead - eventsChecked);
+          totals.push(`${totalSealed}${allDigestsRead ? '' : '+'}`);
+        },
+      },
+    );
+    expect(report).toMatchObject({ ok: true, digests: 35, eventsChecked: 35, findings: [] });
+    // Ten events ahead at most, and the digest that went past them.
+    expect(sealedRead).toBe(35);
+    expect(mostAhead).toBeLessThanOrEqual(11);
+    // Progress says when its total is not yet the whole, and ends with the whole.
+    expect(totals[0]).toMatch(/\+$/);
+    expect(totals.at(-1)).toBe('35');
+  });
+
   it('names events left unsealed for longer than sealing takes', async () => {
     const { archive } = await sealedArchive(kind);
     await archive.writeCall(2);
