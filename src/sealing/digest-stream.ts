@@ -36,8 +36,8 @@ export const readLastDigest = async (eventStore: EventStore): Promise<StoredDige
 
 /**
  * Digests read at a time: a digest holds up to 100,000 leaves, so a page of the store's own size (500
- * events) could hold hundreds of megabytes; this many keeps a reader's memory small whatever the
- * archive's size, and the reads few (one per 32,000 events at the default of 1,000 per digest).
+ * events) could hold gigabytes; this many bounds a reader's memory whatever the archive's size (some
+ * 2 MB at the default of 1,000 leaves per digest) and keeps the reads few (one per 32 digests).
  */
 const digestsPerRead = 32;
 
