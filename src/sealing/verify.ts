@@ -458,14 +458,27 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
           noteUnsealed(event);
       }
     } else {
-      // One walk over the archived events, each handed to the digest whose range it falls in.
+      // One walk over the archived events, each handed to the digest whose range it falls in. Digests
+      // are read ahead as on the other path, so that progress knows its total as early.
       const chain = selected[Symbol.asyncIterator]();
+      const queued: { digest: Digest; held: number }[] = [];
+      let queuedEvents = 0;
       const nextDigest = async (): Promise<Digest | undefined> => {
-        const next = await chain.next();
-        allDigestsRead = next.done === true;
-        if (next.done === true) return undefined;
-        totalSealed += next.value.eventCount;
-        return next.value;
+        while (!allDigestsRead && queuedEvents < maxEventsAhead) {
+          const next = await chain.next();
+          if (next.done === true) {
+            allDigestsRead = true;
+            break;
+          }
+          const held = leafTableOf(next.value)?.count ?? 1;
+          totalSealed += next.value.eventCount;
+          queued.push({ digest: next.value, held });
+          queuedEvents += held;
+        }
+        const first = queued.shift();
+        if (first === undefined) return undefined;
+        queuedEvents -= first.held;
+        return first.digest;
       };
       try {
         let current = await nextDigest();
@@ -473,7 +486,7 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
           const start = current.afterPosition === null ? undefined : positionOf(current.afterPosition);
           let currentLast = positionOf(current.lastPosition);
           let observed: HashedEvent[] = [];
-          // The next digest is read before the current one is compared: progress then knows the last.
+          // The next digest is taken before the current one is compared: progress then knows the last.
           const close = async (closing: Digest) => {
             const closingObserved = observed;
             observed = [];

@@ -399,6 +399,17 @@ describe.each(['postgres', 'eventstoredb'] as const)('sealing on %s', (kind) => 
     // Progress says when its total is not yet the whole, and ends with the whole.
     expect(totals[0]).toMatch(/\+$/);
     expect(totals.at(-1)).toBe('35');
+    // Within the default bound, the total is the whole from the first report.
+    const wholeTotals = new Set<string>();
+    await archive.verify(
+      { kind: 'all' },
+      {
+        onProgress: (_, totalSealed, allDigestsRead) => {
+          wholeTotals.add(`${totalSealed}${allDigestsRead ? '' : '+'}`);
+        },
+      },
+    );
+    expect([...wholeTotals]).toEqual(['35']);
   });
 
   it('names events left unsealed for longer than sealing takes', async () => {
