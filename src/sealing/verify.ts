@@ -320,6 +320,59 @@ const storedRangeChecks = (
 };
 
 /**
+ * The digests verify reads ahead of their comparison: at most `maxEvents` sealed events of them, whose
+ * leaves are what a verification holds. `prepare` runs on each as it is read (starting its range's
+ * read, where the store reads ranges); what has been read is what progress knows of the total.
+ */
+class DigestsAhead<T> {
+  /** Events sealed by the digests read so far: the total once `allRead`. */
+  private sealed = 0;
+  private done = false;
+  private readonly iterator: AsyncIterator<Digest>;
+  private readonly queued: { readonly digest: Digest; readonly held: number; readonly prepared: T }[] = [];
+  private queuedEvents = 0;
+
+  constructor(
+    source: AsyncIterable<Digest>,
+    private readonly maxEvents: number,
+    private readonly prepare: (digest: Digest) => T,
+  ) {
+    this.iterator = source[Symbol.asyncIterator]();
+  }
+
+  get totalSealed(): number {
+    return this.sealed;
+  }
+
+  get allRead(): boolean {
+    return this.done;
+  }
+
+  /** The next digest in order, having read ahead as far as the bound allows; undefined after the last. */
+  async next(): Promise<{ readonly digest: Digest; readonly prepared: T } | undefined> {
+    while (!this.done && this.queuedEvents < this.maxEvents) {
+      const next = await this.iterator.next();
+      if (next.done === true) {
+        this.done = true;
+        break;
+      }
+      const held = leafTableOf(next.value)?.count ?? 1;
+      this.sealed += next.value.eventCount;
+      this.queued.push({ digest: next.value, held, prepared: this.prepare(next.value) });
+      this.queuedEvents += held;
+    }
+    const first = this.queued.shift();
+    if (first !== undefined) this.queuedEvents -= first.held;
+    return first;
+  }
+
+  /** Stops reading digests (a verification ended early by an error). */
+  async close(): Promise<void> {
+    await this.iterator.return?.(undefined);
+  }
+}
+
+/**
  * Streams whose first sealed revision is read in one go, at most (`checkStreams`): the streams seen
  * since the last go are checked, then forgotten. A stream met again later is checked again at its
  * first revision since, which is harmless; its earliest was checked before.
@@ -375,8 +428,14 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
                 yield digest;
             }
           })();
-    let totalSealed = 0;
-    let allDigestsRead = false;
+    let lastRead: Digest | undefined;
+    const ahead = new DigestsAhead(selected, maxEventsAhead, (digest) => {
+      const range = rangeOf(digest, lastRead);
+      lastRead = digest;
+      // Where the store reads ranges, each is asked for as its digest is read: the store reads the
+      // events while verify checks the next digests and compares the ranges before.
+      return { range, matches: storedRangeMatches?.(digest, range) };
+    });
     const streamsToCheck = new Map<string, string>();
     const checkStreams = async () => {
       for (const [streamName, revision] of streamsToCheck) {
@@ -401,7 +460,7 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
     // A digest checked against the events observed in its range, or found intact as a whole.
     const checked = async (table: LeafTable | undefined, count: number) => {
       eventsChecked += count;
-      input.onProgress?.(eventsChecked, totalSealed, allDigestsRead);
+      input.onProgress?.(eventsChecked, ahead.totalSealed, ahead.allRead);
       if (input.checkStreams && table !== undefined) {
         for (let leaf = 0; leaf < table.count; leaf += 1) {
           const stream = table.streams[table.streamIndexes[leaf]!]!;
@@ -418,70 +477,35 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
         reportEvents(digest.sequence, compareSealed(leavesOf(digest), observed.map(observedOf)));
       await checked(table, observed.length);
     };
-    if (storedRangeMatches !== undefined) {
-      // Each digest's range is asked for as its digest is read, and compared in one pass over its
-      // stored events; a range that differs is read again event by event, to name each difference.
-      const ahead: { digest: Digest; range: Range; held: number; matches: Promise<boolean> }[] = [];
-      let eventsAhead = 0;
-      const compareFirst = async () => {
-        const { digest, range, held, matches } = ahead.shift()!;
-        eventsAhead -= held;
-        const table = leafTableOf(digest);
-        if (table !== undefined && (await matches)) {
-          await checked(table, table.count);
-          return;
-        }
-        const observed: HashedEvent[] = [];
-        const start = range.after === null ? undefined : positionOf(range.after);
-        const last = positionOf(range.last);
-        for await (const event of hashedEventsAfter(eventStore, start, input.streamPrefixes)) {
-          if (comparePositions(event.position, last) > 0) break;
-          observed.push(event);
-        }
-        await compareObserved(digest, observed);
-      };
-      let previous: Digest | undefined;
-      for await (const digest of selected) {
-        totalSealed += digest.eventCount;
-        const range = rangeOf(digest, previous);
-        previous = digest;
-        const held = leafTableOf(digest)?.count ?? 1;
-        ahead.push({ digest, range, held, matches: storedRangeMatches(digest, range) });
-        eventsAhead += held;
-        while (eventsAhead > maxEventsAhead && ahead.length > 1) await compareFirst();
-      }
-      allDigestsRead = true;
-      while (ahead.length > 0) await compareFirst();
-      if (scope.kind === 'all') {
-        const lastSealed = previous === undefined ? undefined : positionOf(previous.lastPosition);
-        for await (const event of hashedEventsAfter(eventStore, lastSealed, input.streamPrefixes))
-          noteUnsealed(event);
-      }
-    } else {
-      // One walk over the archived events, each handed to the digest whose range it falls in. Digests
-      // are read ahead as on the other path, so that progress knows its total as early.
-      const chain = selected[Symbol.asyncIterator]();
-      const queued: { digest: Digest; held: number }[] = [];
-      let queuedEvents = 0;
-      const nextDigest = async (): Promise<Digest | undefined> => {
-        while (!allDigestsRead && queuedEvents < maxEventsAhead) {
-          const next = await chain.next();
-          if (next.done === true) {
-            allDigestsRead = true;
-            break;
+    try {
+      if (storedRangeMatches !== undefined) {
+        // Each digest's range compared in one pass over its stored events; a range that differs is
+        // read again event by event, to name each difference.
+        for (let next = await ahead.next(); next !== undefined; next = await ahead.next()) {
+          const { digest, prepared } = next;
+          const table = leafTableOf(digest);
+          if (table !== undefined && prepared.matches !== undefined && (await prepared.matches)) {
+            await checked(table, table.count);
+            continue;
           }
-          const held = leafTableOf(next.value)?.count ?? 1;
-          totalSealed += next.value.eventCount;
-          queued.push({ digest: next.value, held });
-          queuedEvents += held;
+          const observed: HashedEvent[] = [];
+          const { after: rangeAfter, last: rangeLast } = prepared.range;
+          const start = rangeAfter === null ? undefined : positionOf(rangeAfter);
+          const last = positionOf(rangeLast);
+          for await (const event of hashedEventsAfter(eventStore, start, input.streamPrefixes)) {
+            if (comparePositions(event.position, last) > 0) break;
+            observed.push(event);
+          }
+          await compareObserved(digest, observed);
         }
-        const first = queued.shift();
-        if (first === undefined) return undefined;
-        queuedEvents -= first.held;
-        return first.digest;
-      };
-      try {
-        let current = await nextDigest();
+        if (scope.kind === 'all') {
+          const lastSealed = lastRead === undefined ? undefined : positionOf(lastRead.lastPosition);
+          for await (const event of hashedEventsAfter(eventStore, lastSealed, input.streamPrefixes))
+            noteUnsealed(event);
+        }
+      } else {
+        // One walk over the archived events, each handed to the digest whose range it falls in.
+        let current = (await ahead.next())?.digest;
         if (current !== undefined) {
           const start = current.afterPosition === null ? undefined : positionOf(current.afterPosition);
           let currentLast = positionOf(current.lastPosition);
@@ -490,7 +514,7 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
           const close = async (closing: Digest) => {
             const closingObserved = observed;
             observed = [];
-            current = await nextDigest();
+            current = (await ahead.next())?.digest;
             if (current !== undefined) currentLast = positionOf(current.lastPosition);
             await compareObserved(closing, closingObserved);
           };
@@ -507,9 +531,9 @@ export const verifyArchive = async (eventStore: EventStore, input: VerifyInput):
           for await (const event of hashedEventsAfter(eventStore, undefined, input.streamPrefixes))
             noteUnsealed(event);
         }
-      } finally {
-        await chain.return?.(undefined);
       }
+    } finally {
+      await ahead.close();
     }
     await checkStreams();
   }
